@@ -1,0 +1,126 @@
+"""Shared test helpers: tiny valid tours made on the fly, and the real-tool guard."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus"
+REQUIRE_REAL = os.environ.get("TOURSERVER_REQUIRE_REAL_TOOLS") == "1"
+
+
+def require(available: bool, what: str) -> None:
+    """Skip when a real tool is missing, except in CI, where a missing tool is a failure."""
+    if available:
+        return
+    if REQUIRE_REAL:
+        pytest.fail(f"{what} is required (TOURSERVER_REQUIRE_REAL_TOOLS=1) but missing")
+    pytest.skip(f"{what} not available")
+
+
+def corpus_file(rel: str) -> Path:
+    path = CORPUS / rel
+    if not path.is_file():
+        pytest.fail(f"the shared corpus is missing {rel}: expected {path} "
+                    "(../shared/corpus beside the project)")
+    return path
+
+
+def tiny_glb(path: Path, subdivisions: int = 3) -> None:
+    """A small textured-free icosphere GLB, enough geometry to simplify."""
+    mesh = trimesh.creation.icosphere(subdivisions=subdivisions, radius=2.0)
+    mesh.apply_translation([0, 2.0, 0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(trimesh.Scene(mesh).export(file_type="glb"))
+
+
+VTT = "WEBVTT\n\n00:00:00.000 --> 00:00:01.500\nHello, night.\n"
+
+MINI_TOUR = {
+    "schema_version": 1,
+    "id": "mini",
+    "title": {"en": "Mini tour", "zh-Hans": "小游"},
+    "summary": {"en": "Two stops for tests"},
+    "languages": ["en", "zh-Hans"],
+    "timezone": "Asia/Shanghai",
+    "lights_on": [{"days": ["fri", "sat"], "start": "19:00", "end": "00:30"}],
+    "route": {"type": "LineString",
+              "coordinates": [[106.5770, 29.5572], [106.5790, 29.5628]]},
+    "attribution": [{"what": "test scene", "author": "tests", "license": "CC0-1.0"}],
+    "stops": [
+        {
+            "id": "mini-a",
+            "title": {"en": "A", "zh-Hans": "甲"},
+            "anchor": {"lat": 29.5572, "lon": 106.5770, "heading": 90, "altitude_msl": 240},
+            "trigger": {"radius_m": 50, "exit_radius_m": 70, "dwell_s": 3, "level": "L1"},
+            "scenes": [{"id": "mini-a-scene", "source": "assets/mini/a.glb"}],
+            "narration": {
+                lang: {"transcript": "Hello.", "audio": [f"assets/mini/{lang}/a.m4a",
+                                                         f"assets/mini/{lang}/a.mp3"],
+                       "subtitles": f"assets/mini/{lang}/a.vtt"}
+                for lang in ("en", "zh-Hans")
+            },
+        },
+        {
+            "id": "mini-b",
+            "title": {"en": "B"},
+            "anchor": {"geopose": {"position": {"lat": 29.5628, "lon": 106.5790, "h": 150.0},
+                                   "quaternion": {"x": 0, "y": 0, "z": 0, "w": 1}}},
+            "trigger": {"radius_m": 80},
+            "scenes": [],
+            "narration": {
+                lang: {"transcript": "Bye.", "audio": [f"assets/mini/{lang}/a.m4a"],
+                       "subtitles": f"assets/mini/{lang}/a.vtt"}
+                for lang in ("en", "zh-Hans")
+            },
+        },
+    ],
+}
+
+
+def make_mini_root(root: Path, manifest: dict | None = None, fmt: str = "yaml") -> Path:
+    """Write a content root with one small valid tour (or the manifest given)."""
+    manifest = copy.deepcopy(MINI_TOUR if manifest is None else manifest)
+    tour_dir = root / "tours" / manifest.get("id", "mini")
+    tour_dir.mkdir(parents=True, exist_ok=True)
+    if fmt == "yaml":
+        (tour_dir / "tour.yaml").write_text(yaml.safe_dump(manifest, allow_unicode=True))
+    else:
+        import json
+
+        (tour_dir / "tour.json").write_text(json.dumps(manifest, ensure_ascii=False))
+    assets = root / "assets" / "mini"
+    if not (assets / "a.glb").exists():
+        tiny_glb(assets / "a.glb")
+        for lang in ("en", "zh-Hans"):
+            (assets / lang).mkdir(parents=True, exist_ok=True)
+            # Not real audio: the server treats audio as opaque bytes.
+            (assets / lang / "a.m4a").write_bytes(b"\0\0\0\x18ftypM4A " + bytes(64))
+            (assets / lang / "a.mp3").write_bytes(b"ID3" + bytes(64))
+            (assets / lang / "a.vtt").write_text(VTT)
+    return root
+
+
+def node_validator_available() -> bool:
+    from tourserver.ingest.validator import ValidatorUnavailable, find_validator
+
+    try:
+        find_validator()
+        return True
+    except ValidatorUnavailable:
+        return False
+
+
+def which(cmd: str) -> bool:
+    return shutil.which(cmd) is not None
+
+
+__all__ = ["np", "require", "corpus_file", "make_mini_root", "MINI_TOUR", "REPO"]

@@ -1,0 +1,5 @@
+import sys
+
+from tourserver.cli import main
+
+sys.exit(main())

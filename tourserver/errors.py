@@ -1,0 +1,76 @@
+"""Errors with stable codes. Every layer raises these; the HTTP and CLI edges render them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem found in an input: a stable code, where it is and why."""
+
+    code: str
+    message: str
+    file: str | None = None
+    field: str | None = None  # JSON-pointer-like path, e.g. /stops/2/anchor/lat
+
+    def __str__(self) -> str:
+        where = ":".join(p for p in (self.file, self.field) if p)
+        text = f"{self.message} [{self.code}]"
+        return f"{where}: {text}" if where else text
+
+
+class TourError(Exception):
+    """Base error. `status` is the HTTP status the edge should use."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.field = field
+
+    def to_json(self) -> dict:
+        body: dict = {"code": self.code, "message": self.message}
+        if self.field:
+            body["field"] = self.field
+        return {"error": body}
+
+
+class NotFound(TourError):
+    status = 404
+    code = "not_found"
+
+
+class InvalidRequest(TourError):
+    status = 400
+    code = "invalid_request"
+
+
+class RangeNotSatisfiable(TourError):
+    status = 416
+    code = "range_not_satisfiable"
+
+    def __init__(self, message: str, size: int):
+        super().__init__(message, field="Range")
+        self.size = size
+
+
+class ManifestInvalid(TourError):
+    """A tour (or the set of tours) failed validation; carries every issue found."""
+
+    status = 422
+    code = "manifest_invalid"
+
+    def __init__(self, issues: list[Issue]):
+        first = issues[0] if issues else Issue("manifest_invalid", "invalid manifest")
+        super().__init__(f"{len(issues)} problem(s); first: {first}")
+        self.issues = issues
+
+
+class BuildError(TourError):
+    status = 500
+    code = "build_failed"

@@ -1,0 +1,96 @@
+"""JSON API handlers: parse the request, ask the catalog, serialise. Nothing else."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tourserver.errors import InvalidRequest
+from tourserver.http.keys import CATALOG, SETTINGS
+from tourserver.http.responses import json_response
+from tourserver.model import cells
+from tourserver.model.anchors import GEOPOSE_MEDIA_TYPE
+from tourserver.model.variants import CLIENT_HINTS, choose_tier
+from tourserver.pipeline.presets import TIER_NAMES
+
+CELL_CACHE = "public, max-age=300"  # cells are coarse and public: shared caches may keep them
+
+
+def _query(request: web.Request, name: str, max_len: int = 64) -> str | None:
+    value = request.query.get(name)
+    if value is not None and (not value or len(value) > max_len):
+        raise InvalidRequest(f"query parameter {name!r} is empty or too long", field=name)
+    return value
+
+
+async def list_tours(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    lang = _query(request, "lang")
+    tours = [catalog.tour_summary(t, catalog.language(t, lang) if lang else None)
+             for t in catalog.tours.values()]
+    return json_response(request, {"tours": tours, "build": catalog.build_id})
+
+
+async def get_tour(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    doc = catalog.tour_document(request.match_info["tour_id"], _query(request, "lang"))
+    return json_response(request, doc)
+
+
+async def get_tileset(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    return json_response(request, catalog.tileset(request.match_info["tour_id"]))
+
+
+async def get_pack(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    doc = catalog.pack(request.match_info["tour_id"], _query(request, "lang"),
+                       _query(request, "tier"))
+    return json_response(request, doc)
+
+
+async def get_anchor(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    return json_response(request, catalog.anchor_document(request.match_info["anchor_id"]))
+
+
+async def get_geopose(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    entry = catalog.anchor(request.match_info["anchor_id"])
+    return json_response(request, entry.anchor.pose.to_json(), content_type=GEOPOSE_MEDIA_TYPE)
+
+
+async def get_scene(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    doc = catalog.scene_document(request.match_info["scene_id"])
+    doc["default_tier"] = request.app[SETTINGS].default_tier
+    return json_response(request, doc)
+
+
+async def get_scene_glb(request: web.Request) -> web.Response:
+    """Redirect to the variant that fits the client (see model.variants for the rules)."""
+    catalog = request.app[CATALOG]
+    entry = catalog.scene(request.match_info["scene_id"])
+    tier = _query(request, "tier")
+    if tier is not None and tier not in TIER_NAMES:
+        raise InvalidRequest(f"tier {tier!r} is unknown; use one of {', '.join(TIER_NAMES)}",
+                             code="tier_unknown", field="tier")
+    if tier is None:
+        tier = choose_tier(request.headers, request.app[SETTINGS].default_tier)
+    variant = entry.variant(tier)
+    url = f"/c/{variant['blob']['sha256']}.{variant['blob']['ext']}"
+    return web.Response(status=302, headers={
+        "Location": url,
+        "Vary": ", ".join(CLIENT_HINTS),
+        "Accept-CH": ", ".join(CLIENT_HINTS),
+        "Cache-Control": "private, max-age=60",
+        "X-Tourserver-Tier": tier,
+    })
+
+
+async def get_cell(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    try:
+        cell, res = cells.parse_cell(request.match_info["cell"])
+    except cells.CellError as exc:
+        raise InvalidRequest(str(exc), code="cell_invalid", field="cell") from None
+    return json_response(request, catalog.cell_document(cell, res), cache=CELL_CACHE)

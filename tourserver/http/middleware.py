@@ -1,0 +1,95 @@
+"""Middlewares: errors as JSON, CORS for public reads, security headers, metrics, access log.
+
+The access log records the route template, status, time and size: never the raw path or
+query (a cell id or coordinates could be in them) and never the client address.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+
+from tourserver.errors import RangeNotSatisfiable, TourError
+from tourserver.http.keys import METRICS, SETTINGS
+from tourserver.http.responses import error_response, tour_error_response
+
+access_log = logging.getLogger("tourserver.access")
+log = logging.getLogger("tourserver.http")
+
+_CORS_ALLOW_HEADERS = "Range, If-None-Match, If-Range, Save-Data, ECT, Device-Memory"
+_CORS_EXPOSE = "ETag, Content-Range, Accept-Ranges, Content-Length, X-Tourserver-Tier"
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
+               400: "bad_request", 431: "headers_too_large", 414: "uri_too_long"}
+
+
+def _route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe(request: web.Request, handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    size = 0
+    try:
+        response = await handler(request)
+        status = response.status
+        size = response.content_length or 0
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        route = _route_name(request)
+        request.app[METRICS].observe(request.method, route, status, elapsed, size)
+        if request.app[SETTINGS].access_log:
+            access_log.info("request", extra={"http": {
+                "method": request.method, "route": route, "status": status,
+                "ms": round(elapsed * 1000, 3), "bytes": size}})
+
+
+@web.middleware
+async def errors(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RangeNotSatisfiable as exc:
+        return error_response(416, exc.code, exc.message, exc.field,
+                              headers={"Content-Range": f"bytes */{exc.size}"})
+    except TourError as exc:
+        return tour_error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        message = exc.reason if exc.status != 404 else f"no route for {request.path[:200]!r}"
+        if exc.status == 405:
+            message = f"{request.method} is not allowed here"
+        return error_response(exc.status, code, message,
+                              headers={k: v for k, v in exc.headers.items() if k == "Allow"})
+    except (ConnectionResetError, TimeoutError):
+        raise
+    except Exception:
+        # Full detail in the server log; the client gets a clean JSON 500.
+        log.exception("unhandled error in %s", _route_name(request))
+        return error_response(500, "internal", "internal error; the server log has details")
+
+
+@web.middleware
+async def headers(request: web.Request, handler) -> web.StreamResponse:
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        response: web.StreamResponse = web.Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = _CORS_ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = "86400"
+    else:
+        response = await handler(request)
+    h = response.headers
+    h.setdefault("Access-Control-Allow-Origin", request.app[SETTINGS].cors_origin)
+    h.setdefault("Access-Control-Expose-Headers", _CORS_EXPOSE)
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("Referrer-Policy", "no-referrer")
+    return response

@@ -1,0 +1,52 @@
+"""JSON responses with strong ETags and conditional GET, shared by every handler."""
+
+from __future__ import annotations
+
+import hashlib
+
+from aiohttp import web
+
+from tourserver.errors import TourError
+from tourserver.store.catalog import json_bytes
+
+API_CACHE = "public, max-age=60"
+
+
+def etag_matches(request: web.Request, etag: str) -> bool:
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    # Weak comparison (RFC 9110 §13.1.2): W/"x" matches "x".
+    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    return etag in tags
+
+
+def json_response(request: web.Request, body: object, *, content_type: str = "application/json",
+                  cache: str = API_CACHE, status: int = 200) -> web.Response:
+    data = json_bytes(body)
+    etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": cache, "Vary": "Accept-Encoding"}
+    if status == 200 and etag_matches(request, etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=data, status=status, headers=headers,
+                        content_type=content_type.split(";")[0], charset="utf-8")
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict:
+    err: dict = {"code": code, "message": message}
+    if field:
+        err["field"] = field
+    return {"error": err}
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None,
+                   headers: dict | None = None) -> web.Response:
+    return web.Response(body=json_bytes(error_body(code, message, field)), status=status,
+                        content_type="application/json", charset="utf-8",
+                        headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+def tour_error_response(exc: TourError) -> web.Response:
+    return error_response(exc.status, exc.code, exc.message, exc.field)

@@ -1,0 +1,155 @@
+"""Running the server: one or N worker processes on one port, a request-head timeout,
+JSON errors for requests too malformed to reach a handler, and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+from collections.abc import Callable
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_server import Server
+
+from tourserver.config import Settings
+from tourserver.http.app import create_app
+from tourserver.http.responses import error_body
+from tourserver.store.catalog import Catalog, json_bytes
+
+log = logging.getLogger("tourserver.server")
+SHUTDOWN_GRACE_S = 10.0
+
+
+class _GuardedHandler(RequestHandler):
+    """aiohttp's protocol plus a deadline for the request head (slowloris), and JSON for
+    requests the parser rejects (oversized lines and headers, garbage)."""
+
+    head_timeout_s = 10.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._head_timer = asyncio.get_running_loop().call_later(
+            self.head_timeout_s, self._on_head_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        before = self._request_count
+        super().data_received(data)
+        timer = getattr(self, "_head_timer", None)
+        if self._request_count != before:
+            if timer is not None:
+                timer.cancel()
+            self._head_timer = None
+        elif timer is None and data:
+            # First bytes of the next request on a kept-alive connection: start the clock.
+            self._head_timer = asyncio.get_running_loop().call_later(
+                self.head_timeout_s, self._on_head_timeout)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        timer = getattr(self, "_head_timer", None)
+        if timer is not None:
+            timer.cancel()
+        super().connection_lost(exc)
+
+    def _on_head_timeout(self) -> None:
+        self._head_timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        body = json_bytes(error_body("header_timeout", "request head not received in "
+                                     f"{self.head_timeout_s:g} s"))
+        transport.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                        b"Connection: close\r\nContent-Length: " + str(len(body)).encode()
+                        + b"\r\n\r\n" + body)
+        transport.close()
+
+    def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if status >= 500:
+            return super().handle_error(request, status, exc, message)
+        text = (message or str(exc) or "bad request").splitlines()[0][:300]
+        code = "request_too_large" if "more than" in text or "too long" in text else "bad_request"
+        log.info("rejected malformed request: %s", text)
+        response = web.Response(status=status, body=json_bytes(error_body(code, text)),
+                                content_type="application/json")
+        response.force_close()
+        return response
+
+
+class _GuardedServer(Server):
+    def __call__(self) -> RequestHandler:
+        return _GuardedHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _GuardedRunner(web.AppRunner):
+    async def _make_server(self) -> Server:
+        server = await super()._make_server()
+        server.__class__ = _GuardedServer
+        return server
+
+
+async def start(settings: Settings, catalog: Catalog, *, reuse_port: bool = False,
+                sock: socket.socket | None = None) -> web.AppRunner:
+    """Start serving in the running loop; returns the runner (call .cleanup() to stop)."""
+    _GuardedHandler.head_timeout_s = settings.limits.header_timeout_s
+    app = create_app(settings, catalog)
+    runner = _GuardedRunner(
+        app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S,
+        keepalive_timeout=settings.limits.keepalive_timeout_s,
+        max_line_size=settings.limits.max_line_size,
+        max_field_size=settings.limits.max_field_size,
+        handle_signals=False)
+    await runner.setup()
+    site: web.BaseSite
+    if sock is not None:
+        site = web.SockSite(runner, sock, shutdown_timeout=SHUTDOWN_GRACE_S)
+    else:
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port,
+                           shutdown_timeout=SHUTDOWN_GRACE_S)
+    await site.start()
+    return runner
+
+
+async def _serve_until_signal(settings: Settings, catalog: Catalog, reuse_port: bool) -> None:
+    runner = await start(settings, catalog, reuse_port=reuse_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("serving", extra={"server": {"host": settings.host, "port": settings.port,
+                                          "pid": os.getpid(), "build": catalog.build_id}})
+    await stop.wait()
+    log.info("shutting down: finishing requests in flight")
+    await runner.cleanup()  # stops accepting, waits for handlers up to the grace period
+
+
+def serve(settings: Settings, load_catalog: Callable[[], Catalog]) -> None:
+    """Serve in this process, or supervise `settings.workers` processes sharing the port."""
+    if settings.workers <= 1:
+        asyncio.run(_serve_until_signal(settings, load_catalog(), reuse_port=False))
+        return
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(settings, load_catalog), daemon=False)
+             for _ in range(settings.workers)]
+    for p in procs:
+        p.start()
+
+    def forward(signum, _frame):
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for p in procs:
+        p.join()
+
+
+def _worker(settings: Settings, load_catalog: Callable[[], Catalog]) -> None:
+    from tourserver.logs import setup_logging
+
+    setup_logging()
+    asyncio.run(_serve_until_signal(settings, load_catalog(), reuse_port=True))

@@ -1,0 +1,177 @@
+"""Read and write GLB files as a plain document: the glTF JSON plus one binary buffer.
+
+Keeping the JSON as a dict (rather than a typed object model) means nothing a creator
+wrote is lost on a round trip: unknown extensions and extras pass through untouched.
+Every offset and length from the file is checked against the real sizes before use.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tourserver.errors import TourError
+
+GLB_MAGIC = 0x46546C67  # "glTF"
+CHUNK_JSON = 0x4E4F534A
+CHUNK_BIN = 0x004E4942
+MAX_GLB_BYTES = 512 * 1024 * 1024
+
+COMPONENT_DTYPES = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16,
+                    5125: np.uint32, 5126: np.float32}
+TYPE_SIZES = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
+MODE_TRIANGLES = 4
+
+
+class GltfInvalid(TourError):
+    code = "gltf_invalid"
+
+
+@dataclass
+class Document:
+    """A glTF asset held as its JSON and its single binary chunk."""
+
+    json: dict
+    bin: bytes = b""
+    source: str = "<memory>"
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def buffer_view_bytes(self, index: int) -> bytes:
+        views = self.json.get("bufferViews", [])
+        if not 0 <= index < len(views):
+            raise GltfInvalid(f"{self.source}: bufferView {index} does not exist",
+                              field=f"/bufferViews/{index}")
+        view = views[index]
+        if view.get("buffer", 0) != 0:
+            raise GltfInvalid(f"{self.source}: only the GLB buffer 0 is supported",
+                              field=f"/bufferViews/{index}/buffer")
+        start = int(view.get("byteOffset", 0))
+        end = start + int(view["byteLength"])
+        if start < 0 or end > len(self.bin):
+            raise GltfInvalid(f"{self.source}: bufferView {index} ends at byte {end}, past the "
+                              f"{len(self.bin)}-byte buffer", field=f"/bufferViews/{index}")
+        return self.bin[start:end]
+
+    def read_accessor(self, index: int) -> np.ndarray:
+        """Decode an accessor to a (count, components) array, with bounds checked."""
+        accessors = self.json.get("accessors", [])
+        if not 0 <= index < len(accessors):
+            raise GltfInvalid(f"{self.source}: accessor {index} does not exist",
+                              field=f"/accessors/{index}")
+        acc = accessors[index]
+        where = f"/accessors/{index}"
+        if "sparse" in acc:
+            raise GltfInvalid(f"{self.source}: sparse accessors are not supported yet",
+                              code="gltf_unsupported", field=f"{where}/sparse")
+        dtype = np.dtype(COMPONENT_DTYPES[acc["componentType"]]).newbyteorder("<")
+        ncomp = TYPE_SIZES[acc["type"]]
+        count = int(acc["count"])
+        if "bufferView" not in acc:
+            return np.zeros((count, ncomp), dtype=dtype)
+        data = self.buffer_view_bytes(acc["bufferView"])
+        stride = int(self.json["bufferViews"][acc["bufferView"]].get("byteStride", 0)) or (
+            dtype.itemsize * ncomp)
+        offset = int(acc.get("byteOffset", 0))
+        need = offset + (count - 1) * stride + dtype.itemsize * ncomp if count else 0
+        if need > len(data):
+            raise GltfInvalid(f"{self.source}: accessor {index} needs {need} bytes but its "
+                              f"bufferView has {len(data)}", code="accessor_out_of_range",
+                              field=where)
+        arr = np.lib.stride_tricks.as_strided(
+            np.frombuffer(data, dtype=np.uint8, offset=offset, count=max(need - offset, 0)),
+            shape=(count, ncomp * dtype.itemsize), strides=(stride, 1))
+        return np.ascontiguousarray(arr).view(dtype).reshape(count, ncomp).copy()
+
+
+def parse_glb(data: bytes, source: str = "<memory>") -> Document:
+    """Parse GLB bytes. Raises GltfInvalid naming the problem for any malformed input."""
+    if len(data) < 20:
+        raise GltfInvalid(f"{source}: {len(data)} bytes is too short for a GLB",
+                          code="glb_truncated")
+    magic, version, length = struct.unpack_from("<III", data, 0)
+    if magic != GLB_MAGIC:
+        raise GltfInvalid(f"{source}: not a GLB file (bad magic)", code="glb_bad_magic")
+    if version != 2:
+        raise GltfInvalid(f"{source}: GLB version {version}; only 2 is supported",
+                          code="glb_version")
+    if length != len(data):
+        raise GltfInvalid(f"{source}: header says {length} bytes, file has {len(data)}",
+                          code="glb_truncated")
+    json_chunk: bytes | None = None
+    bin_chunk = b""
+    pos = 12
+    while pos < length:
+        if pos + 8 > length:
+            raise GltfInvalid(f"{source}: chunk header at byte {pos} is cut off",
+                              code="glb_truncated")
+        chunk_len, chunk_type = struct.unpack_from("<II", data, pos)
+        start, end = pos + 8, pos + 8 + chunk_len
+        if end > length:
+            raise GltfInvalid(f"{source}: chunk at byte {pos} claims {chunk_len} bytes, past "
+                              "the end of the file", code="glb_truncated")
+        if chunk_type == CHUNK_JSON and json_chunk is None:
+            json_chunk = data[start:end]
+        elif chunk_type == CHUNK_BIN and not bin_chunk:
+            bin_chunk = data[start:end]
+        pos = end
+    if json_chunk is None:
+        raise GltfInvalid(f"{source}: no JSON chunk", code="glb_no_json")
+    try:
+        doc_json = json.loads(json_chunk.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GltfInvalid(f"{source}: JSON chunk is not valid JSON: {exc}",
+                          code="gltf_json") from None
+    if not isinstance(doc_json, dict) or "asset" not in doc_json:
+        raise GltfInvalid(f"{source}: JSON chunk has no 'asset' object", code="gltf_json")
+    buffers = doc_json.get("buffers", [])
+    if buffers and "uri" in buffers[0]:
+        raise GltfInvalid(f"{source}: buffer 0 of a GLB must be the binary chunk, not a URI",
+                          code="gltf_external_uri", field="/buffers/0/uri")
+    if len(buffers) > 1:
+        raise GltfInvalid(f"{source}: external buffers are not supported in a GLB",
+                          code="gltf_external_uri", field="/buffers/1")
+    if buffers and int(buffers[0].get("byteLength", 0)) > len(bin_chunk):
+        raise GltfInvalid(f"{source}: buffer 0 claims {buffers[0]['byteLength']} bytes, BIN "
+                          f"chunk has {len(bin_chunk)}", code="glb_truncated",
+                          field="/buffers/0/byteLength")
+    for i, image in enumerate(doc_json.get("images", [])):
+        if "uri" in image:
+            raise GltfInvalid(f"{source}: image {i} uses a URI; a GLB must embed its images",
+                              code="gltf_external_uri", field=f"/images/{i}/uri")
+    return Document(doc_json, bytes(bin_chunk), source)
+
+
+def read_glb(path: Path, max_bytes: int = MAX_GLB_BYTES) -> Document:
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise GltfInvalid(f"{path}: {size} bytes is over the {max_bytes}-byte limit",
+                          code="gltf_too_large")
+    return parse_glb(path.read_bytes(), str(path))
+
+
+def _pad(data: bytes, fill: bytes) -> bytes:
+    return data + fill * ((4 - len(data) % 4) % 4)
+
+
+def write_glb(doc: Document) -> bytes:
+    """Serialise to GLB bytes: compact JSON (sorted keys are not used: order is meaning-free
+    but keeping the creator's order keeps diffs readable), 4-byte aligned chunks."""
+    body = dict(doc.json)
+    if doc.bin:
+        body["buffers"] = [{"byteLength": len(doc.bin)}]
+    json_bytes = _pad(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(), b" ")
+    out = io.BytesIO()
+    bin_bytes = _pad(doc.bin, b"\0") if doc.bin else b""
+    total = 12 + 8 + len(json_bytes) + (8 + len(bin_bytes) if bin_bytes else 0)
+    out.write(struct.pack("<III", GLB_MAGIC, 2, total))
+    out.write(struct.pack("<II", len(json_bytes), CHUNK_JSON))
+    out.write(json_bytes)
+    if bin_bytes:
+        out.write(struct.pack("<II", len(bin_bytes), CHUNK_BIN))
+        out.write(bin_bytes)
+    return out.getvalue()
