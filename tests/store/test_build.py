@@ -1,0 +1,99 @@
+"""The build: content-addressed, atomic, idempotent, and a failure keeps the old state."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from support import make_mini_root
+
+from tourserver.errors import ManifestInvalid
+from tourserver.store.blobs import BlobStore, atomic_write
+from tourserver.store.build import DataDir, build
+from tourserver.store.catalog import load_published
+
+
+def test_build_publishes_content_addressed_files(mini_root, tmp_path):
+    data = tmp_path / "data"
+    result = build(mini_root, data)
+    assert result.changed and result.tours == 1 and result.variants_made == 3
+    catalog = load_published(data)
+    for name, ref in catalog.blobs.items():
+        _, path = catalog.blob_path(name)
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == ref.sha256
+        assert path.stat().st_size == ref.bytes
+    variants = catalog.scene("mini-a-scene").variants
+    assert [v["tier"] for v in variants] == ["high", "medium", "low"]
+    tris = [v["triangles"] for v in variants]
+    assert tris[0] > tris[1] > tris[2] > 0
+    errors = [v["geometric_error"] for v in variants]
+    assert errors[0] == 0 and errors[0] <= errors[1] <= errors[2]
+
+
+def test_rebuild_with_nothing_changed_does_nothing(mini_root, tmp_path):
+    data = tmp_path / "data"
+    first = build(mini_root, data)
+    files_before = {p: p.stat().st_mtime_ns for p in data.rglob("*") if p.is_file()}
+    (mini_root / "tours/mini/tour.yaml").touch()  # a touch is not a change
+    second = build(mini_root, data)
+    assert not second.changed and second.build_id == first.build_id
+    files_after = {p: p.stat().st_mtime_ns for p in data.rglob("*") if p.is_file()}
+    assert files_after == files_before
+
+
+def test_changed_narration_reuses_scene_variants(mini_root, tmp_path):
+    data = tmp_path / "data"
+    build(mini_root, data)
+    vtt = mini_root / "assets/mini/en/a.vtt"
+    vtt.write_text(vtt.read_text() + "\n00:00:02.000 --> 00:00:03.000\nMore.\n")
+    result = build(mini_root, data)
+    assert result.changed and result.variants_made == 0
+
+
+def test_failed_build_leaves_previous_state_serving(mini_root, tmp_path):
+    data = tmp_path / "data"
+    first = build(mini_root, data)
+    (mini_root / "tours/mini/tour.yaml").write_text("id: [broken\n")
+    with pytest.raises(ManifestInvalid):
+        build(mini_root, data)
+    assert DataDir(data).current_build_id() == first.build_id
+    assert load_published(data).tours["mini"].id == "mini"
+
+
+def test_build_of_an_empty_root_fails_cleanly(tmp_path):
+    (tmp_path / "tours").mkdir()
+    with pytest.raises(ManifestInvalid) as info:
+        build(tmp_path, tmp_path / "data")
+    assert info.value.issues[0].code == "no_tours"
+
+
+def test_build_is_deterministic(tmp_path):
+    a = build(make_mini_root(tmp_path / "a"), tmp_path / "da")
+    b = build(make_mini_root(tmp_path / "b"), tmp_path / "db")
+    ca = json.loads(DataDir(tmp_path / "da").catalog_path(a.build_id).read_text())
+    cb = json.loads(DataDir(tmp_path / "db").catalog_path(b.build_id).read_text())
+    assert ca["scenes"] == cb["scenes"]
+
+
+def test_atomic_write_never_leaves_a_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "f.json"
+    atomic_write(target, b"old")
+
+    def boom(*_args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", boom)
+    with pytest.raises(OSError):
+        atomic_write(target, b"new-and-longer")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]  # no temp file left behind
+
+
+def test_blob_store_names_by_content(tmp_path):
+    store = BlobStore(tmp_path)
+    ref = store.put(b"hello", ".VTT")
+    assert ref.name == hashlib.sha256(b"hello").hexdigest() + ".vtt"
+    assert store.put(b"hello", "vtt") == ref
+    with pytest.raises(ValueError):
+        store.put(b"x", ".exe")
