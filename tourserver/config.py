@@ -50,7 +50,6 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     cors_origin: str = "*"  # public reads are safe to share cross-origin
     access_log: bool = True
-    default_tier: str = "medium"
 
     @property
     def tours_dir(self) -> Path:

@@ -62,3 +62,9 @@ def test_line_cells_cover_the_route():
                                       res)
                 assert p in got
         assert len(got) < 40  # a few km of route touches a handful of cells, not a region
+
+
+@pytest.mark.parametrize("bad", ["-1", "-8840197183fffff", "0x884019718", " 8840197183fffff"])
+def test_strings_h3_cannot_parse_are_refused_not_crashing(bad):
+    with pytest.raises(cells.CellError):
+        cells.parse_cell(bad)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from tourserver.errors import InvalidRequest
-from tourserver.http.keys import CATALOG, SETTINGS
+from tourserver.http.keys import CATALOG
 from tourserver.http.responses import json_response
 from tourserver.model import cells
 from tourserver.model.anchors import GEOPOSE_MEDIA_TYPE
 from tourserver.model.variants import CLIENT_HINTS, choose_tier
-from tourserver.pipeline.presets import TIER_NAMES
+from tourserver.pipeline.presets import DEFAULT_TIER, TIER_NAMES
 
 CELL_CACHE = "public, max-age=300"  # cells are coarse and public: shared caches may keep them
 
@@ -61,9 +61,7 @@ async def get_geopose(request: web.Request) -> web.Response:
 
 async def get_scene(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
-    doc = catalog.scene_document(request.match_info["scene_id"])
-    doc["default_tier"] = request.app[SETTINGS].default_tier
-    return json_response(request, doc)
+    return json_response(request, catalog.scene_document(request.match_info["scene_id"]))
 
 
 async def get_scene_glb(request: web.Request) -> web.Response:
@@ -75,7 +73,7 @@ async def get_scene_glb(request: web.Request) -> web.Response:
         raise InvalidRequest(f"tier {tier!r} is unknown; use one of {', '.join(TIER_NAMES)}",
                              code="tier_unknown", field="tier")
     if tier is None:
-        tier = choose_tier(request.headers, request.app[SETTINGS].default_tier)
+        tier = choose_tier(request.headers, DEFAULT_TIER)
     variant = entry.variant(tier)
     url = f"/c/{variant['blob']['sha256']}.{variant['blob']['ext']}"
     return web.Response(status=302, headers={

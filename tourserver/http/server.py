@@ -105,10 +105,9 @@ async def start(settings: Settings, catalog: Catalog, *, reuse_port: bool = Fals
     await runner.setup()
     site: web.BaseSite
     if sock is not None:
-        site = web.SockSite(runner, sock, shutdown_timeout=SHUTDOWN_GRACE_S)
+        site = web.SockSite(runner, sock)
     else:
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port,
-                           shutdown_timeout=SHUTDOWN_GRACE_S)
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)
     await site.start()
     return runner
 

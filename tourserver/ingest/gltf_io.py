@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 
 from tourserver.errors import TourError
@@ -30,6 +31,143 @@ MODE_TRIANGLES = 4
 
 class GltfInvalid(TourError):
     code = "gltf_invalid"
+
+
+_INDEX = {"type": "integer", "minimum": 0}
+_COUNT = {"type": "integer", "minimum": 0, "maximum": 2**31}
+# The parts of the glTF 2.0 schema this reader relies on; the rest passes through untouched.
+GLTF_STRUCTURE = {
+    "type": "object",
+    "required": ["asset"],
+    "properties": {
+        "asset": {"type": "object"},
+        "scene": _INDEX,
+        "scenes": {"type": "array", "items": {"type": "object", "properties": {
+            "nodes": {"type": "array", "items": _INDEX}}}},
+        "nodes": {"type": "array", "items": {"type": "object", "properties": {
+            "children": {"type": "array", "items": _INDEX}, "mesh": _INDEX,
+            "matrix": {"type": "array", "minItems": 16, "maxItems": 16,
+                       "items": {"type": "number"}},
+            "translation": {"type": "array", "minItems": 3, "maxItems": 3,
+                            "items": {"type": "number"}},
+            "rotation": {"type": "array", "minItems": 4, "maxItems": 4,
+                         "items": {"type": "number"}},
+            "scale": {"type": "array", "minItems": 3, "maxItems": 3,
+                      "items": {"type": "number"}}}}},
+        "meshes": {"type": "array", "items": {
+            "type": "object", "required": ["primitives"], "properties": {
+                "primitives": {"type": "array", "items": {
+                    "type": "object", "required": ["attributes"], "properties": {
+                        "attributes": {"type": "object", "additionalProperties": _INDEX},
+                        "indices": _INDEX, "material": _INDEX,
+                        "mode": {"type": "integer", "minimum": 0, "maximum": 6},
+                        "targets": {"type": "array", "items": {
+                            "type": "object", "additionalProperties": _INDEX}}}}}}}},
+        "accessors": {"type": "array", "items": {
+            "type": "object", "required": ["componentType", "count", "type"], "properties": {
+                "bufferView": _INDEX, "byteOffset": _COUNT,
+                "componentType": {"enum": list(COMPONENT_DTYPES)},
+                "count": {"type": "integer", "minimum": 1, "maximum": 2**31},
+                "type": {"enum": list(TYPE_SIZES)},
+                "min": {"type": "array", "items": {"type": "number"}},
+                "max": {"type": "array", "items": {"type": "number"}}}}},
+        "bufferViews": {"type": "array", "items": {
+            "type": "object", "required": ["buffer", "byteLength"], "properties": {
+                "buffer": _INDEX, "byteOffset": _COUNT,
+                "byteLength": {"type": "integer", "minimum": 1, "maximum": 2**32},
+                "byteStride": {"type": "integer", "minimum": 4, "maximum": 252}}}},
+        "buffers": {"type": "array", "items": {
+            "type": "object", "required": ["byteLength"], "properties": {
+                "byteLength": {"type": "integer", "minimum": 1}, "uri": {"type": "string"}}}},
+        "images": {"type": "array", "items": {"type": "object", "properties": {
+            "bufferView": _INDEX, "mimeType": {"type": "string"}, "uri": {"type": "string"}}}},
+        "skins": {"type": "array", "items": {"type": "object", "properties": {
+            "inverseBindMatrices": _INDEX}}},
+        "animations": {"type": "array", "items": {"type": "object", "properties": {
+            "samplers": {"type": "array", "items": {
+                "type": "object", "required": ["input", "output"],
+                "properties": {"input": _INDEX, "output": _INDEX}}}}}},
+        "extensionsUsed": {"type": "array", "items": {"type": "string"}},
+        "extensionsRequired": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+def check_structure(doc_json: dict, source: str) -> None:
+    """Types of every field we read, then every index in range and no node cycles."""
+    validator = jsonschema.Draft202012Validator(GLTF_STRUCTURE)
+    error = next(iter(validator.iter_errors(doc_json)), None)
+    if error is not None:
+        where = "/" + "/".join(map(str, error.absolute_path))
+        raise GltfInvalid(f"{source}{'#' + where}: {error.message[:200]}", code="gltf_schema",
+                          field=where)
+
+    def check(index: int, kind: str, where: str) -> None:
+        if index >= len(doc_json.get(kind, [])):
+            raise GltfInvalid(f"{source}#{where}: {kind} {index} does not exist",
+                              code="gltf_bad_index", field=where)
+
+    for i, node in enumerate(doc_json.get("nodes", [])):
+        for c in node.get("children", []):
+            check(c, "nodes", f"/nodes/{i}/children")
+        if "mesh" in node:
+            check(node["mesh"], "meshes", f"/nodes/{i}/mesh")
+    for i, scene in enumerate(doc_json.get("scenes", [])):
+        for n in scene.get("nodes", []):
+            check(n, "nodes", f"/scenes/{i}/nodes")
+    if "scene" in doc_json:
+        check(doc_json["scene"], "scenes", "/scene")
+    for m, mesh in enumerate(doc_json.get("meshes", [])):
+        for p, prim in enumerate(mesh["primitives"]):
+            where = f"/meshes/{m}/primitives/{p}"
+            for name, a in prim["attributes"].items():
+                check(a, "accessors", f"{where}/attributes/{name}")
+            if "indices" in prim:
+                check(prim["indices"], "accessors", f"{where}/indices")
+            if "material" in prim:
+                check(prim["material"], "materials", f"{where}/material")
+    for i, acc in enumerate(doc_json.get("accessors", [])):
+        if "bufferView" in acc:
+            check(acc["bufferView"], "bufferViews", f"/accessors/{i}/bufferView")
+    for i, view in enumerate(doc_json.get("bufferViews", [])):
+        check(view["buffer"], "buffers", f"/bufferViews/{i}/buffer")
+    for i, image in enumerate(doc_json.get("images", [])):
+        if "bufferView" in image:
+            check(image["bufferView"], "bufferViews", f"/images/{i}/bufferView")
+    for i, skin in enumerate(doc_json.get("skins", [])):
+        if "inverseBindMatrices" in skin:
+            check(skin["inverseBindMatrices"], "accessors", f"/skins/{i}/inverseBindMatrices")
+    for a, anim in enumerate(doc_json.get("animations", [])):
+        for s, sampler in enumerate(anim.get("samplers", [])):
+            check(sampler["input"], "accessors", f"/animations/{a}/samplers/{s}/input")
+            check(sampler["output"], "accessors", f"/animations/{a}/samplers/{s}/output")
+    _check_node_tree(doc_json.get("nodes", []), source)
+
+
+def _check_node_tree(nodes: list[dict], source: str) -> None:
+    """glTF node hierarchies are trees: no cycles, no node with two parents."""
+    parent: dict[int, int] = {}
+    for i, node in enumerate(nodes):
+        for c in node.get("children", []):
+            if c in parent or c == i:
+                raise GltfInvalid(f"{source}#/nodes/{i}/children: node {c} has two parents "
+                                  "or is its own child", code="gltf_node_cycle",
+                                  field=f"/nodes/{i}/children")
+            parent[c] = i
+    rooted: set[int] = set()  # nodes known to reach a root: each walk is O(new nodes)
+    for start in range(len(nodes)):
+        path: list[int] = []
+        on_path: set[int] = set()
+        n = start
+        while n in parent and n not in rooted:
+            if n in on_path:
+                raise GltfInvalid(f"{source}#/nodes/{n}: the node tree has a cycle",
+                                  code="gltf_node_cycle", field=f"/nodes/{n}")
+            on_path.add(n)
+            path.append(n)
+            n = parent[n]
+        rooted.update(path)
+        rooted.add(n)
 
 
 @dataclass
@@ -128,6 +266,7 @@ def parse_glb(data: bytes, source: str = "<memory>") -> Document:
                           code="gltf_json") from None
     if not isinstance(doc_json, dict) or "asset" not in doc_json:
         raise GltfInvalid(f"{source}: JSON chunk has no 'asset' object", code="gltf_json")
+    check_structure(doc_json, source)
     buffers = doc_json.get("buffers", [])
     if buffers and "uri" in buffers[0]:
         raise GltfInvalid(f"{source}: buffer 0 of a GLB must be the binary chunk, not a URI",

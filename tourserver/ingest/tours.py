@@ -114,11 +114,12 @@ def load_all(content_root: Path) -> tuple[list[LoadedTour], list[Issue]]:
             issues.extend(exc.issues)
     owners: dict[str, str] = {}
     for lt in loaded:
-        ids = {s.id for s in lt.tour.stops} | {s.id for s in lt.tour.scenes()}
-        ids |= {a.id for a in lt.tour.anchors()}
-        for ident in sorted(ids):
-            if ident in owners and owners[ident] != lt.tour.id:
-                issues.append(Issue("duplicate_id", f"id {ident!r} is also used by tour "
-                                    f"{owners[ident]!r}", str(lt.manifest_path)))
-            owners.setdefault(ident, lt.tour.id)
+        ids = {("stop", s.id) for s in lt.tour.stops} | {("scene", s.id)
+                                                           for s in lt.tour.scenes()}
+        ids |= {("anchor", a.id) for a in lt.tour.anchors()}
+        for kind, ident in sorted(ids):
+            owner = owners.setdefault(f"{kind}:{ident}", lt.tour.id)
+            if owner != lt.tour.id:
+                issues.append(Issue("duplicate_id", f"{kind} id {ident!r} is also used by "
+                                    f"tour {owner!r}", str(lt.manifest_path)))
     return loaded, issues

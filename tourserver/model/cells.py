@@ -9,11 +9,13 @@ touch. Geometry is planar in a local equirectangular frame: exact enough at thes
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 
 import h3
 
 DISCOVERY_RESOLUTIONS = (7, 8)
+_CELL_RE = re.compile(r"^[0-9a-fA-F]{15,16}$")
 _EARTH_R = 6_371_008.8
 
 
@@ -23,7 +25,7 @@ class CellError(ValueError):
 
 def parse_cell(text: str) -> tuple[str, int]:
     """Check a client-supplied cell id; return (canonical id, resolution) or raise CellError."""
-    if len(text) > 16 or not h3.is_valid_cell(text):
+    if not _CELL_RE.match(text) or not h3.is_valid_cell(text):
         raise CellError(f"{text[:32]!r} is not a valid H3 cell index")
     res = h3.get_resolution(text)
     if res not in DISCOVERY_RESOLUTIONS:

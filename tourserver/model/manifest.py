@@ -236,7 +236,7 @@ def parse_tour(data: Any, file: str | None = None, expected_id: str | None = Non
         scenes: list[SceneRef] = []
         for ci, scene in enumerate(raw["scenes"]):
             swhere = f"{where}/scenes/{ci}"
-            if scene["id"] in scene_ids or scene["id"] in stop_ids:
+            if scene["id"] in scene_ids:
                 issue("duplicate_id", f"scene id {scene['id']!r} is used twice", f"{swhere}/id")
             scene_ids.add(scene["id"])
             if not scene["source"].lower().endswith(SCENE_EXTENSIONS):
@@ -244,6 +244,10 @@ def parse_tour(data: Any, file: str | None = None, expected_id: str | None = Non
                       f"{swhere}/source")
             scene_anchor = anchor
             if "anchor" in scene:
+                # A scene's own anchor is named after the scene: keep it apart from stops'.
+                if scene["id"] in {s["id"] for s in data["stops"]}:
+                    issue("duplicate_id", f"scene {scene['id']!r} has its own anchor, so its "
+                          "id must differ from every stop id", f"{swhere}/id")
                 scene_anchor = _anchor(scene["id"], scene["anchor"], tour_datum,
                                        f"{swhere}/anchor", file, issues)
             if scene_anchor is not None:

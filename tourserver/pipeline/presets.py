@@ -24,9 +24,13 @@ class Tier:
 TIERS: tuple[Tier, ...] = (
     Tier("high", 0, (TextureResize(2048),),
          "full geometry, textures up to 2048 px: headsets and recent phones on fast networks"),
-    Tier("medium", 1, (Simplify(0.5), TextureResize(1024)),
+    # Borders are not locked: creators' models are often many open parts (window quads,
+    # facade panels) whose every edge is a border, which would stop simplification cold.
+    Tier("medium", 1, (Simplify(0.5, target_error=0.02, lock_border=False), TextureResize(1024)),
          "half the triangles, textures up to 1024 px: the default for phones"),
-    Tier("low", 2, (Simplify(0.15, target_error=0.2), TextureResize(512)),
+    Tier("low", 2, (Simplify(0.15, target_error=0.1, lock_border=False), TextureResize(512)),
          "15% of the triangles, textures up to 512 px: Save-Data, slow networks, low memory"),
 )
 TIER_NAMES = tuple(t.name for t in TIERS)
+# What a client that sends no client hints gets (see model.variants).
+DEFAULT_TIER = "medium"

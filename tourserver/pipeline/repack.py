@@ -93,44 +93,108 @@ def prune_accessors(doc_json: dict) -> None:
         container[key] = remap[container[key]]
 
 
+class _Overlay(Document):
+    """The old document's bytes, with some views replaced: what the new JSON points at."""
+
+    def __init__(self, doc: Document, new_json: dict, payloads: dict[int, bytes]):
+        super().__init__(new_json, doc.bin, doc.source)
+        self._base = doc
+        self._payloads = payloads
+
+    def buffer_view_bytes(self, index: int) -> bytes:
+        if index in self._payloads:
+            return self._payloads[index]
+        return self._base.buffer_view_bytes(index)
+
+
+def _pack_accessor(data: np.ndarray, ncomp: int) -> tuple[bytes, int | None]:
+    """Tightly packed bytes; vertex elements are padded to 4 bytes (glTF §3.6.2.4)."""
+    itemsize = data.dtype.itemsize * ncomp
+    if itemsize % 4 == 0:
+        return data.tobytes(), None
+    stride = itemsize + (-itemsize) % 4
+    out = np.zeros((len(data), stride), dtype=np.uint8)
+    out[:, :itemsize] = data.reshape(len(data), -1).view(np.uint8).reshape(len(data), itemsize)
+    return out.tobytes(), stride
+
+
 def repack(doc: Document, new_json: dict, payloads: dict[int, bytes]) -> Document:
-    """Write a new binary chunk for new_json. Views in `payloads` take that data; other
-    views keep the old bytes. Views nothing references are dropped and indices renumbered."""
+    """Write a new binary chunk for new_json: every accessor gets its own tightly packed
+    view (so data nothing uses is dropped even from shared or interleaved views), images
+    keep their bytes, and views in `payloads` replace the old ones."""
+    if new_json is doc.json:
+        new_json = copy.deepcopy(new_json)
+    if set(new_json.get("extensionsUsed", [])) & _VIEW_REFERENCING_EXTENSIONS:
+        return _repack_views(doc, new_json, payloads)  # views are opaque to us: keep all
     if not (set(new_json.get("extensionsUsed", [])) - _KNOWN_ACCESSOR_SAFE):
         prune_accessors(new_json)
-    views = new_json.get("bufferViews", [])
-    keep_all = bool(_VIEW_REFERENCING_EXTENSIONS & set(new_json.get("extensionsUsed", [])))
-    used = set(range(len(views))) if keep_all else set()
-    if not keep_all:
-        for acc in new_json.get("accessors", []):
-            if "bufferView" in acc:
-                used.add(acc["bufferView"])
-        for image in new_json.get("images", []):
-            if "bufferView" in image:
-                used.add(image["bufferView"])
-    order = sorted(used)
-    remap = {old: new for new, old in enumerate(order)}
+    source = _Overlay(doc, new_json, payloads)
+    old_views = new_json.get("bufferViews", [])
     chunks: list[bytes] = []
-    new_views = []
+    views: list[dict] = []
     offset = 0
-    for old in order:
-        data = payloads[old] if old in payloads else doc.buffer_view_bytes(old)
-        pad = (-offset) % 4  # accessors need component alignment; 4 covers every type
+
+    def add(data: bytes, template: dict, stride: int | None) -> int:
+        nonlocal offset
+        pad = (-offset) % 4
         chunks.append(b"\0" * pad)
         offset += pad
-        view = {k: v for k, v in views[old].items() if k not in ("byteOffset", "byteLength")}
+        view = {k: v for k, v in template.items()
+                if k not in ("byteOffset", "byteLength", "byteStride")}
         view.update({"buffer": 0, "byteOffset": offset, "byteLength": len(data)})
-        new_views.append(view)
+        if stride:
+            view["byteStride"] = stride
+        views.append(view)
         chunks.append(data)
         offset += len(data)
-    out = copy.deepcopy(new_json) if new_json is doc.json else new_json
-    out["bufferViews"] = new_views
-    if not new_views:
-        out.pop("bufferViews")
-    for acc in out.get("accessors", []):
-        if "bufferView" in acc:
-            acc["bufferView"] = remap[acc["bufferView"]]
-    for image in out.get("images", []):
+        return len(views) - 1
+
+    whole_views: dict[int, int] = {}  # views copied as they are (images, sparse accessors)
+
+    def keep_view(old: int) -> int:
+        if old not in whole_views:
+            template = old_views[old]
+            whole_views[old] = add(source.buffer_view_bytes(old), template,
+                                   template.get("byteStride"))
+        return whole_views[old]
+
+    accessors = new_json.get("accessors", [])
+    for i, acc in enumerate(accessors):
+        if "bufferView" not in acc:
+            continue
+        old = acc["bufferView"]
+        if "sparse" in acc:
+            acc["bufferView"] = keep_view(old)
+            continue
+        data = source.read_accessor(i)
+        ncomp = data.shape[1]
+        template = old_views[old]
+        is_vertex = template.get("target") == 34962 or "byteStride" in template
+        if is_vertex:
+            packed, stride = _pack_accessor(data, ncomp)
+        else:
+            packed, stride = data.tobytes(), None
+        acc["bufferView"] = add(packed, template, stride)
+        acc.pop("byteOffset", None)
+    for image in new_json.get("images", []):
         if "bufferView" in image:
-            image["bufferView"] = remap[image["bufferView"]]
-    return Document(out, b"".join(chunks), doc.source)
+            image["bufferView"] = keep_view(image["bufferView"])
+    new_json["bufferViews"] = views
+    if not views:
+        new_json.pop("bufferViews")
+    return Document(new_json, b"".join(chunks), doc.source)
+
+
+def _repack_views(doc: Document, new_json: dict, payloads: dict[int, bytes]) -> Document:
+    """Keep every view whole, in order (for extensions that address views directly)."""
+    chunks: list[bytes] = []
+    offset = 0
+    for i, view in enumerate(new_json.get("bufferViews", [])):
+        data = payloads[i] if i in payloads else doc.buffer_view_bytes(i)
+        pad = (-offset) % 4
+        chunks.append(b"\0" * pad)
+        offset += pad
+        view.update({"buffer": 0, "byteOffset": offset, "byteLength": len(data)})
+        chunks.append(data)
+        offset += len(data)
+    return Document(new_json, b"".join(chunks), doc.source)

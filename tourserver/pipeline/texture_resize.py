@@ -47,8 +47,16 @@ def resize_image(data: bytes, mime: str, max_px: int, where: str) -> bytes | Non
         scale = max_px / max(w, h)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         out = io.BytesIO()
-        resized = img.resize(size, Image.Resampling.LANCZOS)
+        mode = img.mode
+        # Resample in a full-colour mode, then return to the source's mode so a palette
+        # or greyscale PNG does not come back as (larger) RGBA.
+        work = img.convert("RGBA" if mode in ("P", "PA", "LA", "RGBA") else "RGB")
+        resized = work.resize(size, Image.Resampling.LANCZOS)
         if mime == "image/png":
+            if mode == "P":
+                resized = resized.quantize(256)
+            elif mode in ("L", "LA"):
+                resized = resized.convert(mode)
             resized.save(out, format="PNG", optimize=True)
         else:
             resized.convert("RGB").save(out, format="JPEG", quality=85, optimize=True)

@@ -33,7 +33,7 @@ from tourserver.store.blobs import BlobRef, BlobStore, atomic_write
 log = logging.getLogger("tourserver.build")
 CATALOG_FORMAT = 1
 # Bump when the variant recipe changes so cached variants are made again.
-BUILD_RECIPE = f"{__version__}/tiers-1"
+BUILD_RECIPE = f"{__version__}/tiers-2"
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class DataDir:
     def lock(self) -> Iterator[None]:
         """One build at a time per data directory (several workers may start together)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".build.lock", "w") as fh:
+        with open(self.root / ".build.lock", "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield

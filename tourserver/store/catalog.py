@@ -18,7 +18,7 @@ from tourserver.model import cells
 from tourserver.model.anchors import anchor_document
 from tourserver.model.manifest import Anchor, SceneRef, Stop, Tour, match_language, parse_tour
 from tourserver.model.tileset import tileset_document
-from tourserver.pipeline.presets import TIER_NAMES, TIERS
+from tourserver.pipeline.presets import DEFAULT_TIER, TIER_NAMES
 from tourserver.store.blobs import BlobRef, BlobStore
 
 
@@ -157,7 +157,7 @@ class Catalog:
             "tour": entry.tour,
             "stop": entry.stop,
             "anchor": {"id": entry.scene.anchor.id, "url": f"/v1/anchors/{entry.scene.anchor.id}"},
-            "default_tier": None,  # filled by the HTTP layer from settings
+            "default_tier": DEFAULT_TIER,
             "variants": [self._variant_json(v) for v in entry.variants],
             "links": {"glb": f"/v1/scenes/{scene_id}/glb"},
         }
@@ -269,7 +269,7 @@ class Catalog:
         """Every file a phone needs to run the tour offline, in one language and tier."""
         tour = self.tour(tour_id)
         lang = self.language(tour, lang) or tour.default_language
-        tier = tier or TIERS[1].name
+        tier = tier or DEFAULT_TIER
         if tier not in TIER_NAMES:
             raise InvalidRequest(f"tier {tier!r} is unknown; use one of {', '.join(TIER_NAMES)}",
                                  code="tier_unknown", field="tier")
