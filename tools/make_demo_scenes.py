@@ -58,7 +58,7 @@ def _noise(size: int, seed: int, octaves: int = 4) -> np.ndarray:
     acc = np.zeros((size, size), F32)
     amp, tot = 1.0, 0.0
     for o in range(octaves):
-        cells = 4 * 2 ** o
+        cells = 4 * 2**o
         g = rng.random((cells, cells)).astype(F32)
         img = Image.fromarray((g * 255).astype(np.uint8), "L")
         # Tile 3x3 before resizing so the result wraps, then crop the centre.
@@ -67,7 +67,7 @@ def _noise(size: int, seed: int, octaves: int = 4) -> np.ndarray:
             for j in range(3):
                 big.paste(img, (i * cells, j * cells))
         big = big.resize((size * 3, size * 3), Image.BICUBIC)
-        a = np.asarray(big, F32)[size:2 * size, size:2 * size] / 255.0
+        a = np.asarray(big, F32)[size : 2 * size, size : 2 * size] / 255.0
         acc += amp * a
         tot += amp
         amp *= 0.5
@@ -99,8 +99,8 @@ def tex_roof(size=512, seed=2):
     cols, rows = 16, 12
     cx = (x * cols) % 1
     ry = (y * rows) % 1
-    tile = np.sin(cx * math.pi) ** 0.6          # rounded channel tiles
-    lap = 0.55 + 0.45 * ry                     # each row darker at its top edge
+    tile = np.sin(cx * math.pi) ** 0.6  # rounded channel tiles
+    lap = 0.55 + 0.45 * ry  # each row darker at its top edge
     v = (0.35 + 0.65 * tile) * lap * (0.8 + 0.4 * n)
     base = np.stack([58 * v + 14, 62 * v + 14, 66 * v + 16], -1)
     return _to_img(base)
@@ -159,7 +159,7 @@ def tex_lantern(size=512, seed=6, lit=True):
     n = _noise(size, seed, 3)
     red = np.array((255, 70, 40) if lit else (190, 30, 25), F32)
     img = red[None, None, :] * (0.8 + 0.3 * n)[..., None]
-    core = np.sin(y * math.pi) ** 0.7                       # brighter belly
+    core = np.sin(y * math.pi) ** 0.7  # brighter belly
     img *= (0.55 + 0.6 * core)[..., None]
     ribs = np.abs((x * 16) % 1 - 0.5) > 0.45
     img[ribs] *= 0.55
@@ -170,8 +170,9 @@ def tex_lantern(size=512, seed=6, lit=True):
     return _to_img(img)
 
 
-def tex_windows(size=1024, seed=7, cols=8, rows=16, frac=0.7, lit=True, frame=(30, 34, 40),
-                warm=True):
+def tex_windows(
+    size=1024, seed=7, cols=8, rows=16, frac=0.7, lit=True, frame=(30, 34, 40), warm=True
+):
     """Curtain-wall facade: a grid of windows, some lit (warm/cool mix)."""
     y, x = np.mgrid[0:size, 0:size].astype(F32) / size
     rng = _rng(seed)
@@ -209,8 +210,14 @@ def tex_clock(size=512, lit=True):
         a = h / 60 * 2 * math.pi
         r0 = c - 40 if h % 5 else c - 70
         w = 3 if h % 5 else 10
-        d.line([(c + (c - 34) * math.sin(a), c - (c - 34) * math.cos(a)),
-                (c + r0 * math.sin(a), c - r0 * math.cos(a))], fill=(30, 24, 20), width=w)
+        d.line(
+            [
+                (c + (c - 34) * math.sin(a), c - (c - 34) * math.cos(a)),
+                (c + r0 * math.sin(a), c - r0 * math.cos(a)),
+            ],
+            fill=(30, 24, 20),
+            width=w,
+        )
     # hands at 21:47 (night)
     for frac, ln, w in (((9 + 47 / 60) / 12, c * 0.5, 16), (47 / 60, c * 0.75, 9)):
         a = frac * 2 * math.pi
@@ -222,7 +229,7 @@ def tex_clock(size=512, lit=True):
 def tex_concrete(size=512, seed=8, tint=(170, 166, 158)):
     n = _noise(size, seed, 6)
     y = np.mgrid[0:size, 0:size][0] / size
-    seams = (np.abs((y * 8) % 1 - 0.5) > 0.49)
+    seams = np.abs((y * 8) % 1 - 0.5) > 0.49
     v = 0.72 + 0.4 * n
     img = np.array(tint, F32)[None, None, :] * v[..., None]
     img[seams] *= 0.7
@@ -242,7 +249,7 @@ def tex_water(size=1024, seed=9, lit=False):
     img = np.zeros((size, size, 3), F32)
     streak = (rip > 0.82) & (n > 0.45)
     cols = rng.random((size,)).astype(F32)
-    band = (np.sin(x * 23 * math.pi + n * 4) > 0.3)
+    band = np.sin(x * 23 * math.pi + n * 4) > 0.3
     warm = np.array((255, 170, 70), F32)
     cool = np.array((120, 170, 255), F32)
     c = np.where((cols[(x * size).astype(int) % size] > 0.5)[..., None], warm, cool)
@@ -252,10 +259,10 @@ def tex_water(size=1024, seed=9, lit=False):
 
 def tex_strip(size=256, color=(120, 200, 255)):
     y, x = np.mgrid[0:size, 0:size].astype(F32) / size
-    core = np.exp(-((y - 0.5) / 0.18) ** 2)
+    core = np.exp(-(((y - 0.5) / 0.18) ** 2))
     dots = 0.75 + 0.25 * (np.sin(x * 32 * math.pi) > 0)
     img = np.array(color, F32)[None, None, :] * (core * dots)[..., None]
-    img += 255 * (core ** 6)[..., None] * 0.6
+    img += 255 * (core**6)[..., None] * 0.6
     return _to_img(img)
 
 
@@ -304,7 +311,9 @@ def tex_skyline(size=1024, seed=14, lit=True):
     rgb = np.zeros((h, w, 3), F32)
     # hills
     xs = np.arange(w)
-    hill = (h * (0.78 - 0.1 * np.sin(xs / w * math.pi * 1.3) - 0.04 * np.sin(xs / w * 11))).astype(int)
+    hill = (h * (0.78 - 0.1 * np.sin(xs / w * math.pi * 1.3) - 0.04 * np.sin(xs / w * 11))).astype(
+        int
+    )
     for i in range(w):
         da.line([(i, hill[i]), (i, h)], fill=255)
     towers = []
@@ -315,7 +324,7 @@ def tex_skyline(size=1024, seed=14, lit=True):
         top = hill[min(x, w - 1)] - th
         towers.append((x, top, tw))
         da.rectangle([x, top, x + tw - 2, h], fill=255)
-        if rng.random() < 0.3:   # spire
+        if rng.random() < 0.3:  # spire
             da.polygon([(x, top), (x + tw // 2, top - tw), (x + tw - 2, top)], fill=255)
         x += tw + int(rng.integers(-4, 3))
     a = np.asarray(alpha, F32) / 255.0
@@ -324,15 +333,20 @@ def tex_skyline(size=1024, seed=14, lit=True):
     yy, xx = np.mgrid[0:h, 0:w]
     win = ((xx % 4) < 2) & ((yy % 5) < 2)
     on = rng.random((h, w)) < 0.45
-    col = np.where((rng.random((h, w)) < 0.7)[..., None], np.array((255, 205, 130), F32),
-                   np.array((170, 210, 255), F32))
+    col = np.where(
+        (rng.random((h, w)) < 0.7)[..., None],
+        np.array((255, 205, 130), F32),
+        np.array((170, 210, 255), F32),
+    )
     mask = win & on & (a > 0.5) & (yy > 6)
     # crown lights on tower tops
-    for (tx, top, tw) in towers:
+    for tx, top, tw in towers:
         if rng.random() < 0.5:
-            rgb[max(top, 0):max(top, 0) + 2, tx:tx + tw - 2] = (120, 220, 255) if rng.random() < 0.5 else (255, 120, 200)
+            rgb[max(top, 0) : max(top, 0) + 2, tx : tx + tw - 2] = (
+                (120, 220, 255) if rng.random() < 0.5 else (255, 120, 200)
+            )
             if lit:
-                mask[max(top, 0):max(top, 0) + 2, tx:tx + tw - 2] = True
+                mask[max(top, 0) : max(top, 0) + 2, tx : tx + tw - 2] = True
     if lit:
         out = np.zeros_like(rgb)
         out[mask] = col[mask]
@@ -343,7 +357,7 @@ def tex_skyline(size=1024, seed=14, lit=True):
         out[mask] = col[mask] * 0.8
     rgba = np.dstack([np.clip(out, 0, 255), a * 255]).astype(np.uint8)
     full = np.zeros((size, size, 4), np.uint8)
-    full[size - h:, :, :] = rgba
+    full[size - h :, :, :] = rgba
     return Image.fromarray(full, "RGBA")
 
 
@@ -461,8 +475,8 @@ def grid(mb, mat, fn, nu, nv, uv_scale=(1.0, 1.0)):
     U, V = np.meshgrid(u, v, indexing="xy")
     P = np.asarray(fn(U, V), np.float64)
     eps = 1e-4
-    du = (np.asarray(fn(np.clip(U + eps, 0, 1), V)) - np.asarray(fn(np.clip(U - eps, 0, 1), V)))
-    dv = (np.asarray(fn(U, np.clip(V + eps, 0, 1))) - np.asarray(fn(U, np.clip(V - eps, 0, 1))))
+    du = np.asarray(fn(np.clip(U + eps, 0, 1), V)) - np.asarray(fn(np.clip(U - eps, 0, 1), V))
+    dv = np.asarray(fn(U, np.clip(V + eps, 0, 1))) - np.asarray(fn(U, np.clip(V - eps, 0, 1)))
     N = np.cross(du, dv)
     ln = np.linalg.norm(N, axis=-1, keepdims=True)
     N = np.where(ln > 1e-12, N / np.maximum(ln, 1e-12), np.array((0, 1, 0)))
@@ -485,19 +499,27 @@ def lathe(mb, mat, profile, seg, center=(0, 0, 0), uv_v=1.0, caps=True, flat=Fal
             for j in range(len(prof) - 1):
                 r0, y0 = prof[j]
                 r1, y1 = prof[j + 1]
-                p = [(cx + r0 * math.sin(a0), cy + y0, cz + r0 * math.cos(a0)),
-                     (cx + r0 * math.sin(a1), cy + y0, cz + r0 * math.cos(a1)),
-                     (cx + r1 * math.sin(a1), cy + y1, cz + r1 * math.cos(a1)),
-                     (cx + r1 * math.sin(a0), cy + y1, cz + r1 * math.cos(a0))]
+                p = [
+                    (cx + r0 * math.sin(a0), cy + y0, cz + r0 * math.cos(a0)),
+                    (cx + r0 * math.sin(a1), cy + y0, cz + r0 * math.cos(a1)),
+                    (cx + r1 * math.sin(a1), cy + y1, cz + r1 * math.cos(a1)),
+                    (cx + r1 * math.sin(a0), cy + y1, cz + r1 * math.cos(a0)),
+                ]
                 p = np.asarray(p, F32)
                 n = np.cross(p[1] - p[0], p[3] - p[0])
                 if np.linalg.norm(n) < 1e-9:
                     n = np.cross(p[2] - p[1], p[3] - p[1])
                 n = n / np.linalg.norm(n)
                 w = 2 * math.pi * max(r0, r1) / seg
-                mb.add(mat, p, [n] * 4, [(0, y0 / uv_v), (w, y0 / uv_v), (w, y1 / uv_v), (0, y1 / uv_v)],
-                       [0, 1, 2, 0, 2, 3])
+                mb.add(
+                    mat,
+                    p,
+                    [n] * 4,
+                    [(0, y0 / uv_v), (w, y0 / uv_v), (w, y1 / uv_v), (0, y1 / uv_v)],
+                    [0, 1, 2, 0, 2, 3],
+                )
     else:
+
         def fn(U, V):
             a = phase + U * 2 * math.pi
             k = V * (len(prof) - 1)
@@ -524,7 +546,9 @@ def lathe(mb, mat, profile, seg, center=(0, 0, 0), uv_v=1.0, caps=True, flat=Fal
         NY = np.broadcast_to(ny[:, None], UU.shape)
         N = np.stack([NR * np.sin(a), NY, NR * np.cos(a)], -1)
         circ = 2 * math.pi * max(prof[:, 0].max(), 1e-3)
-        UV = np.stack([UU * circ / max(uv_v, 1e-6), np.broadcast_to(prof[:, 1][:, None], UU.shape) / uv_v], -1)
+        UV = np.stack(
+            [UU * circ / max(uv_v, 1e-6), np.broadcast_to(prof[:, 1][:, None], UU.shape) / uv_v], -1
+        )
         idx = np.arange((seg + 1) * (n_v + 1)).reshape(n_v + 1, seg + 1)
         A, B = idx[:-1, :-1], idx[:-1, 1:]
         C, D = idx[1:, 1:], idx[1:, :-1]
@@ -545,7 +569,9 @@ def lathe(mb, mat, profile, seg, center=(0, 0, 0), uv_v=1.0, caps=True, flat=Fal
             ring = np.stack([cx + r * np.sin(ang), np.full(seg, cy + y), cz + r * np.cos(ang)], -1)
             P = np.vstack([[cx, cy + y, cz], ring])
             N = np.tile([0, up, 0], (seg + 1, 1))
-            UV = np.vstack([[0.5, 0.5], np.stack([0.5 + 0.5 * np.sin(ang), 0.5 + 0.5 * np.cos(ang)], -1)])
+            UV = np.vstack(
+                [[0.5, 0.5], np.stack([0.5 + 0.5 * np.sin(ang), 0.5 + 0.5 * np.cos(ang)], -1)]
+            )
             I = []
             for i in range(seg):
                 j = (i + 1) % seg
@@ -558,7 +584,9 @@ def disc(mb, mat, center, radius, normal_axis="+z", seg=48):
     cx, cy, cz = center
     ang = np.arange(seg) / seg * 2 * math.pi
     s = 1 if normal_axis == "+z" else -1
-    ring = np.stack([cx + s * radius * np.sin(ang), cy + radius * np.cos(ang), np.full(seg, cz)], -1)
+    ring = np.stack(
+        [cx + s * radius * np.sin(ang), cy + radius * np.cos(ang), np.full(seg, cz)], -1
+    )
     P = np.vstack([[cx, cy, cz], ring])
     N = np.tile([0, 0, s], (seg + 1, 1))
     UV = np.vstack([[0.5, 0.5], np.stack([0.5 + 0.5 * np.sin(ang), 0.5 - 0.5 * np.cos(ang)], -1)])
@@ -589,8 +617,12 @@ def cylinder(mb, mat, a, b, r, seg=12, uvs=1.0, caps=False):
     P = np.vstack([a + r * ring, b + r * ring])
     N = np.vstack([ring, ring])
     circ = 2 * math.pi * r
-    UV = np.vstack([np.stack([ang / (2 * math.pi) * circ / uvs, np.zeros(seg + 1)], -1),
-                    np.stack([ang / (2 * math.pi) * circ / uvs, np.full(seg + 1, L / uvs)], -1)])
+    UV = np.vstack(
+        [
+            np.stack([ang / (2 * math.pi) * circ / uvs, np.zeros(seg + 1)], -1),
+            np.stack([ang / (2 * math.pi) * circ / uvs, np.full(seg + 1, L / uvs)], -1),
+        ]
+    )
     I = []
     n1 = seg + 1
     for i in range(seg):
@@ -603,14 +635,20 @@ def cylinder(mb, mat, a, b, r, seg=12, uvs=1.0, caps=False):
 
 
 def polyline_tube(mb, mat, pts, r, seg=8, uvs=1.0):
-    for p, q in zip(pts[:-1], pts[1:]):
+    for p, q in zip(pts[:-1], pts[1:], strict=False):
         cylinder(mb, mat, p, q, r, seg, uvs)
 
 
 def lantern(mb, mat, c, r=0.22, h=0.42, seg=10):
     """Chinese paper lantern: barrel body plus small caps."""
-    prof = [(r * 0.35, -h / 2), (r * 0.8, -h * 0.38), (r, -h * 0.15), (r, h * 0.15),
-            (r * 0.8, h * 0.38), (r * 0.35, h / 2)]
+    prof = [
+        (r * 0.35, -h / 2),
+        (r * 0.8, -h * 0.38),
+        (r, -h * 0.15),
+        (r, h * 0.15),
+        (r * 0.8, h * 0.38),
+        (r * 0.35, h / 2),
+    ]
     lathe(mb, mat, prof, seg, center=c, uv_v=h, caps=True)
 
 
@@ -622,7 +660,7 @@ def lantern(mb, mat, c, r=0.22, h=0.42, seg=10):
 @dataclass
 class Mat:
     name: str
-    base: str                 # texture key
+    base: str  # texture key
     emissive: str | None = None
     strength: float = 1.0
     metallic: float = 0.0
@@ -663,8 +701,13 @@ class SceneWriter:
         g = gl.GLTF2()
         g.asset = gl.Asset(version="2.0", generator=GENERATOR)
         blob = bytearray()
-        views: dict[str, bytearray] = {"pos": bytearray(), "nrm": bytearray(), "uv": bytearray(),
-                                       "i16": bytearray(), "i32": bytearray()}
+        views: dict[str, bytearray] = {
+            "pos": bytearray(),
+            "nrm": bytearray(),
+            "uv": bytearray(),
+            "i16": bytearray(),
+            "i32": bytearray(),
+        }
         pending = []  # (accessor, view key, offset)
 
         used_mats: list[str] = []
@@ -703,7 +746,14 @@ class SceneWriter:
                 )
                 if mat not in used_mats:
                     used_mats.append(mat)
-                prims.append(gl.Primitive(attributes=attrs, indices=ia, material=used_mats.index(mat), mode=gl.TRIANGLES))
+                prims.append(
+                    gl.Primitive(
+                        attributes=attrs,
+                        indices=ia,
+                        material=used_mats.index(mat),
+                        mode=gl.TRIANGLES,
+                    )
+                )
                 stats["triangles"] += len(I) // 3
                 stats["vertices"] += len(P)
             g.meshes.append(gl.Mesh(name=name, primitives=prims))
@@ -733,8 +783,13 @@ class SceneWriter:
 
         # buffer views for geometry
         view_idx = {}
-        for key, target in (("pos", gl.ARRAY_BUFFER), ("nrm", gl.ARRAY_BUFFER), ("uv", gl.ARRAY_BUFFER),
-                            ("i16", gl.ELEMENT_ARRAY_BUFFER), ("i32", gl.ELEMENT_ARRAY_BUFFER)):
+        for key, target in (
+            ("pos", gl.ARRAY_BUFFER),
+            ("nrm", gl.ARRAY_BUFFER),
+            ("uv", gl.ARRAY_BUFFER),
+            ("i16", gl.ELEMENT_ARRAY_BUFFER),
+            ("i32", gl.ELEMENT_ARRAY_BUFFER),
+        ):
             data = views[key]
             if not data:
                 continue
@@ -745,7 +800,7 @@ class SceneWriter:
             bv = gl.BufferView(buffer=0, byteOffset=off, byteLength=len(data), target=target)
             stride = {"pos": 12, "nrm": 12, "uv": 8}.get(key)
             if stride:
-                bv.byteStride = stride   # several accessors share each vertex bufferView
+                bv.byteStride = stride  # several accessors share each vertex bufferView
             g.bufferViews.append(bv)
             view_idx[key] = len(g.bufferViews) - 1
         for acc, key in pending:
@@ -758,8 +813,14 @@ class SceneWriter:
             for k in (m.base, m.emissive):
                 if k and k not in tex_order:
                     tex_order.append(k)
-        g.samplers = [gl.Sampler(magFilter=gl.LINEAR, minFilter=gl.LINEAR_MIPMAP_LINEAR,
-                                 wrapS=gl.REPEAT, wrapT=gl.REPEAT)]
+        g.samplers = [
+            gl.Sampler(
+                magFilter=gl.LINEAR,
+                minFilter=gl.LINEAR_MIPMAP_LINEAR,
+                wrapS=gl.REPEAT,
+                wrapT=gl.REPEAT,
+            )
+        ]
         for k in tex_order:
             img, fmt = self.textures[k]
             data, mime = encode_image(img, fmt)
@@ -773,8 +834,11 @@ class SceneWriter:
         any_emissive = False
         for mn in used_mats:
             m = self.materials[mn]
-            pbr = gl.PbrMetallicRoughness(baseColorTexture=gl.TextureInfo(index=tex_order.index(m.base)),
-                                          metallicFactor=m.metallic, roughnessFactor=m.roughness)
+            pbr = gl.PbrMetallicRoughness(
+                baseColorTexture=gl.TextureInfo(index=tex_order.index(m.base)),
+                metallicFactor=m.metallic,
+                roughnessFactor=m.roughness,
+            )
             if tuple(m.tint) != (1.0, 1.0, 1.0, 1.0):
                 pbr.baseColorFactor = list(m.tint)
             mat = gl.Material(name=m.name, pbrMetallicRoughness=pbr, doubleSided=m.double)
@@ -831,7 +895,9 @@ def std_materials(sw: SceneWriter, hero: bool = False):
     sw.material(Mat("river", "water_base", "water_glow", strength=1.5, roughness=0.08))
     sw.material(Mat("light_strip_cyan", "strip_cyan", "strip_cyan", strength=8.0, roughness=0.4))
     sw.material(Mat("light_strip_gold", "strip_gold", "strip_gold", strength=8.0, roughness=0.4))
-    sw.material(Mat("tower_facade", "facade_base", "facade_glow", strength=3.0, metallic=0.2, roughness=0.3))
+    sw.material(
+        Mat("tower_facade", "facade_base", "facade_glow", strength=3.0, metallic=0.2, roughness=0.3)
+    )
 
 
 # =============================================================================
@@ -847,7 +913,7 @@ def eave_roof(mb, mat, x0, x1, y, z_wall, depth, rise, lift=0.45, nu=14, nv=4):
         x = x0 - 0.4 + U * (w + 0.8)
         z = z_wall + V * depth
         corner = np.abs(2 * U - 1) ** 6
-        yy = y + rise * (1 - V) ** 1.3 + lift * corner * V ** 1.5
+        yy = y + rise * (1 - V) ** 1.3 + lift * corner * V**1.5
         return np.stack([x, yy, z], -1)
 
     grid(mb, mat, fn, nu, nv, ((w + 0.8) / 1.5, depth / 1.5))
@@ -857,12 +923,14 @@ def hip_roof(mb, mat, cx, cz, w, d, y, h, lift=0.7, nu=16, nv=8):
     """Curved gable roof with upturned eave corners, ridge along X, plus gable ends."""
     ow, od = w + 1.2, d + 1.2
     for side in (1, -1):
+
         def fn(U, V, side=side):
             x = cx - ow / 2 + U * ow
             z = cz + side * V * od / 2
             corner = np.abs(2 * U - 1) ** 5
-            yy = y + h * (1 - V ** 1.6) + lift * corner * V ** 2
+            yy = y + h * (1 - V**1.6) + lift * corner * V**2
             return np.stack([x, yy, z], -1)
+
         grid(mb, mat, fn, nu, nv, (ow / 1.5, od / 3.0))
     # ridge beam
     box(mb, mat, (cx, y + h + 0.12, cz), (ow + 0.3, 0.3, 0.3), 1.0)
@@ -874,8 +942,14 @@ def build_hongya(out: Path, preview: Path | None):
     sw.texture("rock", tex_rock(1024, 4))
     sw.material(Mat("cliff_rock", "rock", roughness=0.95))
     rng = _rng(20240601)
-    root = SNode("hongya", extras=dict(EXTRAS, scene="hongya-cave-facade",
-                                       description="Hongyadong stilt houses on the Jialing cliff, facing +Z (river)."))
+    root = SNode(
+        "hongya",
+        extras=dict(
+            EXTRAS,
+            scene="hongya-cave-facade",
+            description="Hongyadong stilt houses on the Jialing cliff, facing +Z (river).",
+        ),
+    )
     tiers = 11
     storey = 3.4
     span = 120.0
@@ -887,7 +961,11 @@ def build_hongya(out: Path, preview: Path | None):
     def cliff_fn(U, V):
         x = -span / 2 - 10 + U * (span + 20)
         y = -2 + V * (top_y + 2)
-        n = (np.sin(U * 37.0) * 0.6 + np.sin(U * 91.0 + V * 13.0) * 0.35 + np.sin(V * 23.0 + U * 7) * 0.5)
+        n = (
+            np.sin(U * 37.0) * 0.6
+            + np.sin(U * 91.0 + V * 13.0) * 0.35
+            + np.sin(V * 23.0 + U * 7) * 0.5
+        )
         z = -tiers * 1.1 - 7.0 + (1 - V) * 2.5 + n
         return np.stack([x, y, z], -1)
 
@@ -897,21 +975,47 @@ def build_hongya(out: Path, preview: Path | None):
     box(top.mesh, "paving", (0, top_y + 0.25, -tiers * 1.1 - 14), (span + 20, 0.5, 16), 4.0)
     for i in range(40):
         x = -span / 2 + i * span / 39
-        cylinder(top.mesh, "metal", (x, top_y + 0.5, -tiers * 1.1 - 6.5), (x, top_y + 1.6, -tiers * 1.1 - 6.5), 0.05, 8)
-    beam(top.mesh, "metal", (-span / 2, top_y + 1.6, -tiers * 1.1 - 6.5), (span / 2, top_y + 1.6, -tiers * 1.1 - 6.5), 0.08)
+        cylinder(
+            top.mesh,
+            "metal",
+            (x, top_y + 0.5, -tiers * 1.1 - 6.5),
+            (x, top_y + 1.6, -tiers * 1.1 - 6.5),
+            0.05,
+            8,
+        )
+    beam(
+        top.mesh,
+        "metal",
+        (-span / 2, top_y + 1.6, -tiers * 1.1 - 6.5),
+        (span / 2, top_y + 1.6, -tiers * 1.1 - 6.5),
+        0.08,
+    )
     road = root.child("hongya/river_road", mesh=MeshBuf())
     box(road.mesh, "paving", (0, -0.25, 10), (span + 40, 0.5, 22), 4.0)
     for i in range(24):
         x = -span / 2 + i * span / 23
-        lathe(road.mesh, "metal", [(0.09, 0), (0.07, 3.8), (0.05, 4.2)], 8, center=(x, 0, 17), caps=False)
-        lathe(road.mesh, "light_strip_gold", [(0.05, 0), (0.22, 0.12), (0.24, 0.3), (0.12, 0.45)], 10,
-              center=(x, 4.2, 17), uv_v=0.5)
+        lathe(
+            road.mesh,
+            "metal",
+            [(0.09, 0), (0.07, 3.8), (0.05, 4.2)],
+            8,
+            center=(x, 0, 17),
+            caps=False,
+        )
+        lathe(
+            road.mesh,
+            "light_strip_gold",
+            [(0.05, 0), (0.22, 0.12), (0.24, 0.3), (0.12, 0.45)],
+            10,
+            center=(x, 4.2, 17),
+            uv_v=0.5,
+        )
 
     house_no = 0
     for t in range(tiers):
         tier = root.child(f"hongya/tier_{t:02d}")
         y0 = t * storey
-        zf = -t * 1.1 + rng.uniform(-0.3, 0.3)   # façade line steps back up the cliff
+        zf = -t * 1.1 + rng.uniform(-0.3, 0.3)  # façade line steps back up the cliff
         x = -span / 2 + rng.uniform(0, 3)
         while x < span / 2 - 4:
             w = float(rng.uniform(6.0, 10.5))
@@ -920,8 +1024,9 @@ def build_hongya(out: Path, preview: Path | None):
             front = zf + rng.uniform(-0.6, 0.6)
             mb = MeshBuf()
             cx = x + w / 2
-            tier.child(f"hongya/tier_{t:02d}/house_{house_no:03d}", mesh=mb,
-                            translation=(cx, y0, front))
+            tier.child(
+                f"hongya/tier_{t:02d}/house_{house_no:03d}", mesh=mb, translation=(cx, y0, front)
+            )
             # local frame: façade plane at z=0, house body behind it (-Z), floor at y=0
             box(mb, "wood_dark", (0, h / 2, -d / 2), (w, h, d), 2.0, faces="+x-x+z+y")
             # timber frame: posts and a sill beam on the façade
@@ -935,9 +1040,22 @@ def build_hongya(out: Path, preview: Path | None):
             for k in range(nwin):
                 wx = -w / 2 + 0.3 + k * ww
                 if lit_row and rng.random() < 0.9:
-                    quad(mb, "window_lattice", (wx + 0.12, 0.95, 0.17), (ww - 0.24, 0, 0), (0, 1.6, 0))
+                    quad(
+                        mb,
+                        "window_lattice",
+                        (wx + 0.12, 0.95, 0.17),
+                        (ww - 0.24, 0, 0),
+                        (0, 1.6, 0),
+                    )
                 else:
-                    quad(mb, "wood_dark", (wx + 0.12, 0.95, 0.17), (ww - 0.24, 0, 0), (0, 1.6, 0), (0, 0, 0.8, 1.0))
+                    quad(
+                        mb,
+                        "wood_dark",
+                        (wx + 0.12, 0.95, 0.17),
+                        (ww - 0.24, 0, 0),
+                        (0, 1.6, 0),
+                        (0, 0, 0.8, 1.0),
+                    )
             # balcony: slab, balusters, hand rail, corbels
             bd = 1.1
             box(mb, "wood_dark", (0, 0.1, bd / 2), (w, 0.2, bd), 1.0)
@@ -962,24 +1080,46 @@ def build_hongya(out: Path, preview: Path | None):
             if t == 0 or rng.random() < 0.25:
                 for px in np.linspace(-w / 2 + 0.3, w / 2 - 0.3, max(2, int(w / 2.5))):
                     for pz in (0.9, -d + 0.5):
-                        cylinder(mb, "wood_dark", (px, -storey if t else -1.0, pz), (px, 0.0, pz), 0.14, 8)
+                        cylinder(
+                            mb,
+                            "wood_dark",
+                            (px, -storey if t else -1.0, pz),
+                            (px, 0.0, pz),
+                            0.14,
+                            8,
+                        )
             # full roof on the top tier and on some projecting pavilions
             if t == tiers - 1 or rng.random() < 0.12:
                 hip_roof(mb, "roof_tile", 0.0, -d / 2, w, d, h + 0.35, 1.8, lift=0.8)
                 for k in range(2):
-                    lantern(mb, "lantern_red", (-w / 2 - 0.2 + k * (w + 0.4), h + 0.1, 1.0), 0.26, 0.55, 12)
+                    lantern(
+                        mb,
+                        "lantern_red",
+                        (-w / 2 - 0.2 + k * (w + 0.4), h + 0.1, 1.0),
+                        0.26,
+                        0.55,
+                        12,
+                    )
             house_no += 1
             x += w + float(rng.uniform(0.2, 1.2))
 
     # a pavilion tower (the showpiece gate tower) at the top centre
-    tower = root.child("hongya/gate_tower", mesh=MeshBuf(), translation=(0.0, tiers * storey, -tiers * 1.1 + 1))
+    tower = root.child(
+        "hongya/gate_tower", mesh=MeshBuf(), translation=(0.0, tiers * storey, -tiers * 1.1 + 1)
+    )
     mb = tower.mesh
     for lvl in range(3):
         s = 10 - lvl * 2.2
         yb = lvl * 3.6
         box(mb, "wood_dark", (0, yb + 1.6, -s / 2), (s, 3.2, s), 2.0, faces="+x-x+z+y")
         for k in range(int(s / 1.6)):
-            quad(mb, "window_lattice", (-s / 2 + 0.3 + k * 1.6, yb + 0.6, 0.02), (1.3, 0, 0), (0, 2.0, 0))
+            quad(
+                mb,
+                "window_lattice",
+                (-s / 2 + 0.3 + k * 1.6, yb + 0.6, 0.02),
+                (1.3, 0, 0),
+                (0, 2.0, 0),
+            )
         hip_roof(mb, "roof_tile", 0.0, -s / 2, s, s, yb + 3.2, 1.2 + 0.3 * lvl, lift=0.9)
         for k in range(6):
             lantern(mb, "lantern_red", (-s / 2 + (k + 0.5) * s / 6, yb + 2.6, 0.9), 0.3, 0.6, 12)
@@ -998,8 +1138,14 @@ def build_jiefangbei(out: Path, preview: Path | None):
     sw.texture("marble", tex_stone(512, 40, (150, 72, 60), (0.5, 0.25), 0.008))
     sw.material(Mat("clock_face", "clock_base", "clock_glow", strength=5.0, roughness=0.3))
     sw.material(Mat("red_marble", "marble", roughness=0.4))
-    root = SNode("jiefangbei", extras=dict(EXTRAS, scene="jiefangbei-monument",
-                                           description="Liberation Monument, 27.5 m octagonal tower; clock faces on four sides."))
+    root = SNode(
+        "jiefangbei",
+        extras=dict(
+            EXTRAS,
+            scene="jiefangbei-monument",
+            description="Liberation Monument, 27.5 m octagonal tower; clock faces on four sides.",
+        ),
+    )
     plaza = root.child("jiefangbei/plaza", mesh=MeshBuf())
     mb = plaza.mesh
     # circular plaza, paved, subdivided into rings
@@ -1014,46 +1160,119 @@ def build_jiefangbei(out: Path, preview: Path | None):
     # monument platform: 10 m radius, 1.6 m high, 8 steps
     for s in range(8):
         r = 12 - s * 0.25
-        lathe(mb, "stone", [(r, s * 0.2), (r, (s + 1) * 0.2)], 8, flat=True, caps=True, phase=math.pi / 8)
+        lathe(
+            mb,
+            "stone",
+            [(r, s * 0.2), (r, (s + 1) * 0.2)],
+            8,
+            flat=True,
+            caps=True,
+            phase=math.pi / 8,
+        )
     # balustrade on the platform edge
     for k in range(64):
         a = k / 64 * 2 * math.pi
-        box(mb, "stone", (10.0 * math.sin(a), 1.6 + 0.45, 10.0 * math.cos(a)), (0.18, 0.9, 0.18), 0.5, yaw=a)
+        box(
+            mb,
+            "stone",
+            (10.0 * math.sin(a), 1.6 + 0.45, 10.0 * math.cos(a)),
+            (0.18, 0.9, 0.18),
+            0.5,
+            yaw=a,
+        )
     for k in range(8):
         a0, a1 = k / 8 * 2 * math.pi + math.pi / 8, (k + 1) / 8 * 2 * math.pi + math.pi / 8
-        beam(mb, "stone", (10 * math.sin(a0), 2.0, 10 * math.cos(a0)), (10 * math.sin(a1), 2.0, 10 * math.cos(a1)), 0.2)
+        beam(
+            mb,
+            "stone",
+            (10 * math.sin(a0), 2.0, 10 * math.cos(a0)),
+            (10 * math.sin(a1), 2.0, 10 * math.cos(a1)),
+            0.2,
+        )
         # flowerbeds
         am = (a0 + a1) / 2
-        box(mb, "stone", (6.5 * math.sin(am), 1.85, 6.5 * math.cos(am)), (2.6, 0.5, 1.2), 0.5, yaw=am)
+        box(
+            mb,
+            "stone",
+            (6.5 * math.sin(am), 1.85, 6.5 * math.cos(am)),
+            (2.6, 0.5, 1.2),
+            0.5,
+            yaw=am,
+        )
     # street lamps around the plaza
     lamps = root.child("jiefangbei/lamps", mesh=MeshBuf())
     for k in range(16):
         a = k / 16 * 2 * math.pi
         cx, cz = 17 * math.sin(a), 17 * math.cos(a)
-        lathe(lamps.mesh, "metal", [(0.16, 0), (0.14, 0.3), (0.12, 0.5), (0.07, 0.6), (0.06, 4.5), (0.1, 4.6)], 24,
-              center=(cx, 0, cz))
-        beam(lamps.mesh, "metal", (cx - 0.5 * math.cos(a), 4.55, cz + 0.5 * math.sin(a)),
-             (cx + 0.5 * math.cos(a), 4.55, cz - 0.5 * math.sin(a)), 0.06)
+        lathe(
+            lamps.mesh,
+            "metal",
+            [(0.16, 0), (0.14, 0.3), (0.12, 0.5), (0.07, 0.6), (0.06, 4.5), (0.1, 4.6)],
+            24,
+            center=(cx, 0, cz),
+        )
+        beam(
+            lamps.mesh,
+            "metal",
+            (cx - 0.5 * math.cos(a), 4.55, cz + 0.5 * math.sin(a)),
+            (cx + 0.5 * math.cos(a), 4.55, cz - 0.5 * math.sin(a)),
+            0.06,
+        )
         for side in (-1, 1):
-            lathe(lamps.mesh, "light_strip_gold",
-                  [(0.04, 0), (0.14, 0.05), (0.2, 0.1), (0.24, 0.2), (0.25, 0.3), (0.24, 0.4), (0.2, 0.5),
-                   (0.12, 0.56), (0.04, 0.6)], 24,
-                  center=(cx + side * 0.45 * math.cos(a), 4.6, cz - side * 0.45 * math.sin(a)), uv_v=0.6)
+            lathe(
+                lamps.mesh,
+                "light_strip_gold",
+                [
+                    (0.04, 0),
+                    (0.14, 0.05),
+                    (0.2, 0.1),
+                    (0.24, 0.2),
+                    (0.25, 0.3),
+                    (0.24, 0.4),
+                    (0.2, 0.5),
+                    (0.12, 0.56),
+                    (0.04, 0.6),
+                ],
+                24,
+                center=(cx + side * 0.45 * math.cos(a), 4.6, cz - side * 0.45 * math.sin(a)),
+                uv_v=0.6,
+            )
     # tower
     tw = root.child("jiefangbei/tower")
     body = tw.child("jiefangbei/tower/body", mesh=MeshBuf())
     mb = body.mesh
     base_y = 1.6
-    lathe(mb, "red_marble", [(4.2, 0), (4.2, 1.6), (3.6, 1.6), (3.6, 2.0)], 8, center=(0, base_y, 0),
-          flat=True, phase=math.pi / 8, uv_v=1.0)
-    lathe(mb, "concrete", [(3.1, 0), (3.1, 17.5), (3.3, 17.6), (3.3, 18.0), (3.0, 18.1)], 8,
-          center=(0, base_y + 2.0, 0), flat=True, phase=math.pi / 8, uv_v=2.0)
+    lathe(
+        mb,
+        "red_marble",
+        [(4.2, 0), (4.2, 1.6), (3.6, 1.6), (3.6, 2.0)],
+        8,
+        center=(0, base_y, 0),
+        flat=True,
+        phase=math.pi / 8,
+        uv_v=1.0,
+    )
+    lathe(
+        mb,
+        "concrete",
+        [(3.1, 0), (3.1, 17.5), (3.3, 17.6), (3.3, 18.0), (3.0, 18.1)],
+        8,
+        center=(0, base_y + 2.0, 0),
+        flat=True,
+        phase=math.pi / 8,
+        uv_v=2.0,
+    )
     # vertical fluting ribs at the corners
     for k in range(8):
         a = k / 8 * 2 * math.pi
         r = 3.1 / math.cos(math.pi / 8)
-        beam(mb, "concrete", (r * math.sin(a), base_y + 2.0, r * math.cos(a)),
-             (r * math.sin(a), base_y + 19.5, r * math.cos(a)), 0.3)
+        beam(
+            mb,
+            "concrete",
+            (r * math.sin(a), base_y + 2.0, r * math.cos(a)),
+            (r * math.sin(a), base_y + 19.5, r * math.cos(a)),
+            0.3,
+        )
     # window slits (24, lit)
     apo = 3.1
     for k in range(8):
@@ -1069,26 +1288,56 @@ def build_jiefangbei(out: Path, preview: Path | None):
     clock = tw.child("jiefangbei/tower/clock", mesh=MeshBuf())
     mb = clock.mesh
     cy0 = base_y + 20.1
-    lathe(mb, "concrete", [(3.0, 0), (3.0, 4.0), (3.3, 4.1), (3.3, 4.4)], 8, center=(0, cy0, 0), flat=True,
-          phase=math.pi / 8, uv_v=2.0)
+    lathe(
+        mb,
+        "concrete",
+        [(3.0, 0), (3.0, 4.0), (3.3, 4.1), (3.3, 4.4)],
+        8,
+        center=(0, cy0, 0),
+        flat=True,
+        phase=math.pi / 8,
+        uv_v=2.0,
+    )
     for k in range(4):
         a = k * math.pi / 2
         cmb = MeshBuf()
         disc(cmb, "clock_face", (0, 2.0, 0.0), 1.35, "+z", 48)
-        clock.child(f"jiefangbei/tower/clock/face_{'nesw'[k]}", mesh=cmb,
-                    translation=(3.0 * math.sin(a) + 0.03 * math.sin(a), cy0, 3.0 * math.cos(a) + 0.03 * math.cos(a)),
-                    rotation_y=a)
+        clock.child(
+            f"jiefangbei/tower/clock/face_{'nesw'[k]}",
+            mesh=cmb,
+            translation=(
+                3.0 * math.sin(a) + 0.03 * math.sin(a),
+                cy0,
+                3.0 * math.cos(a) + 0.03 * math.cos(a),
+            ),
+            rotation_y=a,
+        )
     # helmet dome and flagpole
     top = tw.child("jiefangbei/tower/crown", mesh=MeshBuf())
-    prof = [(2.9, 0)] + [(2.9 * math.cos(t), 2.4 * math.sin(t)) for t in np.linspace(0.1, math.pi / 2 - 0.05, 12)]
+    prof = [(2.9, 0)] + [
+        (2.9 * math.cos(t), 2.4 * math.sin(t)) for t in np.linspace(0.1, math.pi / 2 - 0.05, 12)
+    ]
     lathe(top.mesh, "concrete", prof, 32, center=(0, cy0 + 4.4, 0), uv_v=2.0)
     cylinder(top.mesh, "metal", (0, cy0 + 6.6, 0), (0, cy0 + 9.5, 0), 0.06, 12)
-    lathe(top.mesh, "light_strip_gold", [(0.02, 0), (0.15, 0.12), (0.02, 0.3)], 12, center=(0, cy0 + 9.5, 0), uv_v=0.3)
+    lathe(
+        top.mesh,
+        "light_strip_gold",
+        [(0.02, 0), (0.15, 0.12), (0.02, 0.3)],
+        12,
+        center=(0, cy0 + 9.5, 0),
+        uv_v=0.3,
+    )
     # a ring of uplight strips on the pedestal
     for k in range(8):
         a = k / 8 * 2 * math.pi
-        box(top.mesh, "light_strip_cyan", (3.9 * math.sin(a + math.pi / 8), base_y + 1.62, 3.9 * math.cos(a + math.pi / 8)),
-            (2.6, 0.06, 0.12), 1.0, yaw=a + math.pi / 8)
+        box(
+            top.mesh,
+            "light_strip_cyan",
+            (3.9 * math.sin(a + math.pi / 8), base_y + 1.62, 3.9 * math.cos(a + math.pi / 8)),
+            (2.6, 0.06, 0.12),
+            1.0,
+            yaw=a + math.pi / 8,
+        )
     stats = sw.write(root, out)
     if preview:
         render_preview(root, sw, preview / "jiefangbei-monument.png")
@@ -1098,8 +1347,14 @@ def build_jiefangbei(out: Path, preview: Path | None):
 def build_chaotianmen(out: Path, preview: Path | None):
     sw = SceneWriter("chaotianmen-confluence")
     std_materials(sw)
-    root = SNode("chaotianmen", extras=dict(EXTRAS, scene="chaotianmen-confluence",
-                                            description="Promontory pointing -Z; Jialing on -X side, Yangtze on +X side."))
+    root = SNode(
+        "chaotianmen",
+        extras=dict(
+            EXTRAS,
+            scene="chaotianmen-confluence",
+            description="Promontory pointing -Z; Jialing on -X side, Yangtze on +X side.",
+        ),
+    )
     # rivers: a big water plane with gentle swell, below the square
     river = root.child("chaotianmen/rivers", mesh=MeshBuf())
 
@@ -1119,13 +1374,31 @@ def build_chaotianmen(out: Path, preview: Path | None):
         # wedge: a box plus a pointed end made from a lathe-free prism
         box(mb, "paving", (0, y - 1.0, z0 - length / 2 + 30), (w, 2.0, length), 4.0)
         # light strips along the terrace edges
-        box(mb, "light_strip_cyan", (-w / 2 - 0.05, y - 0.3, z0 - length / 2 + 30), (0.1, 0.15, length), 1.0)
-        box(mb, "light_strip_cyan", (w / 2 + 0.05, y - 0.3, z0 - length / 2 + 30), (0.1, 0.15, length), 1.0)
+        box(
+            mb,
+            "light_strip_cyan",
+            (-w / 2 - 0.05, y - 0.3, z0 - length / 2 + 30),
+            (0.1, 0.15, length),
+            1.0,
+        )
+        box(
+            mb,
+            "light_strip_cyan",
+            (w / 2 + 0.05, y - 0.3, z0 - length / 2 + 30),
+            (0.1, 0.15, length),
+            1.0,
+        )
         box(mb, "light_strip_gold", (0, y - 0.3, z0 - length + 30 - 0.05), (w, 0.15, 0.1), 1.0)
         # steps down to the next level
         if i < len(levels) - 1:
             for s in range(10):
-                box(mb, "stone", (0, y - 0.2 - s * 0.4, z0 - length + 30 - 0.2 - s * 0.45), (w * 0.3, 0.4, 0.45), 1.0)
+                box(
+                    mb,
+                    "stone",
+                    (0, y - 0.2 - s * 0.4, z0 - length + 30 - 0.2 - s * 0.45),
+                    (w * 0.3, 0.4, 0.45),
+                    1.0,
+                )
     # retaining wall down to the water
     box(mb, "stone", (0, -18.5 + 8, -40), (64, 17, 150), 6.0, faces="+x-x-z")
     # railings with posts along the top level edges
@@ -1139,7 +1412,14 @@ def build_chaotianmen(out: Path, preview: Path | None):
         for side in (-1, 1):
             x, z = side * 24, 25 - k * 8
             lathe(mb, "metal", [(0.1, 0), (0.07, 5.5)], 10, center=(x, 0, z), caps=True)
-            lathe(mb, "light_strip_gold", [(0.05, 0), (0.25, 0.1), (0.28, 0.3), (0.1, 0.45)], 12, center=(x, 5.5, z), uv_v=0.5)
+            lathe(
+                mb,
+                "light_strip_gold",
+                [(0.05, 0), (0.25, 0.1), (0.28, 0.3), (0.1, 0.45)],
+                12,
+                center=(x, 5.5, z),
+                uv_v=0.5,
+            )
     # docks and a cruise boat
     docks = root.child("chaotianmen/docks")
     for k in range(4):
@@ -1148,8 +1428,15 @@ def build_chaotianmen(out: Path, preview: Path | None):
         box(m, "light_strip_gold", (0, 0.8, 15.05), (10, 0.15, 0.1), 1.0)
         box(m, "light_strip_gold", (5.05, 0.8, 0), (0.1, 0.15, 30), 1.0)
         side = -1 if k % 2 == 0 else 1
-        docks.child(f"chaotianmen/docks/pontoon_{k}", mesh=m, translation=(side * 45, -17.4, -20 - k * 35))
-    boat = docks.child("chaotianmen/docks/cruise_boat", mesh=MeshBuf(), translation=(60, -17.5, -60), rotation_y=0.15)
+        docks.child(
+            f"chaotianmen/docks/pontoon_{k}", mesh=m, translation=(side * 45, -17.4, -20 - k * 35)
+        )
+    boat = docks.child(
+        "chaotianmen/docks/cruise_boat",
+        mesh=MeshBuf(),
+        translation=(60, -17.5, -60),
+        rotation_y=0.15,
+    )
     mb = boat.mesh
 
     def hull(U, V):
@@ -1165,8 +1452,22 @@ def build_chaotianmen(out: Path, preview: Path | None):
         w = 11 - deck * 2
         L = 50 - deck * 10
         box(mb, "paving", (0, 2 + deck * 2.6, 0), (w, 0.3, L), 4.0)
-        quad(mb, "tower_facade", (w / 2 - 0.4, 2.2 + deck * 2.6, L / 2 - 2), (0, 0, -(L - 4)), (0, 2.2, 0), (0, 0, (L - 4) / 12, 0.3))
-        quad(mb, "tower_facade", (-w / 2 + 0.4, 2.2 + deck * 2.6, -L / 2 + 2), (0, 0, L - 4), (0, 2.2, 0), (0, 0, (L - 4) / 12, 0.3))
+        quad(
+            mb,
+            "tower_facade",
+            (w / 2 - 0.4, 2.2 + deck * 2.6, L / 2 - 2),
+            (0, 0, -(L - 4)),
+            (0, 2.2, 0),
+            (0, 0, (L - 4) / 12, 0.3),
+        )
+        quad(
+            mb,
+            "tower_facade",
+            (-w / 2 + 0.4, 2.2 + deck * 2.6, -L / 2 + 2),
+            (0, 0, L - 4),
+            (0, 2.2, 0),
+            (0, 0, (L - 4) / 12, 0.3),
+        )
         box(mb, "wood_dark", (0, 3.3 + deck * 2.6, 0), (w - 1, 2.2, L - 4), 4.0, faces="+z-z")
         box(mb, "light_strip_gold", (0, 4.6 + deck * 2.6, 0), (w + 0.1, 0.12, L), 1.0)
     # sail towers behind the square (+Z), simple curved lit slabs with a sky bridge
@@ -1194,8 +1495,12 @@ def build_chaotianmen(out: Path, preview: Path | None):
         grid(m, "tower_facade", back, 4, 20, (w / 24, h / 48))
         box(m, "concrete", (0, h + 0.5, -6), (w, 1.0, 16), 4.0)
         box(m, "light_strip_cyan", (0, h * 0.5, 2.0), (0.2, h * 0.9, 0.2), 1.0)
-        towers.child(f"chaotianmen/sail_towers/tower_{k}", mesh=m,
-                     translation=(-66 + k * 44, 0, 90 + abs(k - 1.5) * 10), rotation_y=math.pi)
+        towers.child(
+            f"chaotianmen/sail_towers/tower_{k}",
+            mesh=m,
+            translation=(-66 + k * 44, 0, 90 + abs(k - 1.5) * 10),
+            rotation_y=math.pi,
+        )
     bridge = towers.child("chaotianmen/sail_towers/sky_bridge", mesh=MeshBuf())
     box(bridge.mesh, "tower_facade", (0, 236, 100), (180, 10, 26), 24.0)
     box(bridge.mesh, "light_strip_cyan", (0, 231, 86.9), (180, 0.4, 0.2), 1.0)
@@ -1213,8 +1518,14 @@ def build_cableway(out: Path, preview: Path | None):
     sw.texture("interior", tex_interior(256, 15))
     sw.material(Mat("cabin_red", "cabin_paint", metallic=0.3, roughness=0.4))
     sw.material(Mat("cabin_glow", "interior", "interior", strength=5.0, roughness=0.2))
-    root = SNode("cableway", extras=dict(EXTRAS, scene="yangtze-cableway-cabin",
-                                         description="Cabin at mid-span, cables along -Z (towards the Nan'an bank)."))
+    root = SNode(
+        "cableway",
+        extras=dict(
+            EXTRAS,
+            scene="yangtze-cableway-cabin",
+            description="Cabin at mid-span, cables along -Z (towards the Nan'an bank).",
+        ),
+    )
     # The anchor is the north station; the cabin is shown a little way out over the river.
     cab_z = -40.0
     cab_y = 10.0
@@ -1260,7 +1571,14 @@ def build_cableway(out: Path, preview: Path | None):
         for sx in (-1, 1):
             box(mb, "cabin_red", (sx * (W / 2 + 0.02), H / 2 + 0.2, sz), (0.08, H - 1.3, 0.12), 1.0)
     # rounded roof cap
-    lathe(mb, "cabin_red", [(1.3, 0), (1.2, 0.2), (0.8, 0.35), (0.3, 0.4)], 24, center=(0, H, 0), uv_v=0.5)
+    lathe(
+        mb,
+        "cabin_red",
+        [(1.3, 0), (1.2, 0.2), (0.8, 0.35), (0.3, 0.4)],
+        24,
+        center=(0, H, 0),
+        uv_v=0.5,
+    )
     # interior: seats, handrail, ceiling light
     for sz in (-1.8, 1.8):
         box(mb, "wood_dark", (0, 1.2, sz), (W - 0.4, 0.12, 0.5), 1.0)
@@ -1269,15 +1587,39 @@ def build_cableway(out: Path, preview: Path | None):
     # hanger and carriage
     hang = cab.child("cableway/cabin/hanger", mesh=MeshBuf())
     mb = hang.mesh
-    beam(mb, "metal", (0, H + 0.3, 0), (0, 14.0 - 8 * ((cab_z + 20) / span) + 10 * (((cab_z + 20) / span) - 0.5) ** 2 - 2.5 - cab_y - 0.5, 0), 0.18)
+    beam(
+        mb,
+        "metal",
+        (0, H + 0.3, 0),
+        (
+            0,
+            14.0
+            - 8 * ((cab_z + 20) / span)
+            + 10 * (((cab_z + 20) / span) - 0.5) ** 2
+            - 2.5
+            - cab_y
+            - 0.5,
+            0,
+        ),
+        0.18,
+    )
     top_y = sag(cab_z) - cab_y
     box(mb, "metal", (0, top_y - 0.35, 0), (2.8, 0.3, 3.0), 1.0)
     for sx in (-1.1, 1.1):
         for sz in (-1.1, -0.37, 0.37, 1.1):
-            cylinder(mb, "metal", (sx - 0.08, top_y, sz), (sx + 0.08, top_y, sz), 0.2, 16, caps=False)
+            cylinder(
+                mb, "metal", (sx - 0.08, top_y, sz), (sx + 0.08, top_y, sz), 0.2, 16, caps=False
+            )
     # navigation lights on the cabin
     for sx in (-1, 1):
-        lathe(mb, "light_strip_gold", [(0.02, 0), (0.09, 0.05), (0.02, 0.12)], 10, center=(sx * 1.3, H + 0.1, L / 2 - 0.2), uv_v=0.12)
+        lathe(
+            mb,
+            "light_strip_gold",
+            [(0.02, 0), (0.09, 0.05), (0.02, 0.12)],
+            10,
+            center=(sx * 1.3, H + 0.1, L / 2 - 0.2),
+            uv_v=0.12,
+        )
     stats = sw.write(root, out)
     if preview:
         render_preview(root, sw, preview / "yangtze-cableway-cabin.png")
@@ -1289,19 +1631,31 @@ def build_liziba(out: Path, preview: Path | None):
     std_materials(sw)
     sw.texture("train_paint", tex_paint(512, 12, (230, 232, 236), (30, 120, 200)))
     sw.texture("interior", tex_interior(256, 15))
-    sw.texture("apartment_base", tex_windows(512, 17, cols=6, rows=8, frac=0.65, lit=False, frame=(150, 140, 128)))
-    sw.texture("apartment_glow", tex_windows(512, 17, cols=6, rows=8, frac=0.65, lit=True, frame=(150, 140, 128)))
+    sw.texture(
+        "apartment_base",
+        tex_windows(512, 17, cols=6, rows=8, frac=0.65, lit=False, frame=(150, 140, 128)),
+    )
+    sw.texture(
+        "apartment_glow",
+        tex_windows(512, 17, cols=6, rows=8, frac=0.65, lit=True, frame=(150, 140, 128)),
+    )
     sw.material(Mat("train_body", "train_paint", metallic=0.4, roughness=0.35))
     sw.material(Mat("train_windows", "interior", "interior", strength=4.0, roughness=0.2))
     sw.material(Mat("apartment", "apartment_base", "apartment_glow", strength=2.5, roughness=0.7))
-    root = SNode("liziba", extras=dict(EXTRAS, scene="liziba-monorail",
-                                       description="19-storey block; Line 2 track along X through floors 6-8."))
+    root = SNode(
+        "liziba",
+        extras=dict(
+            EXTRAS,
+            scene="liziba-monorail",
+            description="19-storey block; Line 2 track along X through floors 6-8.",
+        ),
+    )
     floor_h = 3.0
     floors = 19
     BW, BD = 36.0, 18.0
     bz = -30.0
     bld = root.child("liziba/building")
-    hole = (5, 8)   # floors 6..8 (0-based 5..7) are the station
+    hole = (5, 8)  # floors 6..8 (0-based 5..7) are the station
     for f in range(floors):
         m = MeshBuf()
         if hole[0] <= f < hole[1]:
@@ -1315,23 +1669,76 @@ def build_liziba(out: Path, preview: Path | None):
                 # platforms and lighting inside the station
                 for sz in (-4.5, 4.5):
                     box(m, "paving", (0, 0.9, sz), (BW - 8, 0.3, 3.0), 2.0)
-                    box(m, "light_strip_gold", (0, 0.9, sz - 1.5 * np.sign(sz)), (BW - 8, 0.08, 0.12), 1.0)
+                    box(
+                        m,
+                        "light_strip_gold",
+                        (0, 0.9, sz - 1.5 * np.sign(sz)),
+                        (BW - 8, 0.08, 0.12),
+                        1.0,
+                    )
             box(m, "light_strip_cyan", (0, floor_h - 0.3, 0), (BW - 8, 0.1, 0.6), 1.0, faces="-y")
         else:
             # façade with windows: front, back, sides
             box(m, "concrete", (0, 0.15, 0), (BW + 0.4, 0.3, BD + 0.4), 3.0)
-            quad(m, "apartment", (-BW / 2, 0.3, BD / 2), (BW, 0, 0), (0, floor_h - 0.3, 0), (0, 0, BW / 36 * 6 / 6 * 1.0, 1 / 8))
-            quad(m, "apartment", (BW / 2, 0.3, -BD / 2), (-BW, 0, 0), (0, floor_h - 0.3, 0), (0, 0, 1.0, 1 / 8))
-            quad(m, "apartment", (BW / 2, 0.3, BD / 2), (0, 0, -BD), (0, floor_h - 0.3, 0), (0, 0, 0.5, 1 / 8))
-            quad(m, "apartment", (-BW / 2, 0.3, -BD / 2), (0, 0, BD), (0, floor_h - 0.3, 0), (0, 0, 0.5, 1 / 8))
+            quad(
+                m,
+                "apartment",
+                (-BW / 2, 0.3, BD / 2),
+                (BW, 0, 0),
+                (0, floor_h - 0.3, 0),
+                (0, 0, BW / 36 * 6 / 6 * 1.0, 1 / 8),
+            )
+            quad(
+                m,
+                "apartment",
+                (BW / 2, 0.3, -BD / 2),
+                (-BW, 0, 0),
+                (0, floor_h - 0.3, 0),
+                (0, 0, 1.0, 1 / 8),
+            )
+            quad(
+                m,
+                "apartment",
+                (BW / 2, 0.3, BD / 2),
+                (0, 0, -BD),
+                (0, floor_h - 0.3, 0),
+                (0, 0, 0.5, 1 / 8),
+            )
+            quad(
+                m,
+                "apartment",
+                (-BW / 2, 0.3, -BD / 2),
+                (0, 0, BD),
+                (0, floor_h - 0.3, 0),
+                (0, 0, 0.5, 1 / 8),
+            )
             # balconies with rails on the front
             for k in range(6):
                 bx = -BW / 2 + 3 + k * 6
                 box(m, "concrete", (bx, 0.15, BD / 2 + 0.6), (4.5, 0.2, 1.2), 1.0)
                 for j in range(19):
-                    cylinder(m, "metal", (bx - 2.2 + j * 0.245, 0.25, BD / 2 + 1.15), (bx - 2.2 + j * 0.245, 1.2, BD / 2 + 1.15), 0.02, 8)
-                beam(m, "metal", (bx - 2.25, 1.2, BD / 2 + 1.15), (bx + 2.25, 1.2, BD / 2 + 1.15), 0.05)
-                beam(m, "metal", (bx - 2.25, 0.3, BD / 2 + 1.15), (bx + 2.25, 0.3, BD / 2 + 1.15), 0.04)
+                    cylinder(
+                        m,
+                        "metal",
+                        (bx - 2.2 + j * 0.245, 0.25, BD / 2 + 1.15),
+                        (bx - 2.2 + j * 0.245, 1.2, BD / 2 + 1.15),
+                        0.02,
+                        8,
+                    )
+                beam(
+                    m,
+                    "metal",
+                    (bx - 2.25, 1.2, BD / 2 + 1.15),
+                    (bx + 2.25, 1.2, BD / 2 + 1.15),
+                    0.05,
+                )
+                beam(
+                    m,
+                    "metal",
+                    (bx - 2.25, 0.3, BD / 2 + 1.15),
+                    (bx + 2.25, 0.3, BD / 2 + 1.15),
+                    0.04,
+                )
                 # air-conditioner units and window sills, front and back
                 box(m, "metal", (bx + 2.6, 0.55, BD / 2 + 0.3), (0.8, 0.55, 0.35), 0.5)
                 box(m, "metal", (bx, 0.55, -BD / 2 - 0.2), (0.8, 0.55, 0.35), 0.5)
@@ -1355,8 +1762,22 @@ def build_liziba(out: Path, preview: Path | None):
         m = MeshBuf()
         L, W, H = 14.6, 2.9, 3.0
         box(m, "train_body", (0, H / 2, 0), (L, H, W), 1.0, faces="+y-y+z-z")
-        quad(m, "train_windows", (-L / 2 + 0.5, 1.3, W / 2 + 0.01), (L - 1.0, 0, 0), (0, 1.1, 0), (0, 0, 4, 1))
-        quad(m, "train_windows", (L / 2 - 0.5, 1.3, -W / 2 - 0.01), (-(L - 1.0), 0, 0), (0, 1.1, 0), (0, 0, 4, 1))
+        quad(
+            m,
+            "train_windows",
+            (-L / 2 + 0.5, 1.3, W / 2 + 0.01),
+            (L - 1.0, 0, 0),
+            (0, 1.1, 0),
+            (0, 0, 4, 1),
+        )
+        quad(
+            m,
+            "train_windows",
+            (L / 2 - 0.5, 1.3, -W / 2 - 0.01),
+            (-(L - 1.0), 0, 0),
+            (0, 1.1, 0),
+            (0, 0, 4, 1),
+        )
         if c in (0, 3):
             s = 1 if c == 3 else -1
             # rounded nose
@@ -1371,7 +1792,14 @@ def build_liziba(out: Path, preview: Path | None):
 
             grid(m, "train_body", nose, 12, 8, (2, 2))
             box(m, "light_strip_gold", (s * (L / 2 + 1.0), 0.8, 0), (0.1, 0.25, 2.0), 1.0)
-            quad(m, "train_windows", (s * (L / 2 + 1.15), 1.6, s * (-1.0)), (0, 0, s * 2.0), (0, 0.9, 0), (0, 0, 1, 1))
+            quad(
+                m,
+                "train_windows",
+                (s * (L / 2 + 1.15), 1.6, s * (-1.0)),
+                (0, 0, s * 2.0),
+                (0, 0.9, 0),
+                (0, 0, 1, 1),
+            )
         else:
             box(m, "train_body", (0, H / 2, 0), (L, H, W), 1.0, faces="+x-x")
         # bogies straddling the beam
@@ -1383,12 +1811,26 @@ def build_liziba(out: Path, preview: Path | None):
     box(ground.mesh, "paving", (0, -0.25, 0), (200, 0.5, 120), 4.0)
     box(ground.mesh, "stone", (0, 2.0, 22), (40, 4.0, 10), 2.0)
     for k in range(30):
-        cylinder(ground.mesh, "metal", (-19.5 + k * 1.35, 4.0, 17.1), (-19.5 + k * 1.35, 5.1, 17.1), 0.03, 6)
+        cylinder(
+            ground.mesh,
+            "metal",
+            (-19.5 + k * 1.35, 4.0, 17.1),
+            (-19.5 + k * 1.35, 5.1, 17.1),
+            0.03,
+            6,
+        )
     beam(ground.mesh, "metal", (-19.8, 5.1, 17.1), (19.8, 5.1, 17.1), 0.06)
     for k in range(8):
         x = -30 + k * 8.5
         lathe(ground.mesh, "metal", [(0.1, 0), (0.07, 5.5)], 10, center=(x, 0, 8), caps=True)
-        lathe(ground.mesh, "light_strip_gold", [(0.05, 0), (0.25, 0.1), (0.28, 0.3), (0.1, 0.45)], 12, center=(x, 5.5, 8), uv_v=0.5)
+        lathe(
+            ground.mesh,
+            "light_strip_gold",
+            [(0.05, 0), (0.25, 0.1), (0.28, 0.3), (0.1, 0.45)],
+            12,
+            center=(x, 5.5, 8),
+            uv_v=0.5,
+        )
     # neighbouring slab blocks
     nb = root.child("liziba/neighbours")
     rng = _rng(33)
@@ -1396,7 +1838,9 @@ def build_liziba(out: Path, preview: Path | None):
         h = float(rng.uniform(30, 70))
         m = MeshBuf()
         box(m, "apartment", (0, h / 2, 0), (20, h, 16), 6.0)
-        nb.child(f"liziba/neighbours/block_{k}", mesh=m, translation=(x, 0, -45 - rng.uniform(0, 10)))
+        nb.child(
+            f"liziba/neighbours/block_{k}", mesh=m, translation=(x, 0, -45 - rng.uniform(0, 10))
+        )
     stats = sw.write(root, out)
     if preview:
         render_preview(root, sw, preview / "liziba-monorail.png")
@@ -1410,11 +1854,27 @@ def build_nanshan(out: Path, preview: Path | None):
     sw.texture("skyline_glow", tex_skyline(1024, 14, lit=True), "png")
     sw.texture("leaves", tex_foliage(512, 12))
     sw.texture("bark", tex_bark(512, 13))
-    sw.material(Mat("skyline", "skyline_base", "skyline_glow", strength=3.0, roughness=0.9, double=True, alpha_mask=True))
+    sw.material(
+        Mat(
+            "skyline",
+            "skyline_base",
+            "skyline_glow",
+            strength=3.0,
+            roughness=0.9,
+            double=True,
+            alpha_mask=True,
+        )
+    )
     sw.material(Mat("foliage", "leaves", roughness=0.9))
     sw.material(Mat("bark", "bark", roughness=0.95))
-    root = SNode("nanshan", extras=dict(EXTRAS, scene="nanshan-viewpoint",
-                                        description="Viewing platform; the Yuzhong skyline panel lies along -Z."))
+    root = SNode(
+        "nanshan",
+        extras=dict(
+            EXTRAS,
+            scene="nanshan-viewpoint",
+            description="Viewing platform; the Yuzhong skyline panel lies along -Z.",
+        ),
+    )
     deck = root.child("nanshan/platform", mesh=MeshBuf())
     mb = deck.mesh
 
@@ -1424,12 +1884,14 @@ def build_nanshan(out: Path, preview: Path | None):
         return np.stack([r * np.sin(a), np.zeros_like(r), -r * np.cos(a)], -1)
 
     grid(mb, "paving", deck_fn, 48, 16, (24, 8))
+
     # supporting wall below the rim
     def wall(U, V):
         a = (U - 0.5) * math.radians(140)
         r = 18.0
         y = -6 + V * 6
         return np.stack([r * np.sin(a), y, -r * np.cos(a)], -1)
+
     grid(mb, "stone", wall, 48, 4, (30, 3))
     # railing along the rim: posts, balusters, hand rail, light strip
     n = 120
@@ -1439,12 +1901,26 @@ def build_nanshan(out: Path, preview: Path | None):
         pts.append((17.7 * math.sin(a), -17.7 * math.cos(a)))
     for k, (x, z) in enumerate(pts):
         if k % 6 == 0:
-            box(mb, "stone", (x, 0.55, z), (0.25, 1.1, 0.25), 0.5, yaw=-(k / n - 0.5) * math.radians(140))
+            box(
+                mb,
+                "stone",
+                (x, 0.55, z),
+                (0.25, 1.1, 0.25),
+                0.5,
+                yaw=-(k / n - 0.5) * math.radians(140),
+            )
         else:
             cylinder(mb, "metal", (x, 0.0, z), (x, 1.05, z), 0.025, 6)
-    for (x0, z0), (x1, z1) in zip(pts[:-1], pts[1:]):
+    for (x0, z0), (x1, z1) in zip(pts[:-1], pts[1:], strict=False):
         beam(mb, "metal", (x0, 1.1, z0), (x1, 1.1, z1), 0.07, 0.05)
-        beam(mb, "light_strip_gold", (x0 * 0.995, 0.25, z0 * 0.995), (x1 * 0.995, 0.25, z1 * 0.995), 0.05, 0.05)
+        beam(
+            mb,
+            "light_strip_gold",
+            (x0 * 0.995, 0.25, z0 * 0.995),
+            (x1 * 0.995, 0.25, z1 * 0.995),
+            0.05,
+            0.05,
+        )
     # the huangjue tree behind the platform (+Z side)
     tree = root.child("nanshan/huangjue_tree", mesh=MeshBuf(), translation=(6.0, 0, 8.0))
     mb = tree.mesh
@@ -1454,35 +1930,60 @@ def build_nanshan(out: Path, preview: Path | None):
         a = k / 6 * 2 * math.pi + rng.uniform(-0.3, 0.3)
         tip = (3.5 * math.sin(a), 7.0 + rng.uniform(-0.5, 1.5), 3.5 * math.cos(a))
         cylinder(mb, "bark", (0, 5.0, 0), tip, 0.22, 10)
-    for k in range(18):
+    for _ in range(18):
         a = rng.uniform(0, 2 * math.pi)
         r = rng.uniform(0, 4.5)
         c = (r * math.sin(a), 7.5 + rng.uniform(-1, 2), r * math.cos(a))
         s = rng.uniform(1.6, 2.6)
-        prof = [(s * math.sin(t), s * 0.7 * -math.cos(t)) for t in np.linspace(0.15, math.pi - 0.15, 8)]
+        prof = [
+            (s * math.sin(t), s * 0.7 * -math.cos(t)) for t in np.linspace(0.15, math.pi - 0.15, 8)
+        ]
         lathe(mb, "foliage", prof, 14, center=c, uv_v=1.0)
     # observation tower behind
     tw = root.child("nanshan/tower", mesh=MeshBuf(), translation=(-10, 0, 16))
     for lvl in range(6):
         y = lvl * 4.6
-        lathe(tw.mesh, "concrete", [(5.0 - lvl * 0.3, 0), (5.0 - lvl * 0.3, 4.2)], 8, center=(0, y, 0), flat=True,
-              phase=math.pi / 8, uv_v=2.0)
-        lathe(tw.mesh, "light_strip_gold", [(5.15 - lvl * 0.3, 4.2), (5.15 - lvl * 0.3, 4.45)], 8, center=(0, y, 0),
-              flat=True, phase=math.pi / 8, uv_v=0.25)
+        lathe(
+            tw.mesh,
+            "concrete",
+            [(5.0 - lvl * 0.3, 0), (5.0 - lvl * 0.3, 4.2)],
+            8,
+            center=(0, y, 0),
+            flat=True,
+            phase=math.pi / 8,
+            uv_v=2.0,
+        )
+        lathe(
+            tw.mesh,
+            "light_strip_gold",
+            [(5.15 - lvl * 0.3, 4.2), (5.15 - lvl * 0.3, 4.45)],
+            8,
+            center=(0, y, 0),
+            flat=True,
+            phase=math.pi / 8,
+            uv_v=0.25,
+        )
     # lamps on the platform
     lamps = root.child("nanshan/lamps", mesh=MeshBuf())
     for k in range(7):
         a = (k / 6 - 0.5) * math.radians(120)
         x, z = 12 * math.sin(a), -12 * math.cos(a)
         lathe(lamps.mesh, "metal", [(0.08, 0), (0.05, 3.2)], 10, center=(x, 0, z))
-        lathe(lamps.mesh, "light_strip_gold", [(0.03, 0), (0.2, 0.1), (0.22, 0.25), (0.03, 0.4)], 12, center=(x, 3.2, z), uv_v=0.4)
+        lathe(
+            lamps.mesh,
+            "light_strip_gold",
+            [(0.03, 0), (0.2, 0.1), (0.22, 0.25), (0.03, 0.4)],
+            12,
+            center=(x, 3.2, z),
+            uv_v=0.4,
+        )
     # skyline panel across the river (-Z), curved, plus a few 3D lit slabs in front of it
     sky = root.child("nanshan/skyline", mesh=MeshBuf())
 
     def panel(U, V):
         a = (U - 0.5) * math.radians(110)
         r = 1400.0
-        y = -265 + V * 560   # river ~175 m MSL, platform ~440 m
+        y = -265 + V * 560  # river ~175 m MSL, platform ~440 m
         return np.stack([r * np.sin(a), y, -r * np.cos(a)], -1)
 
     # (1 - U, 1 - V): normal faces the viewer (+Z) and image row 0 (sky) is at the top
@@ -1490,14 +1991,18 @@ def build_nanshan(out: Path, preview: Path | None):
     slabs = root.child("nanshan/skyline_towers")
     rng = _rng(45)
     for k in range(12):
-        a = (rng.uniform(-0.45, 0.45))
+        a = rng.uniform(-0.45, 0.45)
         r = float(rng.uniform(900, 1200))
         h = float(rng.uniform(180, 330))
         m = MeshBuf()
         box(m, "tower_facade", (0, h / 2, 0), (40, h, 30), 40.0)
         box(m, "light_strip_cyan", (0, h + 1, 0), (40.5, 2, 30.5), 4.0)
-        slabs.child(f"nanshan/skyline_towers/tower_{k:02d}", mesh=m,
-                    translation=(r * math.sin(a), -262, -r * math.cos(a)), rotation_y=-a)
+        slabs.child(
+            f"nanshan/skyline_towers/tower_{k:02d}",
+            mesh=m,
+            translation=(r * math.sin(a), -262, -r * math.cos(a)),
+            rotation_y=-a,
+        )
     stats = sw.write(root, out)
     if preview:
         render_preview(root, sw, preview / "nanshan-viewpoint.png")
@@ -1582,7 +2087,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Build the procedural chongqing-night scenes (GLB).")
     ap.add_argument("--only", action="append", choices=sorted(SCENES), help="scene id (repeatable)")
     ap.add_argument("--out", type=Path, default=OUT_DIR, help="output folder")
-    ap.add_argument("--preview", type=Path, default=None, help="also write orthographic preview PNGs here")
+    ap.add_argument(
+        "--preview", type=Path, default=None, help="also write orthographic preview PNGs here"
+    )
     args = ap.parse_args(argv)
     total = 0
     for sid, fn in SCENES.items():
@@ -1590,8 +2097,10 @@ def main(argv=None) -> int:
             continue
         st = fn(args.out / f"{sid}.glb", args.preview)
         total += st["bytes"]
-        print(f"{sid:24s} {st['triangles']:7d} tris {st['vertices']:7d} verts {st['nodes']:4d} nodes "
-              f"{st['materials']:2d} mats {st['textures']:2d} tex {st['bytes'] / 1e6:6.2f} MB")
+        print(
+            f"{sid:24s} {st['triangles']:7d} tris {st['vertices']:7d} verts {st['nodes']:4d} nodes "
+            f"{st['materials']:2d} mats {st['textures']:2d} tex {st['bytes'] / 1e6:6.2f} MB"
+        )
     print(f"total {total / 1e6:.2f} MB")
     return 0
 

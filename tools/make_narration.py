@@ -43,9 +43,9 @@ DEFAULT_TOUR = ROOT / "tours" / "chongqing-night" / "tour.yaml"
 
 SAMPLE_RATE = 22050
 BITRATE = "48k"
-LEAD_IN_S = 0.30      # silence before the first sentence
-PAUSE_S = 0.45        # silence between sentences
-TAIL_S = 0.60         # silence after the last sentence
+LEAD_IN_S = 0.30  # silence before the first sentence
+PAUSE_S = 0.45  # silence between sentences
+TAIL_S = 0.60  # silence after the last sentence
 
 # eSpeak NG voice and speed (words per minute) per BCP-47 tag of the manifest.
 VOICES = {
@@ -230,17 +230,64 @@ def synthesise(sentences: list[str], lang: str, tmp: Path) -> tuple[Path, list[S
 
 
 def encode(wav: Path, m4a: Path | None, mp3: Path | None) -> None:
-    common = ["ffmpeg", "-nostdin", "-y", "-hide_banner", "-loglevel", "error",
-              "-fflags", "+bitexact", "-i", str(wav), "-map_metadata", "-1",
-              "-ac", "1", "-ar", str(SAMPLE_RATE), "-flags", "+bitexact", "-fflags", "+bitexact"]
+    common = [
+        "ffmpeg",
+        "-nostdin",
+        "-y",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-fflags",
+        "+bitexact",
+        "-i",
+        str(wav),
+        "-map_metadata",
+        "-1",
+        "-ac",
+        "1",
+        "-ar",
+        str(SAMPLE_RATE),
+        "-flags",
+        "+bitexact",
+        "-fflags",
+        "+bitexact",
+    ]
     if m4a is not None:
         m4a.parent.mkdir(parents=True, exist_ok=True)
-        _run(common + ["-c:a", "aac", "-profile:a", "aac_low", "-b:a", BITRATE,
-                       "-movflags", "+faststart", "-f", "mp4", str(m4a)])
+        _run(
+            common
+            + [
+                "-c:a",
+                "aac",
+                "-profile:a",
+                "aac_low",
+                "-b:a",
+                BITRATE,
+                "-movflags",
+                "+faststart",
+                "-f",
+                "mp4",
+                str(m4a),
+            ]
+        )
     if mp3 is not None:
         mp3.parent.mkdir(parents=True, exist_ok=True)
-        _run(common + ["-c:a", "libmp3lame", "-b:a", BITRATE, "-id3v2_version", "0",
-                       "-write_id3v1", "0", "-f", "mp3", str(mp3)])
+        _run(
+            common
+            + [
+                "-c:a",
+                "libmp3lame",
+                "-b:a",
+                BITRATE,
+                "-id3v2_version",
+                "0",
+                "-write_id3v1",
+                "0",
+                "-f",
+                "mp3",
+                str(mp3),
+            ]
+        )
 
 
 # --------------------------------------------------------------------------- WebVTT
@@ -310,14 +357,27 @@ def parse_vtt(path: Path) -> list[tuple[float, float, list[str]]]:
 
 
 def ffprobe_duration(path: Path) -> float:
-    out = _run(["ffprobe", "-v", "error", "-show_entries", "format=duration",
-                "-of", "json", str(path)]).stdout
+    out = _run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)]
+    ).stdout
     return float(json.loads(out)["format"]["duration"])
 
 
 def ffprobe_stream(path: Path) -> dict:
-    out = _run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-                "stream=codec_name,profile,sample_rate,channels,bit_rate", "-of", "json", str(path)]).stdout
+    out = _run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=codec_name,profile,sample_rate,channels,bit_rate",
+            "-of",
+            "json",
+            str(path),
+        ]
+    ).stdout
     streams = json.loads(out).get("streams", [])
     return streams[0] if streams else {}
 
@@ -354,14 +414,19 @@ def build(tour: dict, only, langs) -> int:
             encode(wav, m4a, mp3)
         cues = build_cues(timed, lang)
         write_vtt(vtt, cues, lang)
-        print(f"{lang:8s} {stop_id:18s} {len(sentences)} sentences, {len(cues):2d} cues, {dur:6.2f} s")
+        print(
+            f"{lang:8s} {stop_id:18s} {len(sentences)} sentences, {len(cues):2d} cues, {dur:6.2f} s"
+        )
     return 0
 
 
 def check(tour: dict, only, langs) -> int:
     problems = 0
     total = 0.0
-    print(f"{'lang':8s} {'stop':18s} {'cues':>4s} {'last end':>9s} {'m4a':>8s} {'mp3':>8s}  codec/rate/ch")
+    print(
+        f"{'lang':8s} {'stop':18s} {'cues':>4s} {'last end':>9s} {'m4a':>8s} {'mp3':>8s}"
+        "  codec/rate/ch"
+    )
     for stop_id, lang, nar in jobs(tour, only, langs):
         m4a, mp3, vtt = out_paths(nar)
         issues = []
@@ -392,13 +457,18 @@ def check(tour: dict, only, langs) -> int:
             if last > d + 1e-3:
                 issues.append(f"cue end {last:.3f} > {ext} duration {d:.3f}")
         s = ffprobe_stream(m4a)
-        info = f"{s.get('codec_name')}-{s.get('profile')}/{s.get('sample_rate')}/{s.get('channels')}"
+        info = (
+            f"{s.get('codec_name')}-{s.get('profile')}/{s.get('sample_rate')}/{s.get('channels')}"
+        )
         if s.get("codec_name") != "aac" or s.get("channels") != 1:
             issues.append(f"m4a stream is {info}")
         total += durs[".m4a"]
         status = "OK" if not issues else "FAIL: " + "; ".join(issues)
         problems += len(issues)
-        print(f"{lang:8s} {stop_id:18s} {len(cues):4d} {last:9.3f} {durs['.m4a']:8.3f} {durs['.mp3']:8.3f}  {info}  {status}")
+        print(
+            f"{lang:8s} {stop_id:18s} {len(cues):4d} {last:9.3f} {durs['.m4a']:8.3f} "
+            f"{durs['.mp3']:8.3f}  {info}  {status}"
+        )
     print(f"total narration (m4a): {total:.1f} s; problems: {problems}")
     return 1 if problems else 0
 
@@ -406,7 +476,9 @@ def check(tour: dict, only, langs) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tour", type=Path, default=DEFAULT_TOUR, help="tour manifest (YAML)")
-    ap.add_argument("--check", action="store_true", help="verify existing outputs instead of building")
+    ap.add_argument(
+        "--check", action="store_true", help="verify existing outputs instead of building"
+    )
     ap.add_argument("--only", action="append", help="stop id (repeatable)")
     ap.add_argument("--lang", action="append", help="language tag (repeatable)")
     args = ap.parse_args(argv)

@@ -8,11 +8,16 @@ import functools
 import json
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from tourserver import __version__
-from tourserver.config import DATA_ENV, Settings, default_content_root, default_data_dir
+from tourserver.config import (
+    DATA_ENV,
+    Limits,
+    Settings,
+    default_content_root,
+    default_data_dir,
+)
 from tourserver.errors import Issue, ManifestInvalid, TourError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -109,8 +114,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except TourError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_INVALID
-    settings = replace(Settings(data_dir=args.data, content_root=args.root),
-                       host=args.host, port=args.port, workers=args.workers)
+    settings = Settings(data_dir=args.data, content_root=args.root, host=args.host,
+                        port=args.port, workers=args.workers,
+                        limits=Limits(header_timeout_s=args.header_timeout))
     print(f"tourserver {__version__} serving http://{args.host}:{args.port}/ "
           f"({args.workers} worker(s), data {args.data})", file=sys.stderr, flush=True)
     serve(settings, functools.partial(load_published, args.data))
@@ -137,6 +143,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     p.add_argument("--no-build", action="store_true", help="serve the published build as is")
+    p.add_argument("--header-timeout", type=float, default=Limits.header_timeout_s,
+                   metavar="S", help="close connections whose request head takes longer")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("build", help="validate tours and publish content-addressed variants")

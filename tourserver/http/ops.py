@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 
 from aiohttp import web
@@ -17,7 +18,8 @@ _OPENAPI = resources.files("tourserver.http").joinpath("openapi.yaml").read_byte
 async def health(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
     return json_response(request, {"status": "ok", "version": __version__,
-                                   "build": catalog.build_id, "tours": len(catalog.tours)},
+                                   "build": catalog.build_id, "tours": len(catalog.tours),
+                                   "worker": os.getpid()},
                          cache="no-store")
 
 

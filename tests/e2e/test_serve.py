@@ -1,0 +1,224 @@
+"""A real `tourserver serve` process on the bundled tour: what a phone and an operator see."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import h3
+import pytest
+from support import REPO, node_validator_available, require
+
+from tourserver.ingest.validator import validate_file
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    def __init__(self, data: Path, *extra: str):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = data.parent / f"serve-{self.port}.log"
+        self._log_fh = open(self.log, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tourserver", "serve", "--data", str(data),
+             "--port", str(self.port), *extra],
+            cwd=REPO, stdout=self._log_fh, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"serve exited early:\n{self.log.read_text()}")
+            try:
+                self.get("/v1/health")
+                return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise AssertionError(f"serve did not come up:\n{self.log.read_text()}")
+
+    def get(self, path: str, headers: dict | None = None):
+        req = urllib.request.Request(self.base + path, headers=headers or {})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+
+    def get_json(self, path: str):
+        return json.loads(self.get(path)[2])
+
+    def stop(self, sig=signal.SIGTERM, timeout=30) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log_fh.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    data = tmp_path_factory.mktemp("serve-data")
+    server = Served(data, "--header-timeout", "1")
+    yield server
+    server.stop()
+
+
+def test_every_glb_the_server_hands_out_passes_the_khronos_validator(served, tmp_path):
+    require(node_validator_available(), "node + npm gltf-validator")
+    tours = served.get_json("/v1/tours")["tours"]
+    assert [t["id"] for t in tours] == ["chongqing-night"]
+    tour = served.get_json("/v1/tours/chongqing-night")
+    assert len(tour["stops"]) >= 5
+    checked = 0
+    for stop in tour["stops"]:
+        for scene_ref in stop["scenes"]:
+            scene = served.get_json(scene_ref["url"])
+            for variant in scene["variants"]:
+                status, headers, body = served.get(variant["url"])
+                assert status == 200 and headers["Content-Type"] == "model/gltf-binary"
+                assert len(body) == variant["bytes"]
+                path = tmp_path / f"{scene['id']}-{variant['tier']}.glb"
+                path.write_bytes(body)
+                report = validate_file(path)
+                assert report.errors == 0, (path.name, report.messages[:5])
+                checked += 1
+    assert checked >= 15
+
+
+def test_hero_scene_is_heavy_enough_for_lods_to_matter(served):
+    scene = served.get_json("/v1/scenes/hongya-cave-facade")
+    tiers = {v["tier"]: v for v in scene["variants"]}
+    assert tiers["high"]["triangles"] > 100_000
+    assert tiers["high"]["triangles"] > tiers["medium"]["triangles"] > tiers["low"]["triangles"]
+    assert tiers["high"]["bytes"] > tiers["low"]["bytes"]
+    assert tiers["low"]["max_texture_px"] <= 512
+
+
+def test_bundled_narration_and_discovery(served):
+    tour = served.get_json("/v1/tours/chongqing-night?lang=en")
+    for stop in tour["stops"]:
+        narration = stop["narration"]["en"]
+        assert narration["audio"][0]["mime"] == "audio/mp4"
+        status, headers, body = served.get(narration["audio"][0]["url"],
+                                           {"Range": "bytes=0-1"})  # Safari's probe
+        assert status == 206 and len(body) == 2
+        status, headers, vtt = served.get(narration["subtitles"]["url"])
+        assert vtt.startswith(b"WEBVTT") and headers["Content-Type"].startswith("text/vtt")
+        pose = stop["anchor"]["geopose"]["position"]
+        cell = h3.latlng_to_cell(pose["lat"], pose["lon"], 8)
+        found = served.get_json(f"/v1/cells/{cell}")
+        assert stop["id"] in [s["id"] for s in found["stops"]]
+        assert "chongqing-night" in [t["id"] for t in found["tours"]]
+
+
+def test_logs_are_json_and_never_hold_a_location(served):
+    cell = h3.latlng_to_cell(29.5628, 106.5790, 7)
+    served.get(f"/v1/cells/{cell}")
+    time.sleep(0.3)
+    text = served.log.read_text()
+    assert cell not in text
+    for line in text.splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            assert "remote" not in json.dumps(entry)
+    assert '"route": "/v1/cells/{cell}"' in text
+
+
+def test_slow_client_gets_408_and_is_disconnected(served):
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as s:
+        s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")  # never finishes the head
+        started = time.monotonic()
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+        assert time.monotonic() - started < 5
+    assert data.startswith(b"HTTP/1.1 408")
+    assert b'"code":"header_timeout"' in data
+
+
+def test_idle_connection_is_closed_too(served):
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as s:
+        started = time.monotonic()
+        assert s.recv(4096).startswith(b"HTTP/1.1 408")
+        assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 400),
+        (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n", 400),
+    ],
+    ids=["huge-header", "huge-url", "tls-to-http"],
+)
+def test_malformed_requests_get_json_4xx(served, raw, status):
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as s:
+        s.sendall(raw)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head[:9] in (b"HTTP/1.1 ", b"HTTP/1.0 ") and head[9:12] == str(status).encode()
+    assert json.loads(body)["error"]["code"] in ("bad_request", "request_too_large")
+
+
+def test_two_workers_share_one_port(tmp_path):
+    data = tmp_path / "data"
+    server = Served(data, "--workers", "2")
+    try:
+        # Both processes accept on the same port (SO_REUSEPORT spreads new connections);
+        # the second may still be starting when the first answers.
+        workers: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and time.monotonic() < deadline:
+            workers.add(server.get_json("/v1/health")["worker"])
+        assert len(workers) == 2
+    finally:
+        assert server.stop() == 0
+
+
+def test_sigterm_finishes_the_request_in_flight(tmp_path):
+    data = tmp_path / "data"
+    server = Served(data)
+    scene = server.get_json("/v1/scenes/hongya-cave-facade")
+    high = next(v for v in scene["variants"] if v["tier"] == "high")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(f"GET {high['url']} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        first = s.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200")
+        # 9 MB do not fit in the socket buffers: the server is still sending when told to stop.
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        time.sleep(0.5)
+        received = first
+        while chunk := s.recv(1 << 20):
+            received += chunk
+    body = received.partition(b"\r\n\r\n")[2]
+    assert len(body) == high["bytes"]
+    assert server.proc.wait(30) == 0  # and then it exits cleanly by itself
+    server.stop()
+
+
+def test_serve_with_invalid_tours_and_nothing_published_fails_clearly(tmp_path):
+    (tmp_path / "tours" / "broken").mkdir(parents=True)
+    (tmp_path / "tours" / "broken" / "tour.yaml").write_text("id: [\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tourserver", "serve", "--root", str(tmp_path), "--data",
+         str(tmp_path / "data"), "--port", str(free_port())],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "tour.yaml" in proc.stderr and "nothing was published" in proc.stderr
