@@ -32,36 +32,51 @@ async def list_tours(request: web.Request) -> web.Response:
 
 async def get_tour(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
-    doc = catalog.tour_document(request.match_info["tour_id"], _query(request, "lang"))
+    tour = catalog.tour(request.match_info["tour_id"])
+    lang = catalog.language(tour, _query(request, "lang"))  # normalised: a bounded cache key
+    doc = catalog.cached(("tour", tour.id, lang), lambda: catalog.tour_document(tour.id, lang))
     return json_response(request, doc)
 
 
 async def get_tileset(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
-    return json_response(request, catalog.tileset(request.match_info["tour_id"]))
+    tour = catalog.tour(request.match_info["tour_id"])
+    return json_response(request, catalog.cached(("tileset", tour.id),
+                                                 lambda: catalog.tileset(tour.id)))
 
 
 async def get_pack(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
-    doc = catalog.pack(request.match_info["tour_id"], _query(request, "lang"),
-                       _query(request, "tier"))
+    tour = catalog.tour(request.match_info["tour_id"])
+    lang = catalog.language(tour, _query(request, "lang"))
+    tier = _query(request, "tier")
+    if tier is not None and tier not in TIER_NAMES:
+        raise InvalidRequest(f"tier {tier!r} is unknown; use one of {', '.join(TIER_NAMES)}",
+                             code="tier_unknown", field="tier")
+    doc = catalog.cached(("pack", tour.id, lang, tier),
+                         lambda: catalog.pack(tour.id, lang, tier))
     return json_response(request, doc)
 
 
 async def get_anchor(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
-    return json_response(request, catalog.anchor_document(request.match_info["anchor_id"]))
+    anchor_id = catalog.anchor(request.match_info["anchor_id"]).anchor.id
+    return json_response(request, catalog.cached(("anchor", anchor_id),
+                                                 lambda: catalog.anchor_document(anchor_id)))
 
 
 async def get_geopose(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
     entry = catalog.anchor(request.match_info["anchor_id"])
-    return json_response(request, entry.anchor.pose.to_json(), content_type=GEOPOSE_MEDIA_TYPE)
+    doc = catalog.cached(("geopose", entry.anchor.id), entry.anchor.pose.to_json)
+    return json_response(request, doc, content_type=GEOPOSE_MEDIA_TYPE)
 
 
 async def get_scene(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
-    return json_response(request, catalog.scene_document(request.match_info["scene_id"]))
+    scene_id = catalog.scene(request.match_info["scene_id"]).scene.id
+    return json_response(request, catalog.cached(("scene", scene_id),
+                                                 lambda: catalog.scene_document(scene_id)))
 
 
 async def get_scene_glb(request: web.Request) -> web.Response:
@@ -91,4 +106,4 @@ async def get_cell(request: web.Request) -> web.Response:
         cell, res = cells.parse_cell(request.match_info["cell"])
     except cells.CellError as exc:
         raise InvalidRequest(str(exc), code="cell_invalid", field="cell") from None
-    return json_response(request, catalog.cell_document(cell, res), cache=CELL_CACHE)
+    return json_response(request, catalog.cell_rendered(cell, res), cache=CELL_CACHE)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from aiohttp import web
 
 from tourserver.errors import TourError
-from tourserver.store.catalog import json_bytes
+from tourserver.store.catalog import Rendered, json_bytes, render
 
 API_CACHE = "public, max-age=60"
 
@@ -25,8 +23,9 @@ def etag_matches(request: web.Request, etag: str) -> bool:
 
 def json_response(request: web.Request, body: object, *, content_type: str = "application/json",
                   cache: str = API_CACHE, status: int = 200) -> web.Response:
-    data = json_bytes(body)
-    etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+    """A JSON response with a strong ETag; `body` may be a document or an already Rendered one."""
+    rendered = body if isinstance(body, Rendered) else render(body)
+    data, etag = rendered.body, rendered.etag
     headers = {"ETag": etag, "Cache-Control": cache, "Vary": "Accept-Encoding"}
     if status == 200 and etag_matches(request, etag):
         return web.Response(status=304, headers=headers)

@@ -87,8 +87,19 @@ def circle_cells(lat: float, lon: float, radius_m: float, res: int) -> set[str]:
     to_xy = _project(lat, lon)
     origin = (0.0, 0.0)
     found = {center}
+    # A cell's circumradius is under 1.5x the average edge at any latitude: cheap tests on
+    # the centre settle most cells, the polygon is only needed in between.
+    reach = radius_m + edge * 1.5
     for cell in h3.grid_disk(center, k):
         if cell in found:
+            continue
+        clat, clon = h3.cell_to_latlng(cell)
+        cx, cy = to_xy(clat, clon)
+        d = math.hypot(cx, cy)
+        if d > reach:
+            continue
+        if d <= radius_m:
+            found.add(cell)
             continue
         poly = _cell_polygon(cell, to_xy)
         if _inside(origin, poly) or any(
