@@ -226,8 +226,11 @@ class Document:
         return np.ascontiguousarray(arr).view(dtype).reshape(count, ncomp).copy()
 
 
-def parse_glb(data: bytes, source: str = "<memory>") -> Document:
-    """Parse GLB bytes. Raises GltfInvalid naming the problem for any malformed input."""
+def parse_glb(data: bytes, source: str = "<memory>", allow_uris: bool = False) -> Document:
+    """Parse GLB bytes. Raises GltfInvalid naming the problem for any malformed input.
+
+    With allow_uris, external buffers and images are left for `ingest.loaders` to resolve
+    inside the asset's folder; without it, a GLB must be self-contained."""
     if len(data) < 20:
         raise GltfInvalid(f"{source}: {len(data)} bytes is too short for a GLB",
                           code="glb_truncated")
@@ -267,6 +270,8 @@ def parse_glb(data: bytes, source: str = "<memory>") -> Document:
     if not isinstance(doc_json, dict) or "asset" not in doc_json:
         raise GltfInvalid(f"{source}: JSON chunk has no 'asset' object", code="gltf_json")
     check_structure(doc_json, source)
+    if allow_uris:
+        return Document(doc_json, bytes(bin_chunk), source)
     buffers = doc_json.get("buffers", [])
     if buffers and "uri" in buffers[0]:
         raise GltfInvalid(f"{source}: buffer 0 of a GLB must be the binary chunk, not a URI",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from tourserver.ingest.gltf_io import MODE_TRIANGLES, Document
+from tourserver.ingest.images import image_size
 
 
 @dataclass(frozen=True)
@@ -79,10 +78,10 @@ def scene_stats(doc: Document) -> SceneStats:
                 lo = np.minimum(lo, moved.min(axis=0))
                 hi = np.maximum(hi, moved.max(axis=0))
     max_px = 0
-    for image in j.get("images", []):
+    for i, image in enumerate(j.get("images", [])):
         if "bufferView" in image:
-            with Image.open(io.BytesIO(doc.buffer_view_bytes(image["bufferView"]))) as img:
-                max_px = max(max_px, *img.size)  # header only: size without decoding
+            size = image_size(doc.buffer_view_bytes(image["bufferView"]), f"/images/{i}")
+            max_px = max(max_px, *size)
     if not np.isfinite(lo).all():
         lo = hi = np.zeros(3)
     return SceneStats(
