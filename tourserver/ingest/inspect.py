@@ -91,3 +91,106 @@ def scene_stats(doc: Document) -> SceneStats:
         extensions_required=tuple(sorted(j.get("extensionsRequired", []))),
         extensions_used=tuple(sorted(j.get("extensionsUsed", []))),
         bounds_min=tuple(float(v) for v in lo), bounds_max=tuple(float(v) for v in hi))
+
+
+def _accessor_bytes(doc_json: dict, index: int) -> int:
+    acc = doc_json["accessors"][index]
+    item = {5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4}[acc["componentType"]]
+    sizes = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
+    return int(acc["count"]) * sizes[acc["type"]] * item
+
+
+def _texture_slots(material: dict) -> list[tuple[str, int]]:
+    """(slot path, texture index) for every texture info in a material, extensions too."""
+    found: list[tuple[str, int]] = []
+
+    def walk(node, path: str) -> None:
+        if isinstance(node, dict):
+            if "index" in node and isinstance(node["index"], int) and path:
+                found.append((path, node["index"]))
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else key)
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}[{i}]")
+
+    walk(material, "")
+    return found
+
+
+def inspect_document(doc: Document) -> dict:
+    """Tables of scenes, meshes, materials, textures, animations and extensions, like
+    gltf-transform's inspect: what a creator needs to see where the bytes and costs are."""
+    j = doc.json
+    stats = scene_stats(doc)
+    meshes = []
+    for m, mesh in enumerate(j.get("meshes", [])):
+        prims = mesh.get("primitives", [])
+        vertices = triangles = size = 0
+        modes, attributes = set(), set()
+        for prim in prims:
+            attrs = prim.get("attributes", {})
+            attributes.update(attrs)
+            modes.add(prim.get("mode", MODE_TRIANGLES))
+            pos = attrs.get("POSITION")
+            vertices += int(j["accessors"][pos]["count"]) if pos is not None else 0
+            size += sum(_accessor_bytes(j, a) for a in attrs.values())
+            if "indices" in prim:
+                size += _accessor_bytes(j, prim["indices"])
+                if prim.get("mode", MODE_TRIANGLES) == MODE_TRIANGLES:
+                    triangles += int(j["accessors"][prim["indices"]]["count"]) // 3
+            elif prim.get("mode", MODE_TRIANGLES) == MODE_TRIANGLES and pos is not None:
+                triangles += int(j["accessors"][pos]["count"]) // 3
+        instances = sum(1 for n in j.get("nodes", []) if n.get("mesh") == m)
+        meshes.append({"index": m, "name": mesh.get("name", ""), "primitives": len(prims),
+                       "instances": instances, "vertices": vertices, "triangles": triangles,
+                       "modes": sorted(modes), "attributes": sorted(attributes),
+                       "morph_targets": max((len(p.get("targets", [])) for p in prims),
+                                            default=0),
+                       "data_bytes": size})
+    slots: dict[int, list[str]] = {}
+    materials = []
+    for i, mat in enumerate(j.get("materials", [])):
+        mat_slots = _texture_slots(mat)
+        for path, tex in mat_slots:
+            slots.setdefault(tex, []).append(f"{mat.get('name', i)}:{path}")
+        materials.append({"index": i, "name": mat.get("name", ""),
+                          "alpha_mode": mat.get("alphaMode", "OPAQUE"),
+                          "double_sided": bool(mat.get("doubleSided", False)),
+                          "extensions": sorted(mat.get("extensions", {})),
+                          "textures": len(mat_slots)})
+    textures = []
+    for t, tex in enumerate(j.get("textures", [])):
+        sources = [tex.get("source")] + [e.get("source") for e in
+                                          tex.get("extensions", {}).values()
+                                          if isinstance(e, dict)]
+        for src in [s for s in sources if s is not None]:
+            image = j["images"][src]
+            data = doc.buffer_view_bytes(image["bufferView"]) if "bufferView" in image else b""
+            w, h = image_size(data, f"/images/{src}") if data else (0, 0)
+            textures.append({"texture": t, "image": src, "name": image.get("name", ""),
+                             "mime": image.get("mimeType", ""), "width": w, "height": h,
+                             "bytes": len(data), "slots": slots.get(t, [])})
+    animations = []
+    for a, anim in enumerate(j.get("animations", [])):
+        duration = 0.0
+        for sampler in anim.get("samplers", []):
+            acc = j["accessors"][sampler["input"]]
+            if "max" in acc:
+                duration = max(duration, float(acc["max"][0]))
+        animations.append({"index": a, "name": anim.get("name", ""),
+                           "channels": len(anim.get("channels", [])),
+                           "samplers": len(anim.get("samplers", [])),
+                           "duration_s": round(duration, 3)})
+    scenes = [{"index": s, "name": sc.get("name", ""), "root_nodes": len(sc.get("nodes", []))}
+              for s, sc in enumerate(j.get("scenes", []))]
+    return {
+        "summary": {"triangles": stats.triangles, "vertices": stats.vertices,
+                    "draw_calls": stats.draw_calls, "nodes": len(j.get("nodes", [])),
+                    "max_texture_px": stats.max_texture_px,
+                    "bounds": {"min": list(stats.bounds_min), "max": list(stats.bounds_max)}},
+        "scenes": scenes, "meshes": meshes, "materials": materials, "textures": textures,
+        "animations": animations, "skins": len(j.get("skins", [])),
+        "extensions_used": sorted(j.get("extensionsUsed", [])),
+        "extensions_required": sorted(j.get("extensionsRequired", [])),
+    }

@@ -1,0 +1,95 @@
+"""Structural checks and device budgets for a loaded asset, as a list of `Issue`s.
+
+`ingest.loaders` already refuses what cannot be read (bad headers, out-of-range views,
+node cycles, hostile URIs). These checks look at the data itself: non-finite positions,
+indices past the vertex count, and the budgets of the target device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tourserver.errors import Issue, TourError
+from tourserver.ingest.gltf_io import Document
+from tourserver.ingest.images import image_size
+from tourserver.ingest.inspect import scene_stats
+
+IOS_MAX_TEXTURE_PX = 4096  # larger textures fail to upload on many iPhones
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one class of device can take. `None` means no limit."""
+
+    name: str
+    max_bytes: int | None
+    max_triangles: int | None
+    max_texture_px: int | None
+
+
+BUDGETS = {
+    "phone": Budget("phone", 5 * 1024 * 1024, 100_000, 2048),
+    "tablet": Budget("tablet", 10 * 1024 * 1024, 300_000, 2048),
+    "headset": Budget("headset", 25 * 1024 * 1024, 750_000, 4096),
+    "archive": Budget("archive", None, None, None),
+}
+
+
+def structural_issues(doc: Document, file: str | None = None) -> list[Issue]:
+    """Data problems a reader would trip over: NaN/Inf positions, indices out of range."""
+    issues: list[Issue] = []
+    accessors = doc.json.get("accessors", [])
+    for m, mesh in enumerate(doc.json.get("meshes", [])):
+        for p, prim in enumerate(mesh.get("primitives", [])):
+            where = f"/meshes/{m}/primitives/{p}"
+            if prim.get("extensions", {}).get("KHR_draco_mesh_compression"):
+                continue  # compressed: the data is not in plain accessors
+            pos_index = prim.get("attributes", {}).get("POSITION")
+            if pos_index is None:
+                issues.append(Issue("no_position", "primitive has no POSITION", file, where))
+                continue
+            count = int(accessors[pos_index]["count"])
+            try:
+                positions = doc.read_accessor(pos_index)
+                if not np.isfinite(positions.astype(np.float64)).all():
+                    issues.append(Issue("position_not_finite", "POSITION holds NaN or infinity",
+                                        file, f"{where}/attributes/POSITION"))
+                if "indices" in prim:
+                    indices = doc.read_accessor(prim["indices"])
+                    if len(indices) and int(indices.max()) >= count:
+                        issues.append(Issue("index_out_of_range",
+                                            f"index {int(indices.max())} but only {count} "
+                                            "vertices", file, f"{where}/indices"))
+            except TourError as exc:
+                issues.append(Issue(exc.code, exc.message, file, exc.field or where))
+    for i, image in enumerate(doc.json.get("images", [])):
+        if "bufferView" in image:
+            try:
+                w, h = image_size(doc.buffer_view_bytes(image["bufferView"]), f"/images/{i}")
+            except TourError as exc:
+                issues.append(Issue(exc.code, exc.message, file, f"/images/{i}"))
+                continue
+            if max(w, h) > IOS_MAX_TEXTURE_PX:
+                issues.append(Issue("texture_too_large_ios", f"{w}x{h} is over "
+                                    f"{IOS_MAX_TEXTURE_PX} px: iOS devices fail to load it",
+                                    file, f"/images/{i}"))
+    return issues
+
+
+def budget_issues(doc: Document, size_bytes: int, budget: Budget,
+                  file: str | None = None) -> list[Issue]:
+    """Where the asset exceeds the budget of its target device."""
+    stats = scene_stats(doc)
+    issues = []
+    if budget.max_bytes is not None and size_bytes > budget.max_bytes:
+        issues.append(Issue("over_budget_bytes", f"{size_bytes:,} bytes; the {budget.name} "
+                            f"budget is {budget.max_bytes:,}", file))
+    if budget.max_triangles is not None and stats.triangles > budget.max_triangles:
+        issues.append(Issue("over_budget_triangles", f"{stats.triangles:,} triangles; the "
+                            f"{budget.name} budget is {budget.max_triangles:,}", file))
+    if budget.max_texture_px is not None and stats.max_texture_px > budget.max_texture_px:
+        issues.append(Issue("over_budget_texture", f"largest texture {stats.max_texture_px} px; "
+                            f"the {budget.name} budget is {budget.max_texture_px} px", file))
+    return issues
