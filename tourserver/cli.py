@@ -20,7 +20,8 @@ from tourserver.config import (
 )
 from tourserver.errors import Issue, ManifestInvalid, TourError
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_OVER_BUDGET = 0, 1, 2, 3
+ASSET_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl")
 
 
 def _print_issues(issues: list[Issue], as_json: bool) -> None:
@@ -38,6 +39,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from tourserver.ingest.tours import load_all, load_tour
 
     target = Path(args.path) if args.path else None
+    if target is not None and target.suffix.lower() in ASSET_SUFFIXES:
+        return _validate_asset(target, args)
     if target is None:
         _, issues = load_all(args.root)
     else:
@@ -56,6 +59,177 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not issues and not args.json:
         print("ok: no problems found")
     return EXIT_INVALID if issues else EXIT_OK
+
+
+def _validate_asset(path: Path, args: argparse.Namespace) -> int:
+    """Structural checks, the preset's budgets, and the Khronos validator where available."""
+    from tourserver.ingest.checks import BUDGETS, budget_issues, structural_issues
+    from tourserver.ingest.gltf_io import write_glb
+    from tourserver.ingest.loaders import load_asset
+    from tourserver.ingest.validator import ValidatorUnavailable, validate_file
+
+    try:
+        doc = load_asset(path)
+    except TourError as exc:
+        _print_issues([Issue(exc.code, exc.message, str(path), exc.field)], args.json)
+        return EXIT_INVALID
+    issues = structural_issues(doc, str(path))
+    size = path.stat().st_size if path.suffix.lower() == ".glb" else len(write_glb(doc))
+    over = budget_issues(doc, size, BUDGETS[args.preset], str(path))
+    khronos: dict = {"available": False}
+    if path.suffix.lower() in (".glb", ".gltf"):
+        try:
+            report = validate_file(path)
+            khronos = {"available": True, "errors": report.errors, "warnings": report.warnings,
+                       "messages": report.messages[:50]}
+            for m in report.messages:
+                if m.get("severity") == 0:
+                    issues.append(Issue(f"khronos:{m['code']}", m["message"], str(path),
+                                        m.get("pointer")))
+        except ValidatorUnavailable as exc:
+            khronos["reason"] = str(exc)
+    if args.json:
+        print(json.dumps({"ok": not issues and not over, "issues": [vars(i) for i in issues],
+                          "over_budget": [vars(i) for i in over], "preset": args.preset,
+                          "khronos": khronos}, ensure_ascii=False, indent=1))
+    else:
+        for issue in issues:
+            print(f"error: {issue}", file=sys.stderr)
+        for issue in over:
+            print(f"over budget: {issue}", file=sys.stderr)
+        if khronos["available"]:
+            print(f"Khronos glTF-Validator: {khronos['errors']} error(s), "
+                  f"{khronos['warnings']} warning(s)")
+            for m in khronos["messages"]:
+                if m.get("severity") == 1:
+                    print(f"warning: {m.get('pointer', '')}: {m['message']} [{m['code']}]")
+        elif "reason" in khronos:
+            print(f"note: Khronos validator not run: {khronos['reason']}", file=sys.stderr)
+        if not issues and not over:
+            print(f"ok: {path} is valid and within the {args.preset} budget")
+    if issues:
+        return EXIT_INVALID
+    return EXIT_OVER_BUDGET if over else EXIT_OK
+
+
+def _progress(quiet: bool):
+    """A one-line progress display on a terminal; nothing when piped, --quiet or --json."""
+    if quiet or not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int, name: str) -> None:
+        end = "\n" if done == total else ""
+        print(f"\r[{done}/{total}] {name:<24}", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from tourserver.ingest.loaders import load_asset
+    from tourserver.pipeline.optimize import OptimizeOptions, make_lods, optimize
+    from tourserver.render import optimize_report
+    from tourserver.store.blobs import atomic_write
+
+    try:
+        options = OptimizeOptions(preset=args.preset, simplify=args.simplify,
+                                  texture_max=args.texture_max,
+                                  texture_format=args.texture_format, compress=args.compress)
+    except TourError as exc:
+        print(f"usage error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.output is None and not args.dry_run:
+        print("usage error: -o OUT is required (or --dry-run)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        doc = load_asset(args.input)
+    except TourError as exc:
+        _print_issues([Issue(exc.code, exc.message, str(args.input), exc.field)], args.json)
+        return EXIT_INVALID
+    size = _source_bytes(args.input, doc)
+    out = str(args.output) if args.output else None
+    _, glb, report = optimize(doc, size, options, source=str(args.input), output=out,
+                              dry_run=args.dry_run,
+                              progress=None if args.json else _progress(args.quiet))
+    lod_files = []
+    if glb is not None and args.lods and args.lods > 1:
+        for lod in make_lods(doc, size, args.lods, options, str(args.input))[1:]:
+            path = args.output.with_name(f"{args.output.stem}.lod{lod.level}.glb")
+            atomic_write(path, lod.glb)
+            lod_files.append({"level": lod.level, "path": str(path), "bytes": len(lod.glb),
+                              "triangles": lod.triangles,
+                              "geometric_error": lod.geometric_error})
+    if glb is not None:
+        atomic_write(args.output, glb)
+    if args.json:
+        body = report.to_json()
+        if lod_files:
+            body["lods"] = lod_files
+        print(json.dumps(body, ensure_ascii=False))
+    elif not args.quiet:
+        print(optimize_report(report))
+        for lod in lod_files:
+            print(f"lod {lod['level']}: {lod['path']} {lod['triangles']:,} triangles, "
+                  f"error {lod['geometric_error']:.4g} m")
+    if report.issues and not report.over_budget:
+        return EXIT_INVALID
+    return EXIT_OVER_BUDGET if report.over_budget else EXIT_OK
+
+
+def _source_bytes(path: Path, doc) -> int:
+    """What the asset weighs as delivered: the GLB itself, or a .gltf with every file it
+    references (measured as the equivalent self-contained GLB)."""
+    from tourserver.ingest.gltf_io import write_glb
+
+    return path.stat().st_size if path.suffix.lower() == ".glb" else len(write_glb(doc))
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from tourserver.ingest.inspect import inspect_document
+    from tourserver.ingest.loaders import load_asset
+    from tourserver.render import inspect_report
+
+    try:
+        info = inspect_document(load_asset(args.input))
+    except TourError as exc:
+        _print_issues([Issue(exc.code, exc.message, str(args.input), exc.field)], args.json)
+        return EXIT_INVALID
+    print(json.dumps(info, ensure_ascii=False) if args.json else inspect_report(info))
+    return EXIT_OK
+
+
+def cmd_lods(args: argparse.Namespace) -> int:
+    from tourserver.ingest.loaders import load_asset
+    from tourserver.pipeline.optimize import OptimizeOptions, make_lods
+    from tourserver.store.blobs import atomic_write
+
+    try:
+        doc = load_asset(args.input)
+        lods = make_lods(doc, _source_bytes(args.input, doc), args.levels,
+                         OptimizeOptions(preset=args.preset), str(args.input))
+    except TourError as exc:
+        if exc.code == "usage":
+            print(f"usage error: {exc.message}", file=sys.stderr)
+            return EXIT_USAGE
+        _print_issues([Issue(exc.code, exc.message, str(args.input), exc.field)], args.json)
+        return EXIT_INVALID
+    args.output.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for lod in lods:
+        path = args.output / f"lod{lod.level}.glb"
+        atomic_write(path, lod.glb)
+        entries.append({"level": lod.level, "file": path.name, "bytes": len(lod.glb),
+                        "triangles": lod.triangles, "geometric_error": lod.geometric_error})
+    manifest = {"schema": "tourserver.lods/1", "source": str(args.input), "levels": entries}
+    atomic_write(args.output / "lods.json", json.dumps(manifest, indent=1).encode())
+    if args.json:
+        print(json.dumps(manifest))
+    else:
+        from tourserver.render import human_bytes, table
+
+        print(table([[e["level"], e["file"], f"{e['triangles']:,}", human_bytes(e["bytes"]),
+                      f"{e['geometric_error']:.4g}"] for e in entries],
+                    ["lod", "file", "triangles", "size", "error (m)"]))
+    return EXIT_OK
 
 
 def _guess_root(tour_dir: Path) -> Path:
@@ -153,11 +327,43 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("validate", help="check tour manifests and the files they name")
+    p = sub.add_parser("validate", help="check tours, or one 3D asset against a device budget")
     common(p, data=False)
-    p.add_argument("path", nargs="?", help="a tour folder or manifest (default: every tour)")
+    p.add_argument("path", nargs="?", help="a tour folder or manifest (default: every tour), "
+                   "or a .glb/.gltf/.obj/.ply/.stl file")
+    p.add_argument("--preset", default="phone", choices=("phone", "tablet", "headset", "archive"),
+                   help="device budget for an asset (phone: 5 MB, 100k triangles, 2048 px)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("optimize", help="optimise a 3D asset for streaming to a device")
+    p.add_argument("input", type=Path, help=".glb, .gltf (with its files), .obj, .ply or .stl")
+    p.add_argument("-o", "--output", type=Path, help="output .glb")
+    p.add_argument("--preset", default="phone", choices=("phone", "tablet", "headset", "archive"))
+    p.add_argument("--simplify", type=float, metavar="RATIO",
+                   help="keep this fraction of the triangles (default: only to fit the budget)")
+    p.add_argument("--lods", type=int, metavar="N", help="also write N-1 coarser levels "
+                   "beside the output (OUT.lod1.glb, ...)")
+    p.add_argument("--texture-max", type=int, metavar="PX", help="largest texture edge")
+    p.add_argument("--texture-format", choices=("webp", "png", "jpeg", "ktx2", "keep"))
+    p.add_argument("--compress", choices=("meshopt", "none"))
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.add_argument("--dry-run", action="store_true", help="check and plan, write nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress and no table")
+    p.set_defaults(func=cmd_optimize)
+
+    p = sub.add_parser("inspect", help="tables of what a 3D asset holds and what it costs")
+    p.add_argument("input", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("lods", help="a chain of levels of detail with their geometric error")
+    p.add_argument("input", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument("--levels", type=int, default=4)
+    p.add_argument("--preset", default="phone", choices=("phone", "tablet", "headset", "archive"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_lods)
     return parser
 
 

@@ -276,7 +276,7 @@ def parse_glb(data: bytes, source: str = "<memory>", allow_uris: bool = False) -
     if buffers and "uri" in buffers[0]:
         raise GltfInvalid(f"{source}: buffer 0 of a GLB must be the binary chunk, not a URI",
                           code="gltf_external_uri", field="/buffers/0/uri")
-    if len(buffers) > 1:
+    if any(not _is_meshopt_fallback(b) for b in buffers[1:]):
         raise GltfInvalid(f"{source}: external buffers are not supported in a GLB",
                           code="gltf_external_uri", field="/buffers/1")
     if buffers and int(buffers[0].get("byteLength", 0)) > len(bin_chunk):
@@ -302,12 +302,22 @@ def _pad(data: bytes, fill: bytes) -> bytes:
     return data + fill * ((4 - len(data) % 4) % 4)
 
 
+def _is_meshopt_fallback(buffer: dict) -> bool:
+    """A placeholder buffer with no bytes, only sized, for EXT_meshopt_compression."""
+    return ("uri" not in buffer and buffer.get("extensions", {})
+            .get("EXT_meshopt_compression", {}).get("fallback") is True)
+
+
 def write_glb(doc: Document) -> bytes:
     """Serialise to GLB bytes: compact JSON (sorted keys are not used: order is meaning-free
     but keeping the creator's order keeps diffs readable), 4-byte aligned chunks."""
     body = dict(doc.json)
     if doc.bin:
-        body["buffers"] = [{"byteLength": len(doc.bin)}]
+        # Buffer 0 is the BIN chunk; data-less EXT_meshopt_compression fallback buffers
+        # after it are kept (views of compressed data point at them).
+        extra = doc.json.get("buffers", [])[1:]
+        keep = extra if extra and all(_is_meshopt_fallback(b) for b in extra) else []
+        body["buffers"] = [{"byteLength": len(doc.bin)}, *keep]
     json_bytes = _pad(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(), b" ")
     out = io.BytesIO()
     bin_bytes = _pad(doc.bin, b"\0") if doc.bin else b""

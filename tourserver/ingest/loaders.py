@@ -24,6 +24,7 @@ from tourserver.ingest.gltf_io import (
     check_structure,
     parse_glb,
 )
+from tourserver.ingest.meshopt_decode import EXTENSION, decode_meshopt
 from tourserver.ingest.resolver import resolve_inside
 
 MESH_FORMATS = (".obj", ".ply", ".stl")
@@ -70,6 +71,14 @@ def load_asset(path: Path, limits: LoadLimits | None = None) -> Document:
     data = path.read_bytes()
     if suffix == ".glb" or data[:4] == GLB_MAGIC.to_bytes(4, "little"):
         doc = parse_glb(data, str(path), allow_uris=True)
+        if EXTENSION in doc.json.get("extensionsUsed", []):
+            # Compressed views live in buffer 0 and decode into it: do that first, so the
+            # rest of the pipeline sees plain data.
+            if any("uri" in b for b in doc.json.get("buffers", [])):
+                raise GltfInvalid(f"{path}: EXT_meshopt_compression with external buffers is "
+                                  "not supported; pack it as a self-contained GLB",
+                                  code="gltf_unsupported")
+            doc = decode_meshopt(doc)
         return _internalize(doc.json, doc.bin, path.parent, str(path), limits)
     try:
         doc_json = json.loads(data.decode("utf-8"))

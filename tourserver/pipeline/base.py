@@ -39,8 +39,3 @@ def run(doc: Document, *transforms: Transform, ctx: Context | None = None) -> tu
         doc = t(doc, ctx)
         ctx.timings[t.name] = ctx.timings.get(t.name, 0.0) + time.perf_counter() - started
     return doc, ctx
-
-
-def transforms_key(transforms: tuple[Transform, ...]) -> str:
-    """A stable description of a transform chain, used in build cache keys."""
-    return ";".join(repr(t) for t in transforms)

@@ -1,35 +1,34 @@
 """Scene variant tiers the build produces for every scene, from richest to lightest.
 
-Until the full optimiser lands these are simplification + texture downscaling; each tier
-is a tuple of transforms, so the optimiser plugs in by changing this table only.
+Each tier is a set of optimiser options, so a tour build and a creator's
+`tourserver optimize --preset ...` produce the same bytes for the same input.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tourserver.pipeline.base import Transform
-from tourserver.pipeline.simplify import Simplify
-from tourserver.pipeline.texture_resize import TextureResize
+from tourserver.pipeline.optimize import OptimizeOptions
 
 
 @dataclass(frozen=True)
 class Tier:
     name: str
     lod: int  # 0 = full detail
-    transforms: tuple[Transform, ...]
+    options: OptimizeOptions
     description: str
 
 
 TIERS: tuple[Tier, ...] = (
-    Tier("high", 0, (TextureResize(2048),),
-         "full geometry, textures up to 2048 px: headsets and recent phones on fast networks"),
-    # Borders are not locked: creators' models are often many open parts (window quads,
-    # facade panels) whose every edge is a border, which would stop simplification cold.
-    Tier("medium", 1, (Simplify(0.5, target_error=0.02, lock_border=False), TextureResize(1024)),
-         "half the triangles, textures up to 1024 px: the default for phones"),
-    Tier("low", 2, (Simplify(0.15, target_error=0.1, lock_border=False), TextureResize(512)),
-         "15% of the triangles, textures up to 512 px: Save-Data, slow networks, low memory"),
+    Tier("high", 0, OptimizeOptions(preset="headset"),
+         "the headset preset: full geometry up to 750k triangles, textures up to 4096 px"),
+    Tier("medium", 1, OptimizeOptions(preset="phone"),
+         "the phone preset (5 MB, 100k triangles, 2048 px): the default for phones; "
+         "`tourserver optimize --preset phone` gives the same bytes"),
+    Tier("low", 2, OptimizeOptions(preset="phone", simplify=0.25, simplify_error=0.05,
+                                   texture_max=512),
+         "a quarter of the triangles, textures up to 512 px: Save-Data, slow networks, "
+         "low memory"),
 )
 TIER_NAMES = tuple(t.name for t in TIERS)
 # What a client that sends no client hints gets (see model.variants).

@@ -1,4 +1,11 @@
-"""Downscale embedded PNG/JPEG textures to a maximum edge, keeping their format."""
+"""Downscale embedded PNG/JPEG textures to a maximum edge, snapped to powers of two.
+
+Phones sample, mipmap and (with KTX2) block-compress power-of-two textures best, and every
+preset has a largest texture edge. Images are decoded under our pixel cap
+(`ingest.images.decode_image`); a texture is only ever made smaller, never larger, and keeps
+its format: a palette or greyscale PNG stays so, a JPEG stays a JPEG. WebP and KTX2 images
+are left as they are (re-encoding is `texture_encode`'s job).
+"""
 
 from __future__ import annotations
 
@@ -8,44 +15,79 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from tourserver.ingest.gltf_io import Document, GltfInvalid
+from tourserver.ingest.gltf_io import Document
+from tourserver.ingest.images import MAX_DECODE_PIXELS, decode_image
 from tourserver.pipeline.base import Context
 from tourserver.pipeline.repack import repack
 
-MAX_DECODE_PIXELS = 8192 * 8192  # our own cap, far below Pillow's default bomb limit
+__all__ = ["MAX_DECODE_PIXELS", "TextureResize", "resize_image", "target_size"]
+
+JPEG_QUALITY = 90  # resizing is not the place to lose quality; texture_encode tunes it
 
 
 @dataclass(frozen=True)
 class TextureResize:
-    max_px: int = 1024
+    max_px: int = 2048  # the largest edge allowed (the phone preset's limit)
+    power_of_two: bool = True  # snap each edge to a power of two (never upwards)
     name: str = "texture-resize"
 
     def __call__(self, doc: Document, ctx: Context) -> Document:
         new_json = copy.deepcopy(doc.json)
         payloads: dict[int, bytes] = {}
+        resized = 0
         for i, image in enumerate(new_json.get("images", [])):
             view = image.get("bufferView")
             mime = image.get("mimeType")
             if view is None or mime not in ("image/png", "image/jpeg"):
                 continue
             data = doc.buffer_view_bytes(view)
-            resized = resize_image(data, mime, self.max_px, f"{doc.source}#/images/{i}")
-            if resized is not None:
-                payloads[view] = resized
+            out = resize_image(data, mime, self.max_px, f"{doc.source}#/images/{i}",
+                               power_of_two=self.power_of_two)
+            if out is not None:
+                payloads[view] = out
+                resized += 1
+        ctx.facts["texture_resize.images"] = ctx.facts.get("texture_resize.images", 0) + resized
+        if not payloads:
+            return Document(new_json, doc.bin, doc.source)
         return repack(doc, new_json, payloads)
 
 
-def resize_image(data: bytes, mime: str, max_px: int, where: str) -> bytes | None:
+def _floor_pow2(n: int) -> int:
+    return 1 << (max(1, n).bit_length() - 1)
+
+
+def _nearest_pow2(x: float, cap: int) -> int:
+    """The power of two nearest to x (in ratio; ties go down), but never above cap."""
+    low = _floor_pow2(max(1, int(x)))
+    high = low * 2
+    best = high if high / x < x / low else low
+    return best if best <= cap else _floor_pow2(cap)
+
+
+def target_size(width: int, height: int, max_px: int, power_of_two: bool) -> tuple[int, int]:
+    """The size an image of width x height is resized to (never larger in either edge)."""
+    scale = min(1.0, max_px / max(width, height))
+    w, h = max(1.0, width * scale), max(1.0, height * scale)
+    if not power_of_two:
+        return max(1, round(w)), max(1, round(h))
+    cap_w, cap_h = min(width, max_px), min(height, max_px)
+    long_is_w = width >= height
+    first = _nearest_pow2(w if long_is_w else h, cap_w if long_is_w else cap_h)
+    # Keep the aspect exactly when it is itself a power-of-two ratio (1:1, 2:1, ...);
+    # otherwise snap the short edge on its own (UVs are normalised, so this is harmless).
+    ratio = (height / width) if long_is_w else (width / height)
+    second = _nearest_pow2(max(1.0, first * ratio), cap_h if long_is_w else cap_w)
+    return (first, second) if long_is_w else (second, first)
+
+
+def resize_image(data: bytes, mime: str, max_px: int, where: str,
+                 power_of_two: bool = False) -> bytes | None:
     """Return the re-encoded image, or None if it already fits."""
-    with Image.open(io.BytesIO(data)) as img:
+    with decode_image(data, where) as img:
         w, h = img.size
-        if w * h > MAX_DECODE_PIXELS:
-            raise GltfInvalid(f"{where}: {w}x{h} image is over the decode limit",
-                              code="image_too_large")
-        if max(w, h) <= max_px:
+        size = target_size(w, h, max_px, power_of_two)
+        if size == (w, h):
             return None
-        scale = max_px / max(w, h)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
         out = io.BytesIO()
         mode = img.mode
         # Resample in a full-colour mode, then return to the source's mode so a palette
@@ -59,5 +101,9 @@ def resize_image(data: bytes, mime: str, max_px: int, where: str) -> bytes | Non
                 resized = resized.convert(mode)
             resized.save(out, format="PNG", optimize=True)
         else:
-            resized.convert("RGB").save(out, format="JPEG", quality=85, optimize=True)
+            if mode == "L":
+                resized = resized.convert("L")  # greyscale JPEG stays one channel
+            else:
+                resized = resized.convert("RGB")
+            resized.save(out, format="JPEG", quality=JPEG_QUALITY, optimize=True)
         return out.getvalue()

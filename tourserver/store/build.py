@@ -23,17 +23,18 @@ from pathlib import Path
 
 from tourserver import __version__
 from tourserver.errors import BuildError, Issue, ManifestInvalid, TourError
-from tourserver.ingest.gltf_io import read_glb, write_glb
 from tourserver.ingest.inspect import scene_stats
+from tourserver.ingest.loaders import load_asset
 from tourserver.ingest.tours import LoadedTour, load_all, read_manifest
-from tourserver.pipeline.base import Context, run, transforms_key
+from tourserver.pipeline.base import Context
+from tourserver.pipeline.optimize import optimize
 from tourserver.pipeline.presets import TIERS
 from tourserver.store.blobs import BlobRef, BlobStore, atomic_write
 
 log = logging.getLogger("tourserver.build")
 CATALOG_FORMAT = 1
 # Bump when the variant recipe changes so cached variants are made again.
-BUILD_RECIPE = f"{__version__}/tiers-2"
+BUILD_RECIPE = f"{__version__}/tiers-3"
 
 
 @dataclass(frozen=True)
@@ -142,25 +143,30 @@ def _make_catalog(loaded: list[LoadedTour], data: DataDir, fingerprint: str) -> 
 def _scene_variants(data: DataDir, source: BlobRef, path: Path) -> tuple[list[dict], int]:
     """Make (or reuse from cache) every tier's variant of one source GLB."""
     key = hashlib.sha256(f"{BUILD_RECIPE}\0{source.sha256}\0".encode()
-                         + "|".join(transforms_key(t.transforms) for t in TIERS).encode())
+                         + "|".join(repr(t.options) for t in TIERS).encode())
     cache_file = data.root / "cache" / f"{key.hexdigest()}.json"
     if cache_file.is_file():
         cached = json.loads(cache_file.read_text("utf-8"))
         if all(data.blobs.has(BlobRef.from_json(v["blob"])) for v in cached):
             return cached, 0
     try:
-        doc = read_glb(path)
+        doc = load_asset(path)
     except TourError as exc:
         raise BuildError(f"{path}: {exc.message}", code=exc.code) from None
     variants = []
     previous_error = 0.0
     for tier in TIERS:
-        out, ctx = run(doc, *tier.transforms, ctx=Context())
-        glb = write_glb(out)
+        ctx = Context()
+        out, glb, report = optimize(doc, path.stat().st_size, tier.options, source=str(path),
+                                    ctx=ctx)
+        if glb is None:  # structural problems in the source: name the first
+            issue = report.issues[0]
+            raise BuildError(f"{path}: {issue}", code=issue.code)
         stats = scene_stats(out)
         ref = data.blobs.put(glb, "glb")
         # Geometric error must not shrink as detail drops (3D Tiles refinement relies on it).
-        error = max(previous_error, float(ctx.facts.get("simplify.error", 0.0)))
+        error = max(previous_error, float(ctx.facts.get("simplify.error", 0.0)),
+                    float(ctx.facts.get("quantize.position_error", 0.0)))
         previous_error = error
         variants.append({
             "tier": tier.name, "lod": tier.lod, "blob": ref.to_json(),

@@ -1,0 +1,184 @@
+"""Prune: what nothing references goes; every node, animation and extension stays."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from support import corpus_file, node_validator_available, require
+
+from tourserver.ingest.gltf_io import Document, parse_glb, write_glb
+from tourserver.ingest.loaders import load_asset
+from tourserver.ingest.validator import validate_file
+from tourserver.pipeline.base import Context, run
+from tourserver.pipeline.prune import Prune, material_texture_infos
+from tourserver.pipeline.repack import BufferBuilder
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def resolved_scene(doc: Document) -> list:
+    """Every node with what it draws, resolved by value (accessor data, image bytes,
+    material JSON with textures inlined): equal for documents that render the same."""
+    j = doc.json
+
+    def acc(i: int):
+        a = j["accessors"][i]
+        return a["type"], a["componentType"], a.get("normalized"), _sha(
+            doc.read_accessor(i).tobytes())
+
+    def texture(i: int):
+        t = j["textures"][i]
+        image = j["images"][t["source"]]
+        sampler = j["samplers"][t["sampler"]] if "sampler" in t else None
+        return _sha(doc.buffer_view_bytes(image["bufferView"])), json.dumps(sampler)
+
+    def material(i: int | None):
+        if i is None:
+            return None
+        m = copy.deepcopy(j["materials"][i])
+        m.pop("name", None)
+        for info in material_texture_infos(m):
+            info["index"] = texture(info["index"])
+        return json.dumps(m, sort_keys=True)
+
+    out = []
+    for node in j.get("nodes", []):
+        prims = []
+        if "mesh" in node:
+            for p in j["meshes"][node["mesh"]]["primitives"]:
+                prims.append((sorted((k, acc(a)) for k, a in p["attributes"].items()),
+                              acc(p["indices"]) if "indices" in p else None,
+                              p.get("mode", 4), material(p.get("material")),
+                              [sorted((k, acc(a)) for k, a in t.items())
+                               for t in p.get("targets", [])]))
+        rest = {k: v for k, v in node.items() if k not in ("mesh", "skin")}
+        out.append((json.dumps(rest, sort_keys=True), prims))
+    for skin in j.get("skins", []):
+        out.append(("skin", skin["joints"], acc(skin["inverseBindMatrices"])))
+    for anim in j.get("animations", []):
+        out.append(("animation", anim.get("name"), json.dumps(anim["channels"]),
+                    [(acc(s["input"]), acc(s["output"]), s.get("interpolation"))
+                     for s in anim["samplers"]]))
+    return out
+
+
+def validator_errors(doc: Document, path) -> int:
+    require(node_validator_available(), "node + npm gltf-validator")
+    path.write_bytes(write_glb(doc))
+    return validate_file(path).errors
+
+
+def with_garbage(doc: Document) -> Document:
+    """The document plus a mesh no node uses, and a material, texture, sampler, image and
+    accessor nothing uses."""
+    j = copy.deepcopy(doc.json)
+    builder = BufferBuilder(j)
+    stray = builder.add_accessor(j, np.arange(300, dtype=np.float32), target=None)
+    orphan_pos = builder.add_accessor(j, np.ones((9, 3), dtype=np.float32), target=34962,
+                                      with_bounds=True)
+    png = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+                        "0000000d49444154789c6300010000050001a5f645400000000049454e44ae426082")
+    view = builder.add_view(png)
+    j.setdefault("images", []).append({"bufferView": view, "mimeType": "image/png"})
+    j.setdefault("samplers", []).append({"magFilter": 9729})
+    j.setdefault("textures", []).append({"source": len(j["images"]) - 1,
+                                         "sampler": len(j["samplers"]) - 1})
+    j.setdefault("materials", []).append(
+        {"name": "unused", "pbrMetallicRoughness": {
+            "baseColorTexture": {"index": len(j["textures"]) - 1}}})
+    j.setdefault("meshes", []).append({"name": "orphan", "primitives": [
+        {"attributes": {"POSITION": orphan_pos}, "material": len(j["materials"]) - 1}]})
+    j.setdefault("extras", {})["stray_accessor"] = stray  # extras are never followed
+    return append_views(doc, j, builder.payloads)
+
+
+def append_views(doc: Document, j: dict, payloads: dict[int, bytes]) -> Document:
+    """New views after the old bytes (repack would already prune the garbage)."""
+    data = bytearray(doc.bin)
+    for index in sorted(payloads):
+        data += b"\0" * ((-len(data)) % 4)
+        j["bufferViews"][index].update({"buffer": 0, "byteOffset": len(data)})
+        data += payloads[index]
+    return Document(j, bytes(data), doc.source)
+
+
+def test_removes_unreferenced_objects_and_keeps_the_scene(tmp_path):
+    doc = load_asset(corpus_file("TextureTransformTest/TextureTransformTest.gltf"))
+    dirty = with_garbage(doc)
+    assert len(write_glb(dirty)) > len(write_glb(doc)) + 300 * 4
+    out, ctx = run(dirty, Prune())
+    for kind in ("meshes", "materials", "textures", "samplers", "images"):
+        assert ctx.facts[f"prune.{kind}"] == 1, kind
+        assert len(out.json[kind]) == len(doc.json[kind]), kind
+    assert ctx.facts["prune.accessors"] == 2
+    assert len(write_glb(out)) < len(write_glb(dirty)) - 300 * 4
+    assert resolved_scene(out) == resolved_scene(doc)
+    assert out.json["extensionsUsed"] == doc.json["extensionsUsed"]  # texture transform
+    assert out.json["extras"] == {"stray_accessor": dirty.json["extras"]["stray_accessor"]}
+    assert validator_errors(out, tmp_path / "out.glb") == 0
+
+
+def test_input_is_not_mutated_and_output_is_deterministic():
+    doc = with_garbage(load_asset(corpus_file("Fox/Fox.glb")))
+    before = copy.deepcopy(doc.json)
+    first, _ = run(doc, Prune())
+    second, _ = run(doc, Prune())
+    assert doc.json == before
+    assert write_glb(first) == write_glb(second)
+
+
+def test_unknown_extension_prunes_nothing():
+    doc = with_garbage(load_asset(corpus_file("TextureTransformTest/TextureTransformTest.gltf")))
+    j = copy.deepcopy(doc.json)
+    j["extensionsUsed"].append("ACME_mystery_refs")
+    j["extensions"] = {"ACME_mystery_refs": {"material": len(j["materials"]) - 1}}
+    out, ctx = run(Document(j, doc.bin), Prune())
+    assert out.json == j
+    assert out.bin == doc.bin
+    assert not any(ctx.facts.values())
+
+
+def test_nodes_without_meshes_and_unused_skins_nodes_are_kept():
+    """Every node survives (names and hierarchy are the creator's); a skin no node uses goes,
+    its joints stay."""
+    doc = load_asset(corpus_file("Fox/Fox.glb"))
+    j = copy.deepcopy(doc.json)
+    skinned = next(n for n in j["nodes"] if "skin" in n)
+    del skinned["skin"]
+    out, ctx = run(Document(j, doc.bin), Prune())
+    assert ctx.facts["prune.skins"] == 1
+    assert "skins" not in out.json
+    assert [n.get("name") for n in out.json["nodes"]] == [n.get("name") for n in j["nodes"]]
+    assert len(out.json["animations"]) == 3
+
+
+@pytest.mark.parametrize("rel", ["Fox/Fox.glb", "TextureTransformTest/TextureTransformTest.gltf",
+                                 "ClearCoatTest/ClearCoatTest.gltf",
+                                 "PointCloudHouse/PropertyAttributesPointCloudHouse.gltf"])
+def test_corpus_models_keep_every_feature(rel, tmp_path):
+    doc = load_asset(corpus_file(rel))
+    out = Prune()(doc, Context())
+    assert resolved_scene(out) == resolved_scene(doc)
+    for key in ("extensionsUsed", "extensions", "extras", "scenes", "asset"):
+        assert out.json.get(key) == doc.json.get(key), key
+    # Nothing there was unused, so nothing may be lost or grow.
+    assert len(write_glb(out)) <= len(write_glb(doc))
+    errors_in = validator_errors(doc, tmp_path / "in.glb")
+    assert validator_errors(out, tmp_path / "out.glb") <= errors_in
+
+
+def test_point_cloud_metadata_survives():
+    doc = load_asset(corpus_file("PointCloudHouse/PropertyAttributesPointCloudHouse.gltf"))
+    out = Prune()(doc, Context())
+    prim = out.json["meshes"][0]["primitives"][0]
+    assert prim["mode"] == 0
+    assert {"_INTENSITY", "_CLASSIFICATION"} <= set(prim["attributes"])
+    assert out.json["extensions"]["EXT_structural_metadata"] == \
+        doc.json["extensions"]["EXT_structural_metadata"]
+    assert parse_glb(write_glb(out)).json["meshes"] == out.json["meshes"]

