@@ -7,6 +7,7 @@ import argparse
 import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -386,6 +387,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INVALID
     except OSError as exc:
         print(f"error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        return EXIT_INVALID
+    except Exception as exc:  # a bug of ours: one clear line, the traceback on request
+        if os.environ.get("TOURSERVER_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (set TOURSERVER_DEBUG=1 for the "
+              "traceback, and please report it)", file=sys.stderr)
         return EXIT_INVALID
 
 

@@ -24,8 +24,17 @@ class SceneStats:
     bounds_max: tuple[float, float, float]
 
 
+def _instance_count(doc_json: dict, node: dict) -> int:
+    """How many copies a node draws: EXT_mesh_gpu_instancing draws one per instance."""
+    attrs = node.get("extensions", {}).get("EXT_mesh_gpu_instancing", {}).get("attributes", {})
+    for accessor in attrs.values():
+        return int(doc_json["accessors"][accessor]["count"])
+    return 1
+
+
 def _node_meshes(doc_json: dict):
-    """Yield (mesh index, world matrix) for every mesh instance in the default scene."""
+    """Yield (mesh index, world matrix, instance count) for every mesh node in the default
+    scene. Bounds ignore per-instance transforms (their data may be compressed)."""
     nodes = doc_json.get("nodes", [])
     scenes = doc_json.get("scenes", [])
     roots = scenes[doc_json.get("scene", 0)]["nodes"] if scenes else list(range(len(nodes)))
@@ -52,7 +61,7 @@ def _node_meshes(doc_json: dict):
             local[:3, 3] = t
         world = parent @ local
         if "mesh" in node:
-            yield node["mesh"], world
+            yield node["mesh"], world, _instance_count(doc_json, node)
         stack.extend((c, world) for c in node.get("children", []))
 
 
@@ -61,7 +70,7 @@ def scene_stats(doc: Document) -> SceneStats:
     triangles = vertices = draws = 0
     lo = np.full(3, np.inf)
     hi = np.full(3, -np.inf)
-    for mesh_index, world in _node_meshes(j):
+    for mesh_index, world, instances in _node_meshes(j):
         for prim in j["meshes"][mesh_index].get("primitives", []):
             draws += 1
             pos_acc = j["accessors"][prim["attributes"]["POSITION"]]
@@ -69,7 +78,7 @@ def scene_stats(doc: Document) -> SceneStats:
             if prim.get("mode", MODE_TRIANGLES) == MODE_TRIANGLES:
                 count = j["accessors"][prim["indices"]]["count"] if "indices" in prim else (
                     pos_acc["count"])
-                triangles += int(count) // 3
+                triangles += int(count) // 3 * instances
             if "min" in pos_acc and "max" in pos_acc:
                 corners = np.array([[x, y, z, 1.0] for x in (pos_acc["min"][0], pos_acc["max"][0])
                                     for y in (pos_acc["min"][1], pos_acc["max"][1])
