@@ -83,7 +83,7 @@ def plan(options: OptimizeOptions, triangles: int = 0) -> tuple[Transform, ...]:
     if not lossless:
         steps.append(Quantize())
     if compress == "meshopt":
-        steps.append(MeshoptCompress())
+        steps.append(MeshoptCompress(rotate_triangles=True))
     steps.append(Prune())
     return tuple(steps)
 
