@@ -70,8 +70,7 @@ def plan(options: OptimizeOptions, triangles: int = 0) -> tuple[Transform, ...]:
     if ratio is None and budget.max_triangles and triangles > budget.max_triangles:
         ratio = budget.max_triangles / triangles  # fit the device: no more than needed
     if ratio is not None and ratio < 1:
-        steps.append(Simplify(ratio=ratio, target_error=options.simplify_error,
-                              lock_border=False))
+        steps.append(Simplify(ratio=ratio, target_error=options.simplify_error))
     steps.append(Reorder())
     texture_max = options.texture_max or budget.max_texture_px
     if texture_max:

@@ -28,6 +28,9 @@ class Simplify:
     ratio: float = 0.5
     target_error: float = 0.05  # relative to the primitive's extent; a cap, not a goal
     lock_border: bool = True
+    # Models made of many open parts (window quads, facade panels) have borders everywhere,
+    # and locking them stops simplification cold: then unlock, and say so in the facts.
+    unlock_if_stuck: bool = True
     name: str = "simplify"
 
     def __call__(self, doc: Document, ctx: Context) -> Document:
@@ -35,32 +38,44 @@ class Simplify:
         builder = BufferBuilder(new_json)
         usage = _accessor_usage(new_json)
         max_error = 0.0
+        unlocked_count = 0
         for mesh in new_json.get("meshes", []):
             for prim in mesh.get("primitives", []):
                 if prim.get("mode", MODE_TRIANGLES) != MODE_TRIANGLES or "indices" not in prim:
                     continue
                 if "POSITION" not in prim.get("attributes", {}) or prim.get("extensions"):
                     continue  # compressed primitives are left alone
-                err = self._simplify_primitive(doc, new_json, prim, builder, usage)
+                err, unlocked = self._simplify_primitive(doc, new_json, prim, builder, usage)
                 max_error = max(max_error, err)
+                unlocked_count += unlocked
         ctx.facts["simplify.error"] = max(ctx.facts.get("simplify.error", 0.0), max_error)
+        if unlocked_count:
+            ctx.facts["simplify.unlocked_primitives"] = unlocked_count
+            ctx.logger.info("simplify: %d primitive(s) had borders unlocked to reach the "
+                            "target", unlocked_count)
         return repack(doc, new_json, builder.payloads)
 
     def _simplify_primitive(self, doc: Document, new_json: dict, prim: dict,
-                            builder: BufferBuilder, usage: Counter) -> float:
+                            builder: BufferBuilder, usage: Counter) -> tuple[float, bool]:
         positions = doc.read_accessor(prim["attributes"]["POSITION"]).astype(np.float32)
         indices = doc.read_accessor(prim["indices"]).reshape(-1).astype(np.uint32)
         if len(indices) < 3 * 16 or len(positions) == 0:
-            return 0.0
+            return 0.0, False
         target = max(3, int(len(indices) * self.ratio) // 3 * 3)
         dest = np.zeros(len(indices), dtype=np.uint32)
         result_error = np.zeros(1, dtype=np.float32)
         options = meshoptimizer.SIMPLIFY_LOCK_BORDER if self.lock_border else 0
+        unlocked = False
         count = meshoptimizer.simplify(dest, indices, positions, target_index_count=target,
                                        target_error=self.target_error, options=options,
                                        result_error=result_error)
+        if self.lock_border and self.unlock_if_stuck and count > 2 * target:
+            count = meshoptimizer.simplify(dest, indices, positions, target_index_count=target,
+                                           target_error=self.target_error, options=0,
+                                           result_error=result_error)
+            unlocked = True
         if count == 0:
-            return 0.0
+            return 0.0, False
         new_indices = dest[:count]
         meshoptimizer.optimize_vertex_cache(new_indices, new_indices, len(new_indices),
                                             len(positions))
@@ -89,7 +104,7 @@ class Simplify:
         dtype = np.uint16 if vertex_count < 65536 else np.uint32
         prim["indices"] = builder.add_accessor(new_json, new_indices.astype(dtype),
                                                target=ELEMENT_ARRAY_BUFFER)
-        return abs_error
+        return abs_error, unlocked
 
 
 def _copy_accessor(old: dict, data: np.ndarray, builder: BufferBuilder, new_json: dict) -> dict:
