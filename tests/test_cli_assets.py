@@ -19,7 +19,8 @@ def run(*args, env=None):
 
 
 SMALL = ["Fox/Fox.glb", "TextureTransformTest/TextureTransformTest.gltf",
-         "PointCloudHouse/PropertyAttributesPointCloudHouse.gltf", "ClearCoatTest/ClearCoatTest.gltf"]
+         "PointCloudHouse/PropertyAttributesPointCloudHouse.gltf",
+         "ClearCoatTest/ClearCoatTest.gltf"]
 
 
 def features(doc) -> dict:
