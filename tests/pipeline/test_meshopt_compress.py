@@ -16,7 +16,14 @@ from support import corpus_file, node_validator_available, require
 from tourserver.ingest.gltf_io import COMPONENT_DTYPES, Document, parse_glb, write_glb
 from tourserver.ingest.loaders import load_asset
 from tourserver.pipeline.base import run
-from tourserver.pipeline.meshopt_compress import EXTENSION, MeshoptCompress, decode_meshopt
+from tourserver.pipeline.meshopt_compress import (
+    EXTENSION,
+    MeshoptCompress,
+    decode_meshopt,
+    encode_filter_exp,
+    encode_filter_oct,
+    encode_filter_quat,
+)
 from tourserver.pipeline.quantize import Quantize
 
 FALLBACK = {"EXT_meshopt_compression": {"fallback": True}}
@@ -36,21 +43,67 @@ def glb_json(data: bytes) -> dict:
     return json.loads(data[20:20 + length])
 
 
-def assert_round_trip(before: Document, after: Document) -> None:
+def _view_filters(doc: Document) -> dict[int, str]:
+    """accessor -> the EXT_meshopt_compression filter on its view (if any)."""
+    views = doc.json.get("bufferViews", [])
+    out = {}
+    for i, acc in enumerate(doc.json.get("accessors", [])):
+        ext = views[acc["bufferView"]].get("extensions", {}).get(EXTENSION, {}) \
+            if "bufferView" in acc else {}
+        if "filter" in ext:
+            out[i] = ext["filter"]
+    return out
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-30)
+
+
+def assert_round_trip(before: Document, after: Document, facts: dict | None = None) -> None:
+    """Every accessor decodes to its input: exactly, or within the reported error for
+    views a lossy filter encoded (views may have been merged, so compare accessors)."""
     back = decode_meshopt(after)
-    views = before.json.get("bufferViews", [])
-    assert len(back.json["bufferViews"]) == len(views)
-    for i in range(len(views)):
-        assert back.buffer_view_bytes(i) == before.buffer_view_bytes(i), f"view {i}"
-    for i in range(len(before.json.get("accessors", []))):
-        assert np.array_equal(back.read_accessor(i), before.read_accessor(i)), f"accessor {i}"
+    filters = _view_filters(after)
+    facts = facts or {}
+    for i, acc in enumerate(before.json.get("accessors", [])):
+        a, b = before.read_accessor(i), back.read_accessor(i)
+        flt = filters.get(i)
+        if flt is None:
+            assert np.array_equal(a, b), f"accessor {i}"
+            assert back.json["accessors"][i]["componentType"] == acc["componentType"]
+        elif flt == "OCTAHEDRAL":
+            angle = np.degrees(np.arccos(np.clip(np.sum(
+                _unit(a[:, :3].astype(float)) * _unit(b[:, :3].astype(float)), axis=1), -1, 1)))
+            nonzero = np.abs(a[:, :3]).sum(axis=1) > 0
+            assert angle[nonzero].max(initial=0) <= facts["meshopt.normal_error_deg"] + 1e-4
+            assert facts["meshopt.normal_error_deg"] < 1.5  # 8-bit octahedral: about 1 degree
+            if a.shape[1] == 4:
+                assert np.array_equal(a[:, 3], b[:, 3])  # tangent handedness kept
+        elif flt == "QUATERNION":
+            assert back.json["accessors"][i]["normalized"] is True
+            q = _unit(b.astype(float) / 32767.0)
+            dots = np.abs(np.sum(_unit(a.astype(float)) * q, axis=1))
+            angle = np.degrees(2 * np.arccos(np.clip(dots, 0, 1)))
+            assert angle.max(initial=0) <= facts["meshopt.rotation_error_deg"] + 1e-4
+            assert facts["meshopt.rotation_error_deg"] < 0.2
+        else:
+            assert flt == "EXPONENTIAL"
+            err = np.abs(a.astype(float) - b.astype(float)).max(initial=0)
+            assert err <= facts["meshopt.animation_error"] + 1e-9
+            scale = np.abs(a).max(initial=1.0)
+            assert facts["meshopt.animation_error"] <= scale * 2.0 ** -14
+    for image, image_back in zip(before.json.get("images", []), back.json.get("images", []),
+                                 strict=True):
+        if "bufferView" in image:
+            assert back.buffer_view_bytes(image_back["bufferView"]) == \
+                before.buffer_view_bytes(image["bufferView"])
     assert EXTENSION not in back.json.get("extensionsUsed", [])
     assert back.json["buffers"] == [{"byteLength": len(back.bin)}]
 
 
-def indexed_mesh(mode: int = 4) -> Document:
+def indexed_mesh(mode: int = 4, normals: bool = False) -> Document:
     mesh = trimesh.creation.icosphere(subdivisions=4, radius=3.0)
-    doc = parse_glb(trimesh.Scene(mesh).export(file_type="glb"))
+    doc = parse_glb(trimesh.Scene(mesh).export(file_type="glb", include_normals=normals))
     if mode != 4:
         doc.json["meshes"][0]["primitives"][0]["mode"] = mode
     return doc
@@ -150,7 +203,9 @@ def test_quantize_then_compress_fox_validates(tmp_path):
     doc = load_asset(corpus_file("Fox/Fox.glb"))
     quantized = run(doc, Quantize())[0]
     out, ctx = run(quantized, MeshoptCompress())
-    assert_round_trip(quantized, out)
+    assert_round_trip(quantized, out, ctx.facts)
+    filters = set(_view_filters(out).values())
+    assert filters == {"QUATERNION", "EXPONENTIAL"}  # Fox has no normals
     assert set(out.json["extensionsRequired"]) >= {"KHR_mesh_quantization", EXTENSION}
     report = validate(out, tmp_path)
     assert report.errors == 0, [m for m in report.messages if m["severity"] == 0]
@@ -213,3 +268,111 @@ def test_triangle_rotation_is_exact_by_default_and_smaller_when_allowed():
     assert not np.array_equal(before, after)
     same = np.any([(np.roll(before, k, axis=1) == after).all(axis=1) for k in range(3)], axis=0)
     assert same.all()  # each triangle the same, same winding, same order
+
+
+def _c_encoder(name: str):
+    """meshoptimizer's own C filter encoder from the bindings' library, when it exports it
+    (the Python API has only the decoders): the reference our numpy encoders must match."""
+    import ctypes
+
+    from meshoptimizer._loader import lib
+
+    func = getattr(lib, name, None)
+    require(func is not None, f"{name} exported by the meshoptimizer bindings")
+    return func, ctypes
+
+
+def test_filter_encoders_match_meshoptimizer_byte_for_byte():
+    rng = np.random.default_rng(7)
+    n = 1001
+    vec = rng.normal(size=(n, 4)).astype(np.float32)
+    vec[:, :3] /= np.linalg.norm(vec[:, :3], axis=1, keepdims=True)
+    vec[:, 3] = np.sign(vec[:, 3])
+    vec[:4, :3] = [[0, 0, 1], [0, 0, -1], [1, 0, 0], [0, 0, 0]]
+    quats = rng.normal(size=(n, 4)).astype(np.float32)
+    quats /= np.linalg.norm(quats, axis=1, keepdims=True)
+    quats[:2] = [[0, 0, 0, 1], [0.5, 0.5, -0.5, -0.5]]
+    floats = (rng.normal(size=(n, 3)) * [1e-3, 1.0, 300.0]).astype(np.float32)
+    floats[0] = 0.0
+    oct_c, ct = _c_encoder("meshopt_encodeFilterOct")
+    quat_c, _ = _c_encoder("meshopt_encodeFilterQuat")
+    exp_c, _ = _c_encoder("meshopt_encodeFilterExp")
+    ptr = ct.c_void_p
+    for stride, bits in ((4, 8), (8, 16), (4, 6)):
+        ref = np.zeros((n, stride), np.uint8)
+        oct_c(ref.ctypes.data_as(ptr), ct.c_size_t(n), ct.c_size_t(stride), ct.c_int(bits),
+              vec.ctypes.data_as(ptr))
+        assert np.array_equal(encode_filter_oct(vec, stride, bits), ref)
+    for bits in (12, 16):
+        ref = np.zeros((n, 8), np.uint8)
+        quat_c(ref.ctypes.data_as(ptr), ct.c_size_t(n), ct.c_size_t(8), ct.c_int(bits),
+               quats.ctypes.data_as(ptr))
+        assert np.array_equal(encode_filter_quat(quats, bits), ref)
+    ref = np.zeros((n, 3), np.uint32)
+    exp_c(ref.ctypes.data_as(ptr), ct.c_size_t(n), ct.c_size_t(12), ct.c_int(16),
+          floats.ctypes.data_as(ptr), ct.c_int(2))  # meshopt_EncodeExpSharedComponent
+    assert np.array_equal(encode_filter_exp(floats, 16), ref)
+    # And the public decoders give the data back within the filters' precision.
+    back = meshoptimizer.decode_filter_exp(encode_filter_exp(floats, 16).view(np.uint8)
+                                           .reshape(n, 12), n, 12).view(np.float32)
+    # One exponent per column, from its largest value (a zero counts as 2^0, as in the C
+    # code): half a step of a 16-bit mantissa.
+    bound = np.maximum(np.abs(floats).max(axis=0), 1.0) * 2.0 ** -15
+    assert np.all(np.abs(back.reshape(n, 3) - floats).max(axis=0) <= bound)
+
+
+def test_quantized_normals_get_the_octahedral_filter_and_shrink(tmp_path):
+    doc = indexed_mesh(normals=True)
+    doc = with_indices(doc, cache_optimised(doc))
+    quantized = run(doc, Quantize())[0]
+    exact, _ = run(quantized, MeshoptCompress(filters="none"))
+    out, ctx = run(quantized, MeshoptCompress())
+    assert "OCTAHEDRAL" in _view_filters(out).values()
+    assert "OCTAHEDRAL" not in _view_filters(exact).values()
+    assert_round_trip(quantized, exact)  # no filter: exact
+    assert_round_trip(quantized, out, ctx.facts)
+    assert 0 < ctx.facts["meshopt.normal_error_deg"] < 1.5
+    assert len(write_glb(out)) < len(write_glb(exact))
+    # Smooth sphere normals already gzip well unfiltered: the filter is chosen per view
+    # on deflated size, so the whole file gzipped stays within a hair of the exact one.
+    assert len(gzip.compress(write_glb(out), 6)) <= 1.01 * len(gzip.compress(write_glb(exact), 6))
+    report = validate(out, tmp_path)
+    assert report.errors == 0, [m for m in report.messages if m["severity"] == 0]
+    assert validate(decode_meshopt(out), tmp_path, "decoded.glb").errors == 0
+    assert write_glb(run(quantized, MeshoptCompress())[0]) == write_glb(out)  # deterministic
+
+
+def test_fox_animation_filters_merge_and_shrink(tmp_path):
+    doc = load_asset(corpus_file("Fox/Fox.glb"))
+    quantized = run(doc, Quantize())[0]
+    plain, _ = run(quantized, MeshoptCompress(filters="none", merge_views=False))
+    merged, _ = run(quantized, MeshoptCompress(filters="none"))
+    out, ctx = run(quantized, MeshoptCompress())
+    assert_round_trip(quantized, merged)
+    assert len(merged.json["bufferViews"]) < len(plain.json["bufferViews"]) // 3
+    assert ctx.facts["meshopt.merged_views"] > 0
+    sizes = [len(gzip.compress(write_glb(d), 9)) for d in (plain, merged, out)]
+    assert sizes[0] > sizes[1] > sizes[2], sizes
+    assert_round_trip(quantized, out, ctx.facts)
+    assert ctx.facts["meshopt.rotation_error_deg"] > 0
+    report = validate(out, tmp_path)
+    assert report.errors == 0, [m for m in report.messages if m["severity"] == 0]
+    assert validate(decode_meshopt(out), tmp_path, "decoded.glb").errors == 0
+
+
+def test_auto_filters_keep_unquantized_animation_exact():
+    # The lossless chain (no Quantize, so no KHR_mesh_quantization) must stay exact.
+    doc = load_asset(corpus_file("Fox/Fox.glb"))
+    out, ctx = run(doc, MeshoptCompress())
+    assert not _view_filters(out)
+    assert_round_trip(doc, out)
+    forced, ctx = run(doc, MeshoptCompress(filters="always"))
+    assert {"QUATERNION"} <= set(_view_filters(forced).values())
+    assert_round_trip(doc, forced, ctx.facts)
+
+
+def test_bad_filter_settings_are_refused():
+    with pytest.raises(ValueError):
+        MeshoptCompress(filters="lossy")
+    with pytest.raises(ValueError):
+        MeshoptCompress(rotation_bits=2)
