@@ -3,75 +3,17 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 
 import numpy as np
 import pytest
-from support import corpus_file, node_validator_available, require
+from scene_compare import resolved_scene, validator_errors
+from support import corpus_file
 
 from tourserver.ingest.gltf_io import Document, parse_glb, write_glb
 from tourserver.ingest.loaders import load_asset
-from tourserver.ingest.validator import validate_file
 from tourserver.pipeline.base import Context, run
-from tourserver.pipeline.prune import Prune, material_texture_infos
+from tourserver.pipeline.prune import Prune
 from tourserver.pipeline.repack import BufferBuilder
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def resolved_scene(doc: Document) -> list:
-    """Every node with what it draws, resolved by value (accessor data, image bytes,
-    material JSON with textures inlined): equal for documents that render the same."""
-    j = doc.json
-
-    def acc(i: int):
-        a = j["accessors"][i]
-        return a["type"], a["componentType"], a.get("normalized"), _sha(
-            doc.read_accessor(i).tobytes())
-
-    def texture(i: int):
-        t = j["textures"][i]
-        image = j["images"][t["source"]]
-        sampler = j["samplers"][t["sampler"]] if "sampler" in t else None
-        return _sha(doc.buffer_view_bytes(image["bufferView"])), json.dumps(sampler)
-
-    def material(i: int | None):
-        if i is None:
-            return None
-        m = copy.deepcopy(j["materials"][i])
-        m.pop("name", None)
-        for info in material_texture_infos(m):
-            info["index"] = texture(info["index"])
-        return json.dumps(m, sort_keys=True)
-
-    out = []
-    for node in j.get("nodes", []):
-        prims = []
-        if "mesh" in node:
-            for p in j["meshes"][node["mesh"]]["primitives"]:
-                prims.append((sorted((k, acc(a)) for k, a in p["attributes"].items()),
-                              acc(p["indices"]) if "indices" in p else None,
-                              p.get("mode", 4), material(p.get("material")),
-                              [sorted((k, acc(a)) for k, a in t.items())
-                               for t in p.get("targets", [])]))
-        rest = {k: v for k, v in node.items() if k not in ("mesh", "skin")}
-        out.append((json.dumps(rest, sort_keys=True), prims))
-    for skin in j.get("skins", []):
-        out.append(("skin", skin["joints"], acc(skin["inverseBindMatrices"])))
-    for anim in j.get("animations", []):
-        out.append(("animation", anim.get("name"), json.dumps(anim["channels"]),
-                    [(acc(s["input"]), acc(s["output"]), s.get("interpolation"))
-                     for s in anim["samplers"]]))
-    return out
-
-
-def validator_errors(doc: Document, path) -> int:
-    require(node_validator_available(), "node + npm gltf-validator")
-    path.write_bytes(write_glb(doc))
-    return validate_file(path).errors
 
 
 def with_garbage(doc: Document) -> Document:

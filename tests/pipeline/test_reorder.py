@@ -8,53 +8,15 @@ import gzip
 import numpy as np
 import pytest
 import trimesh
-from support import corpus_file, node_validator_available, require
+from scene_compare import same_soups, validator_errors
+from support import corpus_file
 
 from tourserver.ingest.gltf_io import Document, write_glb
 from tourserver.ingest.loaders import load_asset
-from tourserver.ingest.validator import validate_file
 from tourserver.pipeline.base import Context, run
 from tourserver.pipeline.reorder import Reorder, vertices_transformed
 from tourserver.pipeline.repack import BufferBuilder, repack
 from tourserver.pipeline.weld import Weld
-
-
-def soups(doc: Document, semantics: tuple[str, ...] = ("POSITION",)) -> list[np.ndarray]:
-    """Per triangle primitive: its triangles as corner values (attributes named, then every
-    morph target), each rotated to start at its smallest corner (winding kept), sorted."""
-    out = []
-    for mesh in doc.json["meshes"]:
-        for p in mesh["primitives"]:
-            if p.get("mode", 4) != 4:
-                continue
-            attrs = p["attributes"]
-            n = doc.json["accessors"][attrs["POSITION"]]["count"]
-            cols = [doc.read_accessor(attrs[s]).astype(np.float64) for s in semantics
-                    if s in attrs]
-            cols += [doc.read_accessor(a).astype(np.float64) for t in p.get("targets", [])
-                     for a in t.values()]
-            values = np.hstack(cols)
-            idx = (doc.read_accessor(p["indices"]).reshape(-1) if "indices" in p
-                   else np.arange(n)).astype(np.int64)
-            unique, rank = np.unique(values, axis=0, return_inverse=True)
-            corners = rank.reshape(-1)[idx].reshape(-1, 3)
-            start = np.argmin(corners, axis=1)
-            order = (start[:, None] + np.arange(3)) % 3
-            canon = unique[np.take_along_axis(corners, order, axis=1)].reshape(len(corners), -1)
-            out.append(canon[np.lexsort(canon.T[::-1])])
-    return out
-
-
-def same_soups(a: Document, b: Document, semantics=("POSITION",)) -> bool:
-    sa, sb = soups(a, semantics), soups(b, semantics)
-    return len(sa) == len(sb) and all(x.shape == y.shape and np.array_equal(x, y)
-                                      for x, y in zip(sa, sb, strict=True))
-
-
-def validator_errors(doc: Document, path) -> int:
-    require(node_validator_available(), "node + npm gltf-validator")
-    path.write_bytes(write_glb(doc))
-    return validate_file(path).errors
 
 
 def shuffled_sphere(seed: int = 3, morph: bool = False, split: bool = False) -> Document:
