@@ -70,7 +70,8 @@ def resolved_scene(doc: Document) -> list:
 
 def soups(doc: Document, semantics: tuple[str, ...] = ("POSITION",)) -> list[np.ndarray]:
     """Per triangle primitive: its triangles as corner values (attributes named, then every
-    morph target), each rotated to start at its smallest corner (winding kept), sorted."""
+    morph target), each rotated to start at its smallest corner (winding kept), sorted;
+    triangles that draw nothing (two equal corners) left out."""
     out = []
     for mesh in doc.json["meshes"]:
         for p in mesh["primitives"]:
@@ -87,6 +88,9 @@ def soups(doc: Document, semantics: tuple[str, ...] = ("POSITION",)) -> list[np.
                    else np.arange(n)).astype(np.int64)
             unique, rank = np.unique(values, axis=0, return_inverse=True)
             corners = rank.reshape(-1)[idx].reshape(-1, 3)
+            # Triangles with two equal corners draw nothing: Weld drops them, so ignore them.
+            corners = corners[(corners[:, 0] != corners[:, 1]) & (corners[:, 1] != corners[:, 2])
+                              & (corners[:, 0] != corners[:, 2])]
             start = np.argmin(corners, axis=1)
             order = (start[:, None] + np.arange(3)) % 3
             canon = unique[np.take_along_axis(corners, order, axis=1)].reshape(len(corners), -1)

@@ -168,3 +168,46 @@ def test_clearcoat_duplicates_are_found():
     assert ctx.facts["dedup.textures"] > 0 and ctx.facts["dedup.materials"] > 0
     assert len(out.json["materials"]) < len(doc.json["materials"])
     assert len(out.json["textures"]) < len(doc.json["textures"])
+
+
+def test_animation_times_and_values_with_equal_bytes_stay_apart(tmp_path):
+    """Found by the peer benchmark: a morph-weight track whose values equal its times was
+    merged into one accessor used as both input and output (ACCESSOR_USAGE_OVERRIDE)."""
+    import struct
+
+    from tourserver.ingest.gltf_io import parse_glb
+    from tourserver.pipeline.base import Context
+
+    times = struct.pack("<3f", 0.0, 0.5, 1.0)
+    pos = struct.pack("<9f", 0, 0, 0, 1, 0, 0, 0, 1, 0)
+    delta = struct.pack("<9f", 0, 0, 0, 0, 0, 1, 0, 0, 1)
+    data = pos + delta + times + times
+    doc_json = {
+        "asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0, "name": "m"}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "targets": [{"POSITION": 1}]}],
+                    "weights": [0.0]}],
+        "buffers": [{"byteLength": len(data)}],
+        "bufferViews": [{"buffer": 0, "byteLength": 36, "target": 34962},
+                        {"buffer": 0, "byteOffset": 36, "byteLength": 36, "target": 34962},
+                        {"buffer": 0, "byteOffset": 72, "byteLength": 12},
+                        {"buffer": 0, "byteOffset": 84, "byteLength": 12}],
+        "accessors": [
+            {"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3",
+             "min": [0, 0, 0], "max": [1, 1, 0]},
+            {"bufferView": 1, "componentType": 5126, "count": 3, "type": "VEC3",
+             "min": [0, 0, 0], "max": [0, 0, 1]},
+            {"bufferView": 2, "componentType": 5126, "count": 3, "type": "SCALAR",
+             "min": [0.0], "max": [1.0]},
+            {"bufferView": 3, "componentType": 5126, "count": 3, "type": "SCALAR"}],
+        "animations": [{"samplers": [{"input": 2, "output": 3}],
+                        "channels": [{"sampler": 0, "target": {"node": 0, "path": "weights"}}]}],
+    }
+    from tourserver.ingest.gltf_io import Document as _Doc
+    from tourserver.ingest.gltf_io import write_glb as _write
+
+    doc = parse_glb(_write(_Doc(doc_json, data)))
+    out = Dedup()(doc, Context())
+    sampler = out.json["animations"][0]["samplers"][0]
+    assert sampler["input"] != sampler["output"]
+    assert validator_errors(out, tmp_path / "anim.glb") == 0

@@ -204,3 +204,30 @@ def test_large_2cylinderengine_weld_reorder_instance(tmp_path):
     assert same_soups(doc, out, ("POSITION", "NORMAL"))
     assert same_drawing(doc, out)
     assert validator_errors(out, tmp_path / "out.glb") == 0
+
+
+def test_triangles_that_repeat_a_vertex_are_dropped():
+    """Found by the peer benchmark: 2CylinderEngine has 11,154 such triangles, which
+    gltfpack removes and we kept."""
+    import struct
+
+    from tourserver.ingest.gltf_io import Document, parse_glb, write_glb
+    from tourserver.ingest.inspect import scene_stats
+    from tourserver.pipeline.base import Context
+
+    pos = struct.pack("<12f", 0, 0, 0, 1, 0, 0, 0, 1, 0, 1, 1, 0)
+    idx = struct.pack("<9H", 0, 1, 2, 1, 3, 2, 2, 2, 3) + b"\0\0"
+    data = pos + idx
+    doc = parse_glb(write_glb(Document({
+        "asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}], "meshes": [{"primitives": [{"attributes": {"POSITION": 0},
+                                                            "indices": 1}]}],
+        "buffers": [{"byteLength": len(data)}],
+        "bufferViews": [{"buffer": 0, "byteLength": 48, "target": 34962},
+                        {"buffer": 0, "byteOffset": 48, "byteLength": 18, "target": 34963}],
+        "accessors": [{"bufferView": 0, "componentType": 5126, "count": 4, "type": "VEC3",
+                       "min": [0, 0, 0], "max": [1, 1, 0]},
+                      {"bufferView": 1, "componentType": 5123, "count": 9, "type": "SCALAR"}],
+    }, data)))
+    out = Weld()(doc, Context())
+    assert scene_stats(out).triangles == 2

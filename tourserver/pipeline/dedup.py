@@ -147,8 +147,9 @@ def _accessor_roles(doc_json: dict) -> dict[int, set[str]]:
             add(skin["inverseBindMatrices"], "skin")
     for anim in doc_json.get("animations", []):
         for sampler in anim.get("samplers", []):
-            add(sampler["input"], "animation")
-            add(sampler["output"], "animation")
+            # The validator tells sampler inputs (time) from outputs: never merge the two.
+            add(sampler["input"], "animation-input")
+            add(sampler["output"], "animation-output")
     for node in doc_json.get("nodes", []):
         inst = node.get("extensions", {}).get("EXT_mesh_gpu_instancing", {})
         for a in inst.get("attributes", {}).values():

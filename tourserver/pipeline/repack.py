@@ -9,8 +9,19 @@ import numpy as np
 from tourserver.ingest.gltf_io import Document
 
 # Extensions whose JSON points at bufferViews in ways we do not rewrite: keep every view.
-_VIEW_REFERENCING_EXTENSIONS = {"EXT_meshopt_compression", "KHR_draco_mesh_compression",
-                                "EXT_structural_metadata", "EXT_mesh_features"}
+_VIEW_REFERENCING_EXTENSIONS = {"EXT_meshopt_compression", "KHR_draco_mesh_compression"}
+
+
+def _metadata_view_refs(doc_json: dict):
+    """(container, key) of every bufferView index in EXT_structural_metadata property
+    tables: the only view references of the metadata extensions (attributes and textures
+    go through accessors and textures)."""
+    meta = doc_json.get("extensions", {}).get("EXT_structural_metadata", {})
+    for table in meta.get("propertyTables", []):
+        for prop in table.get("properties", {}).values():
+            for key in ("values", "arrayOffsets", "stringOffsets"):
+                if isinstance(prop.get(key), int):
+                    yield prop, key
 
 
 # Extensions we know do not hold accessor indices we fail to see (pruning is safe with them).
@@ -179,6 +190,8 @@ def repack(doc: Document, new_json: dict, payloads: dict[int, bytes]) -> Documen
     for image in new_json.get("images", []):
         if "bufferView" in image:
             image["bufferView"] = keep_view(image["bufferView"])
+    for container, key in _metadata_view_refs(new_json):
+        container[key] = keep_view(container[key])
     new_json["bufferViews"] = views
     if not views:
         new_json.pop("bufferViews")

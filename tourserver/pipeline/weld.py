@@ -111,6 +111,13 @@ def read_indices(doc: Document, prim: dict, vertex_count: int) -> np.ndarray:
     return np.arange(vertex_count, dtype=np.uint32)
 
 
+def drop_degenerate(indices: np.ndarray) -> np.ndarray:
+    """Remove triangles that repeat a vertex (after welding): they draw nothing."""
+    tri = indices[: len(indices) // 3 * 3].reshape(-1, 3)
+    keep = (tri[:, 0] != tri[:, 1]) & (tri[:, 1] != tri[:, 2]) & (tri[:, 0] != tri[:, 2])
+    return np.ascontiguousarray(tri[keep].reshape(-1))
+
+
 def as_rows(data: np.ndarray) -> np.ndarray:
     """An accessor's (count, ncomp) array as (count, bytes) uint8 rows."""
     data = np.ascontiguousarray(data)
@@ -286,10 +293,12 @@ class Weld:
         remap = np.zeros(n, dtype=np.uint32)
         unique = meshoptimizer.generate_vertex_remap(remap, indices, len(indices), key, n,
                                                      key.shape[1])
-        if unique >= n:
-            return None  # every vertex is used and distinct: nothing to merge
         new_indices = np.zeros_like(indices)
         meshoptimizer.remap_index_buffer(new_indices, indices, len(indices), remap)
+        if prim.get("mode", MODE_TRIANGLES) == MODE_TRIANGLES:
+            new_indices = drop_degenerate(new_indices)
+        if unique >= n and len(new_indices) == len(indices):
+            return None  # every vertex is used and distinct, no triangle collapsed
         error = 0.0
         position = prim["attributes"]["POSITION"]
         if self.tolerance > 0 and accessors[position]["componentType"] == FLOAT:

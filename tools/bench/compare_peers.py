@@ -1,0 +1,477 @@
+"""The optimiser against gltfpack and glTF-Transform on the shared corpus, in one run.
+
+    python tools/bench/compare_peers.py [--json] [--models NAME,...] [--out DIR]
+                                        [--samples N] [--timeout S] [--no-big]
+
+For every entry file listed in ../shared/corpus/README.md (not the `.bevy-ktx2.gltf`
+duplicate) it runs, one after another on the same machine:
+
+  ours                  python -m tourserver optimize IN -o OUT.glb --preset phone --json
+  gltfpack -cc          gltfpack -i IN -o OUT.glb -cc
+  gltfpack -cc -si 0.5  gltfpack -i IN -o OUT.glb -cc -si 0.5
+  gt meshopt+webp       gltf-transform optimize IN OUT.glb --compress meshopt
+                                                           --texture-compress webp
+  gt default            gltf-transform optimize IN OUT.glb
+
+(the peers from node_modules/.bin, installed by `npm ci`), and measures each output the same
+way: bytes raw and gzip -9, the ratio of its gzip size to the smallest peer's, wall time,
+triangles (tourserver.ingest.inspect.scene_stats), texture PSNR against the source, geometric
+error against the source, Khronos validator errors/warnings, and what it dropped (node names,
+extras, animations, skins, morph targets, extensions, custom attributes, point primitives).
+How each figure is taken is in tools/bench/peers.py. Outputs with EXT_meshopt_compression
+are decoded with the meshoptimizer library's decoders before they are read.
+
+A generated `FeatureProbe` GLB (tools/bench/peers.py) adds what the corpus lacks: extras,
+a morph target with its animation, a custom attribute on triangles, points beside triangles.
+
+Then a ~1M-triangle wavy grid is simplified to 10% by ours (--simplify 0.1; its JSON report
+times the simplify step alone) and by `gltfpack -si 0.1` (wall time; also the wall time of
+gltfpack without -si, so the difference estimates its simplification).
+
+Local files only; every subprocess is bounded by --timeout; temporary files are removed
+(outputs are kept only with --out). With --json the last stdout line is one JSON object.
+Geometric error needs `rtree` (trimesh's proximity queries): `pip install rtree`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import peers  # noqa: E402  (tools/bench is not a package)
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT.parent / "shared" / "corpus"
+BIN = ROOT / "node_modules" / ".bin"
+OURS = "ours"
+BIG_TRIANGLES = 1_000_000
+PROBE = "FeatureProbe"
+
+
+def tools(in_path: Path, out_path: Path) -> dict[str, list[str]]:
+    i, o = str(in_path), str(out_path)
+    gp, gt = str(BIN / "gltfpack"), str(BIN / "gltf-transform")
+    return {
+        OURS: [sys.executable, "-m", "tourserver", "optimize", i, "-o", o, "--preset", "phone",
+               "--json"],
+        "gltfpack -cc": [gp, "-i", i, "-o", o, "-cc"],
+        "gltfpack -cc -si 0.5": [gp, "-i", i, "-o", o, "-cc", "-si", "0.5"],
+        "gt meshopt+webp": [gt, "optimize", i, o, "--compress", "meshopt",
+                            "--texture-compress", "webp"],
+        "gt default": [gt, "optimize", i, o],
+    }
+
+
+def corpus_models(corpus: Path) -> list[Path]:
+    """Entry files from the README's table (first column), without the KTX2 duplicate."""
+    found = []
+    for line in (corpus / "README.md").read_text().splitlines():
+        m = re.match(r"^\| `([^`]+\.(?:glb|gltf))`", line)
+        if m and not m.group(1).endswith(".bevy-ktx2.gltf"):
+            found.append(corpus / m.group(1))
+    return found
+
+
+def run(cmd: list[str], timeout: float, cwd: Path) -> dict:
+    """Run one command; wall time, exit code and the tails of its output."""
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, timeout=timeout, check=False,
+                              env=dict(os.environ, NO_COLOR="1", FORCE_COLOR="0"))
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout", "wall_s": round(time.perf_counter() - started, 3),
+                "error": f"killed after {timeout:.0f} s"}
+    except OSError as exc:
+        return {"status": "unavailable", "error": str(exc)}
+    wall = time.perf_counter() - started
+    out = proc.stdout.decode(errors="replace")
+    err = proc.stderr.decode(errors="replace")
+    return {"status": "ok" if proc.returncode == 0 else "failed", "exit": proc.returncode,
+            "wall_s": round(wall, 3), "stdout": out, "stderr": err}
+
+
+def _tail(text: str, n: int = 300) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-3:])[-n:]
+
+
+def _last_json(stdout: str) -> dict | None:
+    for line in reversed(stdout.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        return value if isinstance(value, dict) else None
+    return None
+
+
+class Source:
+    """The input, loaded once: its document, geometry, trimesh and decoded images."""
+
+    def __init__(self, path: Path) -> None:
+        import trimesh
+
+        from tourserver.ingest.gltf_io import write_glb
+        from tourserver.ingest.inspect import scene_stats
+        from tourserver.ingest.loaders import load_asset
+
+        self.path = path
+        self.doc = load_asset(path)
+        glb = write_glb(self.doc)  # self-contained size: .gltf + .bin + images as one GLB
+        self.bytes = len(glb)
+        self.gzip_bytes = len(gzip.compress(glb, 9, mtime=0))
+        self.stats = scene_stats(self.doc)
+        self.geometry = peers.world_geometry(self.doc)
+        self.mesh = (trimesh.Trimesh(self.geometry.vertices, self.geometry.faces, process=False)
+                     if len(self.geometry.faces) else None)
+        self.images: dict = {}
+
+
+def measure_output(src: Source, out: Path, work: Path, samples: int) -> dict:
+    """Every figure for one output file."""
+    from tourserver.ingest.inspect import scene_stats
+    from tourserver.ingest.loaders import load_asset
+    from tourserver.ingest.validator import ValidatorUnavailable, validate_file
+
+    data = out.read_bytes()
+    row: dict = {"bytes": len(data), "gzip_bytes": len(gzip.compress(data, 9, mtime=0))}
+    try:
+        report = validate_file(out)
+        codes: dict[str, int] = {}
+        for m in report.messages:
+            if m.get("severity", 9) <= 1:
+                codes[m["code"]] = codes.get(m["code"], 0) + 1
+        row["validator"] = {"errors": report.errors, "warnings": report.warnings,
+                            "codes": codes}
+    except (ValidatorUnavailable, subprocess.TimeoutExpired) as exc:
+        row["validator"] = {"error": str(exc)[:200]}
+    try:
+        decoded = work / "decoded.glb"
+        decoded.write_bytes(peers.decode_meshopt_glb(data))
+        doc = load_asset(decoded)
+    except Exception as exc:  # a broken output is a result, not a crash of the bench
+        row["read_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        return row
+    stats = scene_stats(doc)
+    row.update(triangles=stats.triangles, vertices=stats.vertices,
+               points=sum(int(doc.json["accessors"][p["attributes"]["POSITION"]]["count"])
+                          for m in doc.json.get("meshes", []) for p in m.get("primitives", [])
+                          if p.get("mode", 4) == 0 and "POSITION" in p.get("attributes", {})),
+               draw_calls=stats.draw_calls, max_texture_px=stats.max_texture_px)
+    tex = peers.texture_psnr(src.doc, doc, src.images)
+    row["psnr"] = tex
+    geometry = peers.world_geometry(doc)
+    # scene_stats counts mesh x node; EXT_mesh_gpu_instancing instances are drawn too
+    row["rendered_triangles"] = int(len(geometry.faces))
+    geo = None
+    try:
+        geo = peers.geometric_error(src.geometry, geometry, samples, src_mesh=src.mesh)
+    except ImportError as exc:
+        row["geo_error_note"] = f"{exc} (pip install rtree)"
+    row["geo"] = geo
+    row["dropped"] = peers.dropped(src.doc.json, doc.json)
+    return row
+
+
+def bench_model(path: Path, work: Path, keep: Path | None, timeout: float,
+                samples: int) -> dict:
+    src = Source(path)
+    name = path.parent.name
+    result = {"model": name, "file": str(path.relative_to(path.parents[1])),
+              "input": {"bytes": src.bytes, "gzip_bytes": src.gzip_bytes,
+                        "triangles": src.stats.triangles,
+                        "points": int(len(src.geometry.points)),
+                        "draw_calls": src.stats.draw_calls,
+                        "max_texture_px": src.stats.max_texture_px}, "tools": {}}
+    try:
+        from tourserver.ingest.validator import validate_file
+
+        v = validate_file(path)
+        result["input"]["validator"] = {"errors": v.errors, "warnings": v.warnings}
+    except Exception as exc:  # the validator is optional for the bench
+        result["input"]["validator"] = {"error": str(exc)[:200]}
+    folder = (keep / name) if keep else work / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for tool in tools(path, Path("x")):
+        out = folder / (re.sub(r"[^a-z0-9.]+", "-", tool.lower()).strip("-") + ".glb")
+        out.unlink(missing_ok=True)
+        cmd = tools(path, out)[tool]
+        if tool != OURS and not Path(cmd[0]).exists():
+            result["tools"][tool] = {"status": "unavailable",
+                                     "error": f"{cmd[0]} missing: run npm ci"}
+            continue
+        proc = run(cmd, timeout, work)
+        row = {k: v for k, v in proc.items() if k not in ("stdout", "stderr")}
+        if tool == OURS:
+            report = _last_json(proc.get("stdout", ""))
+            if proc.get("exit") == 3:
+                row["status"] = "ok"
+                row["note"] = "over the phone budget (exit 3)"
+            if report and report.get("schema") == "tourserver.optimize/1":
+                row["timings_s"] = report.get("timings_s", {})
+                row["facts"] = report.get("facts", {})
+        if row["status"] != "ok" or not out.is_file():
+            if row["status"] == "ok":
+                row["status"] = "failed"
+            row["error"] = row.get("error") or _tail(proc.get("stderr", "") or
+                                                     proc.get("stdout", ""))
+            result["tools"][tool] = row
+            continue
+        row.update(measure_output(src, out, work, samples))
+        result["tools"][tool] = row
+    peers_gz = [r["gzip_bytes"] for t, r in result["tools"].items()
+                if t != OURS and "gzip_bytes" in r]
+    best = min(peers_gz) if peers_gz else None
+    for row in result["tools"].values():
+        if best and "gzip_bytes" in row:
+            row["ratio_best_peer"] = round(row["gzip_bytes"] / best, 3)
+    return result
+
+
+# ---- the 1M-triangle simplification ---------------------------------------------------------
+def big_mesh_glb(triangles: int = BIG_TRIANGLES) -> bytes:
+    """A wavy 100 m square grid with small seeded noise: ~`triangles` triangles, no textures."""
+    import numpy as np
+    import trimesh
+
+    n = int(round((triangles / 2) ** 0.5)) + 1
+    xs, zs = np.meshgrid(np.linspace(-50, 50, n), np.linspace(-50, 50, n))
+    rng = np.random.default_rng(7)
+    ys = 3 * np.sin(xs / 7) * np.cos(zs / 9) + rng.normal(0, 0.005, xs.shape)
+    vertices = np.stack([xs.ravel(), ys.ravel(), zs.ravel()], axis=1)
+    idx = np.arange(n * n).reshape(n, n)
+    a, b = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel()
+    c, d = idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+    faces = np.concatenate([np.stack([a, c, b], 1), np.stack([b, c, d], 1)])
+    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+    return trimesh.Scene(mesh).export(file_type="glb")
+
+
+def bench_big(work: Path, timeout: float, samples: int) -> dict:
+    path = work / "grid1m.glb"
+    path.write_bytes(big_mesh_glb())
+    src = Source(path)
+    result: dict = {"input": {"bytes": src.bytes, "triangles": src.stats.triangles}, "tools": {}}
+    runs = {
+        OURS: [sys.executable, "-m", "tourserver", "optimize", str(path), "-o",
+               str(work / "ours.glb"), "--preset", "phone", "--simplify", "0.1", "--json"],
+        "gltfpack -si 0.1": [str(BIN / "gltfpack"), "-i", str(path), "-o",
+                             str(work / "gp.glb"), "-si", "0.1"],
+        "gltfpack (no -si)": [str(BIN / "gltfpack"), "-i", str(path), "-o",
+                              str(work / "gp0.glb")],
+    }
+    outs = {OURS: work / "ours.glb", "gltfpack -si 0.1": work / "gp.glb",
+            "gltfpack (no -si)": work / "gp0.glb"}
+    for tool, cmd in runs.items():
+        proc = run(cmd, timeout, work)
+        row = {k: v for k, v in proc.items() if k not in ("stdout", "stderr")}
+        if tool == OURS:
+            report = _last_json(proc.get("stdout", ""))
+            if report:
+                row["timings_s"] = report.get("timings_s", {})
+                row["simplify_s"] = row["timings_s"].get("simplify")
+            if proc.get("exit") == 3:
+                row["status"] = "ok"
+        if row["status"] == "ok" and outs[tool].is_file():
+            m = measure_output(src, outs[tool], work, samples)
+            row.update({k: m.get(k) for k in ("bytes", "triangles", "geo", "validator",
+                                               "read_error")})
+        else:
+            row["error"] = row.get("error") or _tail(proc.get("stderr", ""))
+        result["tools"][tool] = row
+    gp, gp0 = result["tools"]["gltfpack -si 0.1"], result["tools"]["gltfpack (no -si)"]
+    if "wall_s" in gp and "wall_s" in gp0:
+        gp["simplify_s_estimate"] = round(gp["wall_s"] - gp0["wall_s"], 3)
+    return result
+
+
+# ---- reporting ------------------------------------------------------------------------------
+def machine() -> dict:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+
+    def version(cmd: list[str]) -> str:
+        try:
+            p = subprocess.run(cmd, capture_output=True, timeout=60, check=False)
+            return _tail((p.stdout + p.stderr).decode(errors="replace"), 80)
+        except (OSError, subprocess.TimeoutExpired):
+            return "unavailable"
+
+    return {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
+            "python": platform.python_version(), "node": version(["node", "--version"]),
+            "gltfpack": version([str(BIN / "gltfpack"), "-v"]),
+            "gltf-transform": version([str(BIN / "gltf-transform"), "--version"])}
+
+
+def _fmt_kb(n: int | None) -> str:
+    return "–" if n is None else f"{n / 1024:,.0f}"
+
+
+def _fmt_psnr(p: dict | None) -> str:
+    if not p or p.get("min") is None:
+        return "n/a (KTX2)" if p and p.get("ktx2") else "–"
+    lo, mean = p["min"], p["mean"]
+    text = "lossless" if lo == float("inf") else (
+        f"{lo:.1f} / {mean:.1f}" if mean != float("inf") else f"{lo:.1f}")
+    return text + (f" (+{p['ktx2']} KTX2)" if p.get("ktx2") else "")
+
+
+def _fmt_geo(g: dict | None) -> str:
+    if not g:
+        return "–"
+    text = f"{g['max']:.3g} ({g['rel_max'] * 100:.3f}%)"
+    if "triangles" in g and "points" in g:
+        text += f"; points {g['points']['max']:.3g}"
+    return text + "".join(f"; no {k}" for k in g.get("missing", []))
+
+
+def model_table(res: dict) -> str:
+    inp = res["input"]
+    v = inp.get("validator", {})
+    lines = [f"**{res['model']}** (`{res['file']}`): input {_fmt_kb(inp['bytes'])} KB "
+             f"(gzip {_fmt_kb(inp['gzip_bytes'])} KB), {inp['triangles']:,} triangles"
+             + (f", {inp['points']:,} points" if inp["points"] else "")
+             + f", validator {v.get('errors', '?')} E / {v.get('warnings', '?')} W", "",
+             "| tool | KB | gzip KB | vs best peer | time s | triangles drawn | PSNR min/mean dB | "
+             "geo max (of diag) | validator E/W | dropped |",
+             "|---|--:|--:|--:|--:|--:|---|---|---|---|"]
+    for tool, r in res["tools"].items():
+        if "bytes" not in r:
+            lines.append(f"| {tool} | {r['status']}: {r.get('error', '')[-120:]} "
+                         "| | | | | | | | |")
+            continue
+        val = r.get("validator", {})
+        valtxt = (f"{val['errors']}/{val['warnings']}" if "errors" in val else "?")
+        if val.get("codes"):
+            valtxt += " " + ", ".join(f"{c}×{n}" if n > 1 else c
+                                      for c, n in sorted(val["codes"].items()))
+        tris = r.get("rendered_triangles")
+        if not tris and r.get("points"):
+            tris = f"{r['points']:,} pts"
+        elif tris is not None:
+            tris = f"{tris:,}" + ("" if tris == r["triangles"] else
+                                  f" ({r['triangles']:,} in scene_stats)")
+        lines.append(
+            f"| {tool} | {_fmt_kb(r['bytes'])} | {_fmt_kb(r['gzip_bytes'])} | "
+            f"{r.get('ratio_best_peer', '–')} | {r.get('wall_s', '–')} | "
+            f"{'–' if tris is None else tris} | {_fmt_psnr(r.get('psnr'))} | "
+            f"{_fmt_geo(r.get('geo'))} | {valtxt} | "
+            f"{', '.join(r.get('dropped', [])) or r.get('read_error', 'nothing listed')} |")
+    return "\n".join(lines)
+
+
+def big_table(res: dict) -> str:
+    lines = [f"**1M-triangle grid** ({res['input']['triangles']:,} triangles, "
+             f"{_fmt_kb(res['input']['bytes'])} KB) simplified to 10%", "",
+             "| tool | wall s | simplify s | triangles | geo max (of diag) | status |",
+             "|---|--:|--:|--:|---|---|"]
+    for tool, r in res["tools"].items():
+        simp = r.get("simplify_s", r.get("simplify_s_estimate"))
+        tris = r.get("triangles")
+        lines.append(f"| {tool} | {r.get('wall_s', '–')} | "
+                     f"{'–' if simp is None else simp} | "
+                     f"{'–' if tris is None else f'{tris:,}'} | {_fmt_geo(r.get('geo'))} | "
+                     f"{r['status']}{': ' + r['error'][:100] if r.get('error') else ''} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
+    p.add_argument("--models", help="comma-separated folder names (default: all)")
+    p.add_argument("--out", type=Path, help="keep the outputs here (default: a temp dir)")
+    p.add_argument("--corpus", type=Path, default=CORPUS)
+    p.add_argument("--samples", type=int, default=20000, help="surface samples per side")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per subprocess")
+    p.add_argument("--no-big", action="store_true", help="skip the 1M-triangle run")
+    p.add_argument("--no-probe", action="store_true",
+                   help="skip the generated feature probe (extras, morph targets, ...)")
+    args = p.parse_args(argv)
+
+    models = corpus_models(args.corpus)
+    probe = not args.no_probe
+    if args.models:
+        wanted = {m.strip().lower() for m in args.models.split(",") if m.strip()}
+        models = [m for m in models if m.parent.name.lower() in wanted or m.stem.lower()
+                  in wanted]
+        probe = probe and PROBE.lower() in wanted
+        if not models and not probe:
+            print(f"error: no corpus model matches {args.models}", file=sys.stderr)
+            return 2
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    results, big = [], None
+    work = Path(tempfile.mkdtemp(prefix="compare-peers-"))
+    try:
+        if probe:  # generated: the features the corpus lacks (see peers.feature_probe_glb)
+            (work / "generated" / PROBE).mkdir(parents=True)
+            models.append(work / "generated" / PROBE / f"{PROBE}.glb")
+            models[-1].write_bytes(peers.feature_probe_glb())
+        for path in models:
+            print(f"… {path.parent.name}", file=sys.stderr, flush=True)
+            res = bench_model(path, work, args.out, args.timeout, args.samples)
+            results.append(res)
+            if not args.json:
+                print(model_table(res) + "\n", flush=True)
+        if not args.no_big:
+            print("… 1M-triangle grid", file=sys.stderr, flush=True)
+            big = bench_big(work, args.timeout, args.samples)
+            if not args.json:
+                print(big_table(big) + "\n", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        for res in results:
+            print(model_table(res) + "\n")
+        if big:
+            print(big_table(big) + "\n")
+        print(json.dumps(_finite({"schema": "tourserver.compare_peers/1", "machine": info,
+                          "samples": args.samples, "models": results, "big": big}),
+                         default=_json_default, allow_nan=False))
+    else:
+        print(" · ".join(f"{k}: {v}" for k, v in info.items()))
+    return 0
+
+
+def _finite(value):
+    """JSON has no infinity: a lossless PSNR becomes the string "inf"."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _json_default(value):
+    try:
+        return float(value)  # numpy scalars
+    except (TypeError, ValueError):
+        return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

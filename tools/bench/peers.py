@@ -1,0 +1,562 @@
+"""Measuring helpers for tools/bench/compare_peers.py: read any tool's output back fairly.
+
+* `decode_meshopt_glb(data)`: a GLB with EXT_meshopt_compression (or KHR_meshopt_compression)
+  buffer views → the same GLB with plain views in one binary chunk, so `load_asset` and
+  accessor reads work. Decoding uses the meshoptimizer library's own decoders (PyPI
+  `meshoptimizer`), independently of tourserver's encoder.
+* `world_geometry(doc)`: every triangle and point of the default scene in world space, as
+  rendered at rest: normalized (quantized) accessors dequantized, sparse accessors applied,
+  node transforms, EXT_mesh_gpu_instancing and skins (bind pose: joint world × inverse bind)
+  applied. This makes outputs comparable whatever a tool did to the scene graph (flattening,
+  joining, moving the dequantization transform onto nodes or inverse bind matrices).
+* `geometric_error(src, out)`: two-sided surface distance, sampled (see its docstring).
+* `texture_psnr(src_doc, out_doc)`: PSNR of each material slot's image against the source.
+* `dropped(src_json, out_json)`: what the output lost that the input had.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from tourserver.ingest.gltf_io import (
+    Document,
+    parse_glb,
+    write_glb,
+)
+
+MESHOPT_EXTENSIONS = ("EXT_meshopt_compression", "KHR_meshopt_compression")
+# Largest value of each normalized integer type (glTF 2.0 §3.11, "normalized" accessors).
+_NORM = {5120: 127.0, 5121: 255.0, 5122: 32767.0, 5123: 65535.0}
+_IMAGE_EXTENSIONS = ("KHR_texture_basisu", "EXT_texture_webp", "EXT_texture_avif")
+
+
+# ---- meshopt decoding -----------------------------------------------------------------------
+def _decode_view(ext: dict, data: bytes) -> bytes:
+    """One EXT_meshopt_compression view → its decoded bytes (count × byteStride)."""
+    import meshoptimizer as mo
+
+    count, stride = int(ext["count"]), int(ext["byteStride"])
+    mode = ext["mode"]
+    if mode == "ATTRIBUTES":
+        # decode_vertex_buffer's `dtype=` path allocates `count` items, not count × stride
+        # bytes (a heap overrun in meshoptimizer 0.2.x's wrapper): use the default path,
+        # which sizes the buffer right, and view it as bytes.
+        out = mo.decode_vertex_buffer(count, stride, data).view(np.uint8).reshape(-1).copy()
+        filt = ext.get("filter", "NONE")
+        if filt == "OCTAHEDRAL":
+            out = mo.decode_filter_oct(out, count, stride)
+        elif filt == "QUATERNION":
+            out = mo.decode_filter_quat(out, count, stride)
+        elif filt == "EXPONENTIAL":
+            out = mo.decode_filter_exp(out, count, stride)
+        elif filt != "NONE":
+            raise ValueError(f"meshopt filter {filt} not supported")
+        return out.tobytes()[: count * stride]
+    if mode in ("TRIANGLES", "INDICES"):
+        fn = mo.decode_index_buffer if mode == "TRIANGLES" else mo.decode_index_sequence
+        # The wrapper writes count × stride bytes into a uint32 array of `count` items.
+        return fn(count, stride, data).view(np.uint8)[: count * stride].tobytes()
+    raise ValueError(f"meshopt mode {mode} not supported")
+
+
+def decode_meshopt_glb(data: bytes) -> bytes:
+    """Return `data` with every meshopt-compressed view decoded; unchanged if none is."""
+    doc = parse_glb(data, "<peer output>", allow_uris=True)
+    j = doc.json
+    used = set(j.get("extensionsUsed", []))
+    if not used & set(MESHOPT_EXTENSIONS):
+        return data
+    chunks: list[bytes] = []
+    offset = 0
+    for view in j.get("bufferViews", []):
+        exts = view.get("extensions", {})
+        ext = next((exts[e] for e in MESHOPT_EXTENSIONS if e in exts), None)
+        if ext is not None:
+            start = int(ext.get("byteOffset", 0))
+            if int(ext.get("buffer", 0)) != 0:
+                raise ValueError("meshopt data outside the GLB chunk")
+            payload = _decode_view(ext, doc.bin[start:start + int(ext["byteLength"])])
+            view["byteStride"] = int(ext["byteStride"])
+            for e in MESHOPT_EXTENSIONS:
+                exts.pop(e, None)
+            if not exts:
+                view.pop("extensions", None)
+            if view.get("target") != 34962:  # only vertex views may have a stride
+                view.pop("byteStride", None)
+        else:
+            if int(view.get("buffer", 0)) != 0:
+                raise ValueError("uncompressed view outside the GLB chunk")
+            start = int(view.get("byteOffset", 0))
+            payload = doc.bin[start:start + int(view["byteLength"])]
+        pad = (-offset) % 4
+        chunks.append(b"\0" * pad)
+        offset += pad
+        view.update(buffer=0, byteOffset=offset, byteLength=len(payload))
+        chunks.append(payload)
+        offset += len(payload)
+    binary = b"".join(chunks)
+    j["buffers"] = [{"byteLength": len(binary)}]
+    for key in ("extensionsUsed", "extensionsRequired"):
+        if key in j:
+            j[key] = [e for e in j[key] if e not in MESHOPT_EXTENSIONS]
+            if not j[key]:
+                j.pop(key)
+    return write_glb(Document(j, binary, "<decoded>"))
+
+
+# ---- world-space geometry -------------------------------------------------------------------
+def read_float(doc: Document, index: int) -> np.ndarray:
+    """An accessor as float64 (count, ncomp): normalized integers dequantized, sparse applied."""
+    acc = doc.json["accessors"][index]
+    if "sparse" in acc:
+        base = dict(acc)
+        sparse = base.pop("sparse")
+        shim = Document(dict(doc.json, accessors=[base]), doc.bin, doc.source)
+        values = shim.read_accessor(0).astype(np.float64)
+        idx_acc = {"bufferView": sparse["indices"]["bufferView"],
+                   "byteOffset": sparse["indices"].get("byteOffset", 0),
+                   "componentType": sparse["indices"]["componentType"],
+                   "count": sparse["count"], "type": "SCALAR"}
+        val_acc = {"bufferView": sparse["values"]["bufferView"],
+                   "byteOffset": sparse["values"].get("byteOffset", 0),
+                   "componentType": acc["componentType"], "count": sparse["count"],
+                   "type": acc["type"]}
+        shim = Document(dict(doc.json, accessors=[idx_acc, val_acc]), doc.bin, doc.source)
+        values[shim.read_accessor(0)[:, 0].astype(np.int64)] = shim.read_accessor(1)
+    else:
+        values = doc.read_accessor(index).astype(np.float64)
+    if acc.get("normalized") and acc["componentType"] in _NORM:
+        values = np.maximum(values / _NORM[acc["componentType"]], -1.0)
+    return values
+
+
+def _local_matrix(node: dict) -> np.ndarray:
+    if "matrix" in node:
+        return np.array(node["matrix"], dtype=float).reshape(4, 4).T
+    return _trs(np.array(node.get("translation", [0, 0, 0]), float),
+                np.array(node.get("rotation", [0, 0, 0, 1]), float),
+                np.array(node.get("scale", [1, 1, 1]), float))
+
+
+def _trs(t: np.ndarray, q: np.ndarray, s: np.ndarray) -> np.ndarray:
+    x, y, z, w = q / (np.linalg.norm(q) or 1.0)
+    m = np.eye(4)
+    m[:3, :3] = np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]) * s
+    m[:3, 3] = t
+    return m
+
+
+def node_world_matrices(j: dict) -> tuple[dict[int, np.ndarray], list[int]]:
+    """World matrix of every node reachable from the default scene, and those nodes in order."""
+    nodes = j.get("nodes", [])
+    scenes = j.get("scenes", [])
+    roots = scenes[j.get("scene", 0)].get("nodes", []) if scenes else list(range(len(nodes)))
+    world: dict[int, np.ndarray] = {}
+    order: list[int] = []
+    stack = [(r, np.eye(4)) for r in reversed(roots)]
+    while stack:
+        i, parent = stack.pop()
+        if i in world:
+            continue
+        world[i] = parent @ _local_matrix(nodes[i])
+        order.append(i)
+        stack.extend((c, world[i]) for c in reversed(nodes[i].get("children", [])))
+    return world, order
+
+
+def _instances(doc: Document, node: dict) -> list[np.ndarray]:
+    ext = node.get("extensions", {}).get("EXT_mesh_gpu_instancing")
+    if not ext:
+        return [np.eye(4)]
+    attrs = ext.get("attributes", {})
+    n = next(iter(doc.json["accessors"][a]["count"] for a in attrs.values()), 0)
+    t = read_float(doc, attrs["TRANSLATION"]) if "TRANSLATION" in attrs else np.zeros((n, 3))
+    r = (read_float(doc, attrs["ROTATION"]) if "ROTATION" in attrs
+         else np.tile([0, 0, 0, 1.0], (n, 1)))
+    s = read_float(doc, attrs["SCALE"]) if "SCALE" in attrs else np.ones((n, 3))
+    return [_trs(t[i], r[i], s[i]) for i in range(n)]
+
+
+def _skinned(doc: Document, prim: dict, skin: dict, world: dict[int, np.ndarray],
+             pos: np.ndarray) -> np.ndarray | None:
+    """Rest-pose positions of a skinned primitive (None if it has no joints)."""
+    attrs = prim["attributes"]
+    if "JOINTS_0" not in attrs or "WEIGHTS_0" not in attrs:
+        return None
+    joints = skin["joints"]
+    ibm = (read_float(doc, skin["inverseBindMatrices"]).reshape(-1, 4, 4).transpose(0, 2, 1)
+           if "inverseBindMatrices" in skin else np.tile(np.eye(4), (len(joints), 1, 1)))
+    mats = np.stack([world.get(jn, np.eye(4)) for jn in joints]) @ ibm
+    homo = np.c_[pos, np.ones(len(pos))]
+    out = np.zeros((len(pos), 4))
+    total = np.zeros(len(pos))
+    set_no = 0
+    while f"JOINTS_{set_no}" in attrs and f"WEIGHTS_{set_no}" in attrs:
+        jidx = doc.read_accessor(attrs[f"JOINTS_{set_no}"]).astype(np.int64)
+        wts = read_float(doc, attrs[f"WEIGHTS_{set_no}"])
+        for k in range(jidx.shape[1]):
+            out += wts[:, k, None] * np.einsum("nij,nj->ni", mats[jidx[:, k]], homo)
+            total += wts[:, k]
+        set_no += 1
+    out /= np.where(total > 0, total, 1.0)[:, None]  # quantized weights need not sum to 1
+    return out[:, :3]
+
+
+@dataclass
+class Geometry:
+    vertices: np.ndarray  # (n, 3) float64, world space
+    faces: np.ndarray  # (m, 3) int64 into vertices
+    points: np.ndarray  # (k, 3) float64: POINTS primitives
+
+
+def world_geometry(doc: Document) -> Geometry:
+    """Triangles and points of the default scene, in world space, at rest (see module doc).
+    Morph targets are not applied (their default weights are ignored); lines are skipped."""
+    j = doc.json
+    world, order = node_world_matrices(j)
+    verts: list[np.ndarray] = []
+    faces: list[np.ndarray] = []
+    points: list[np.ndarray] = []
+    base = 0
+    for ni in order:
+        node = j["nodes"][ni]
+        if "mesh" not in node:
+            continue
+        skin = j["skins"][node["skin"]] if "skin" in node else None
+        for prim in j["meshes"][node["mesh"]].get("primitives", []):
+            if "POSITION" not in prim.get("attributes", {}):
+                continue
+            pos = read_float(doc, prim["attributes"]["POSITION"])[:, :3]
+            mode = prim.get("mode", 4)
+            if mode not in (0, 4, 5, 6):
+                continue
+            rest = _skinned(doc, prim, skin, world, pos) if skin else None
+            if mode == 0:
+                tri = None
+            elif "indices" in prim:
+                idx = doc.read_accessor(prim["indices"])[:, 0].astype(np.int64)
+                tri = _triangles(idx, mode)
+            else:
+                tri = _triangles(np.arange(len(pos)), mode)
+            for inst in _instances(doc, node):
+                if rest is not None:  # a skinned mesh ignores its node's transform
+                    p = rest
+                else:
+                    m = world[ni] @ inst
+                    p = pos @ m[:3, :3].T + m[:3, 3]
+                if tri is None:
+                    points.append(p)
+                else:
+                    verts.append(p)
+                    faces.append(tri + base)
+                    base += len(p)
+    return Geometry(
+        np.concatenate(verts) if verts else np.zeros((0, 3)),
+        np.concatenate(faces) if faces else np.zeros((0, 3), np.int64),
+        np.concatenate(points) if points else np.zeros((0, 3)))
+
+
+def _triangles(idx: np.ndarray, mode: int) -> np.ndarray:
+    if mode == 4:
+        return idx[: len(idx) // 3 * 3].reshape(-1, 3)
+    if len(idx) < 3:
+        return np.zeros((0, 3), np.int64)
+    if mode == 5:  # strip: every other triangle flips its winding
+        tris = np.stack([idx[:-2], idx[1:-1], idx[2:]], axis=1)
+        tris[1::2, [0, 1]] = tris[1::2, [1, 0]]
+        return tris
+    return np.stack([np.full(len(idx) - 2, idx[0]), idx[1:-1], idx[2:]], axis=1)  # fan
+
+
+# ---- geometric error ------------------------------------------------------------------------
+def geometric_error(src: Geometry, out: Geometry, samples: int = 20000, seed: int = 1,
+                    src_mesh=None) -> dict | None:
+    """Two-sided distance between the input and output surfaces, in the input's units.
+
+    Triangles: `samples` area-weighted points on the input surface → distance to the closest
+    point of the output surface (trimesh.proximity, exact point-to-triangle), and the same from
+    the output surface to the input. `max` is the larger of the two sampled maxima (a sampled
+    Hausdorff distance), `mean` the mean of the input→output distances; `rel_max` divides by
+    the input's bounding-box diagonal. Points: nearest output point for every input point and
+    back (scipy cKDTree). With both kinds, `max` covers both and each has its own entry;
+    a kind the output lost entirely is listed in `missing` (None: nothing comparable).
+    `src_mesh` lets a caller reuse one trimesh (and its triangle tree) for every output."""
+    import trimesh
+
+    both = np.r_[src.vertices, src.points]
+    diag = float(np.linalg.norm(both.max(axis=0) - both.min(axis=0))) if len(both) else 0.0
+    diag = diag or 1.0
+    parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    missing: list[str] = []
+    if len(src.faces):
+        if len(out.faces):
+            a = src_mesh if src_mesh is not None else trimesh.Trimesh(
+                src.vertices, src.faces, process=False)
+            b = trimesh.Trimesh(out.vertices, out.faces, process=False)
+            pa, _ = trimesh.sample.sample_surface(a, samples, seed=seed)
+            pb, _ = trimesh.sample.sample_surface(b, samples, seed=seed + 1)
+            _, fwd, _ = trimesh.proximity.closest_point(b, pa)
+            _, rev, _ = trimesh.proximity.closest_point(a, pb)
+            parts["triangles"] = (fwd, rev)
+        else:
+            missing.append("triangles")
+    if len(src.points):
+        if len(out.points):
+            from scipy.spatial import cKDTree
+
+            fwd, _ = cKDTree(out.points).query(src.points)
+            rev, _ = cKDTree(src.points).query(out.points)
+            parts["points"] = (fwd, rev)
+        else:
+            missing.append("points")
+    if not parts:
+        return None
+    result: dict = {"diagonal": diag, "missing": missing}
+    for kind, (fwd, rev) in parts.items():
+        worst = float(max(np.max(fwd), np.max(rev)))
+        result[kind] = {"max": worst, "mean": float(np.mean(fwd))}
+    result["max"] = max(v["max"] for k, v in result.items() if k in parts)
+    result["mean"] = result[next(iter(parts))]["mean"]  # triangles when there are any
+    result["rel_max"] = result["max"] / diag
+    return result
+
+
+# ---- textures -------------------------------------------------------------------------------
+def _slots(material: dict, path: str = "") -> list[tuple[str, int]]:
+    """(slot path, texture index) for every textureInfo in a material, extensions included."""
+    found: list[tuple[str, int]] = []
+    if isinstance(material, dict):
+        if isinstance(material.get("index"), int) and path:
+            found.append((path, material["index"]))
+        for key, value in material.items():
+            if key != "extras":
+                found.extend(_slots(value, f"{path}.{key}" if path else key))
+    return found
+
+
+def _texture_image(j: dict, texture: int) -> int | None:
+    tex = j.get("textures", [])[texture]
+    for ext in _IMAGE_EXTENSIONS:  # what a viewer that supports the extension shows
+        src = tex.get("extensions", {}).get(ext, {}).get("source")
+        if src is not None:
+            return src
+    return tex.get("source")
+
+
+def _match_materials(src: list[dict], out: list[dict]) -> dict[int, int]:
+    """Source material → output material: by name where names are unique on both sides,
+    else by index when the counts agree (tools that merge materials may leave gaps)."""
+    names_out: dict[str, list[int]] = {}
+    for i, m in enumerate(out):
+        names_out.setdefault(m.get("name", ""), []).append(i)
+    names_src = [m.get("name", "") for m in src]
+    match: dict[int, int] = {}
+    for i, name in enumerate(names_src):
+        if name and names_src.count(name) == 1 and len(names_out.get(name, [])) == 1:
+            match[i] = names_out[name][0]
+        elif len(src) == len(out):
+            match[i] = i
+    return match
+
+
+def decode_image(doc: Document, image: int):
+    """A Pillow image, or None for formats Pillow cannot decode here (KTX2)."""
+    from PIL import Image
+
+    entry = doc.json["images"][image]
+    if entry.get("mimeType") == "image/ktx2" or "bufferView" not in entry:
+        return None
+    img = Image.open(io.BytesIO(doc.buffer_view_bytes(entry["bufferView"])))
+    img.load()
+    return img
+
+
+def psnr(a, b) -> float:
+    """PSNR in dB of image b against reference a (b resized to a's size first)."""
+    from PIL import Image
+
+    mode = "RGBA" if ("A" in a.getbands() or "transparency" in a.info) else "RGB"
+    ra = np.asarray(a.convert(mode), dtype=np.float64)
+    bb = b.convert(mode)
+    if bb.size != a.size:
+        bb = bb.resize(a.size, Image.Resampling.BILINEAR)
+    mse = float(np.mean((ra - np.asarray(bb, dtype=np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def texture_psnr(src: Document, out: Document, cache: dict | None = None) -> dict:
+    """PSNR per (source image, output image) pair found through matching material slots.
+    Returns {"min", "mean", "pairs", "ktx2", "missing_slots", "unmatched_materials"}."""
+    cache = cache if cache is not None else {}
+    sj, oj = src.json, out.json
+    match = _match_materials(sj.get("materials", []), oj.get("materials", []))
+    pairs: dict[tuple[int, int], float | None] = {}
+    missing = 0
+    for si, mat in enumerate(sj.get("materials", [])):
+        if si not in match:
+            continue
+        out_slots = dict(_slots(oj["materials"][match[si]]))
+        for path, tex in _slots(mat):
+            s_img = _texture_image(sj, tex)
+            if s_img is None:
+                continue
+            if path not in out_slots:
+                missing += 1
+                continue
+            o_img = _texture_image(oj, out_slots[path])
+            if o_img is None or (s_img, o_img) in pairs:
+                continue
+            if s_img not in cache:
+                cache[s_img] = decode_image(src, s_img)
+            ref, got = cache[s_img], decode_image(out, o_img)
+            pairs[(s_img, o_img)] = None if ref is None or got is None else psnr(ref, got)
+    values = [v for v in pairs.values() if v is not None]
+    finite = [v for v in values if np.isfinite(v)]
+    return {
+        "min": min(values) if values else None,
+        "mean": (float(np.mean(finite)) if finite else (float("inf") if values else None)),
+        "pairs": len(pairs), "ktx2": sum(1 for v in pairs.values() if v is None),
+        "missing_slots": missing,
+        "unmatched_materials": len(sj.get("materials", [])) - len(match),
+    }
+
+
+# ---- what was dropped -----------------------------------------------------------------------
+def _count_extras(node) -> int:
+    if isinstance(node, dict):
+        return int("extras" in node) + sum(_count_extras(v) for k, v in node.items()
+                                           if k != "extras")
+    if isinstance(node, list):
+        return sum(_count_extras(v) for v in node)
+    return 0
+
+
+def features(j: dict) -> dict:
+    """The things peers are criticised for dropping, counted in one document."""
+    prims = [p for m in j.get("meshes", []) for p in m.get("primitives", [])]
+    return {
+        "node_names": {n["name"] for n in j.get("nodes", []) if n.get("name")},
+        "extras": _count_extras(j),
+        "animations": len(j.get("animations", [])),
+        "skins": len(j.get("skins", [])),
+        "morph_targets": sum(len(p.get("targets", [])) for p in prims),
+        "extensions": set(j.get("extensionsUsed", [])),
+        "custom_attributes": {a for p in prims for a in p.get("attributes", {})
+                              if a.startswith("_")},
+        "point_primitives": sum(1 for p in prims if p.get("mode", 4) == 0),
+    }
+
+
+def dropped(src_json: dict, out_json: dict) -> list[str]:
+    """Human-readable list of what the output lost (empty: nothing on the list was lost)."""
+    a, b = features(src_json), features(out_json)
+    lost: list[str] = []
+    names = a["node_names"] - b["node_names"]
+    if names:
+        lost.append(f"node names {len(names)}/{len(a['node_names'])}")
+    for key, label in (("extras", "extras"), ("animations", "animations"), ("skins", "skins"),
+                       ("morph_targets", "morph targets"),
+                       ("point_primitives", "point primitives")):
+        if b[key] < a[key]:
+            lost.append(f"{label} {a[key] - b[key]}/{a[key]}")
+    for attr in sorted(a["custom_attributes"] - b["custom_attributes"]):
+        lost.append(f"attribute {attr}")
+    # Extensions replaced by an equivalent are not losses: meshopt/quantization are added.
+    for ext in sorted(a["extensions"] - b["extensions"]):
+        lost.append(ext)
+    return lost
+
+
+__all__ = ["decode_meshopt_glb", "world_geometry", "Geometry", "geometric_error",
+           "texture_psnr", "dropped", "features", "read_float", "psnr"]
+
+
+# ---- a probe for what the corpus lacks ------------------------------------------------------
+def feature_probe_glb() -> bytes:
+    """A small valid GLB holding every feature on the "dropped" list that the corpus lacks:
+    extras (asset, scene, node, mesh, material), a morph target with default weights, a
+    custom float attribute `_TEMPERATURE` on triangles, named nodes in a hierarchy, a morph
+    weight animation, and a POINTS primitive with `_INTENSITY`. Deterministic."""
+    n = 24  # a 24 x 24 wavy grid: enough triangles for simplifiers to act on
+    xs, zs = np.meshgrid(np.linspace(-1, 1, n), np.linspace(-1, 1, n))
+    pos = np.stack([xs.ravel(), 0.1 * np.sin(3 * xs.ravel()) * np.cos(2 * zs.ravel()),
+                    zs.ravel()], axis=1).astype(np.float32)
+    normal = np.tile(np.array([0, 1, 0], np.float32), (len(pos), 1))
+    temp = (20 + 5 * xs.ravel()).astype(np.float32)[:, None]
+    delta = np.zeros_like(pos)
+    delta[:, 1] = 0.2 * (1 - xs.ravel() ** 2).astype(np.float32)
+    idx = np.arange(n * n).reshape(n, n)
+    a, b = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel()
+    c, d = idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+    tris = np.concatenate([np.stack([a, c, b], 1), np.stack([b, c, d], 1)]).astype(np.uint16)
+    rng = np.random.default_rng(3)
+    pts = rng.uniform(-1, 1, (500, 3)).astype(np.float32) + np.float32([0, 1.5, 0])
+    inten = rng.uniform(0, 1, (500, 1)).astype(np.float32)
+    times = np.array([[0.0], [1.0]], np.float32)
+    weights = np.array([[0.0], [1.0]], np.float32)
+    blobs, views, accessors = [], [], []
+    offset = 0
+
+    def add(arr: np.ndarray, kind: str, ctype: int, target: int | None, minmax: bool = False):
+        nonlocal offset
+        data = arr.tobytes()
+        view = {"buffer": 0, "byteOffset": offset, "byteLength": len(data)}
+        if target:
+            view["target"] = target
+        views.append(view)
+        blobs.append(data + b"\0" * ((-len(data)) % 4))
+        offset += len(blobs[-1])
+        acc = {"bufferView": len(views) - 1, "componentType": ctype, "count": len(arr),
+               "type": kind}
+        if minmax:
+            acc["min"] = [float(v) for v in arr.reshape(len(arr), -1).min(axis=0)]
+            acc["max"] = [float(v) for v in arr.reshape(len(arr), -1).max(axis=0)]
+        accessors.append(acc)
+        return len(accessors) - 1
+
+    p = add(pos, "VEC3", 5126, 34962, True)
+    nrm = add(normal, "VEC3", 5126, 34962)
+    tmp = add(temp, "SCALAR", 5126, 34962)
+    dlt = add(delta, "VEC3", 5126, 34962, True)
+    ind = add(tris.reshape(-1, 1), "SCALAR", 5123, 34963)
+    pp = add(pts, "VEC3", 5126, 34962, True)
+    pi = add(inten, "SCALAR", 5126, 34962)
+    ti = add(times, "SCALAR", 5126, None, True)
+    wo = add(weights, "SCALAR", 5126, None)
+    doc_json = {
+        "asset": {"version": "2.0", "generator": "tourserver feature probe",
+                  "extras": {"tour": "probe"}},
+        "extensionsUsed": ["KHR_materials_emissive_strength"],
+        "scene": 0,
+        "scenes": [{"name": "probe", "nodes": [0], "extras": {"night": True}}],
+        "nodes": [
+            {"name": "probe_root", "children": [1, 2], "extras": {"anchor": "stop-1"}},
+            {"name": "probe_surface", "mesh": 0, "translation": [0, 0, -2],
+             "extras": {"clickable": True}},
+            {"name": "probe_points", "mesh": 1, "translation": [0, 0, 2]},
+        ],
+        "meshes": [
+            {"name": "surface", "weights": [0.5], "extras": {"targetNames": ["bulge"]},
+             "primitives": [{"attributes": {"POSITION": p, "NORMAL": nrm, "_TEMPERATURE": tmp},
+                             "indices": ind, "material": 0, "targets": [{"POSITION": dlt}]}]},
+            {"name": "cloud", "primitives": [{"attributes": {"POSITION": pp, "_INTENSITY": pi},
+                                              "mode": 0, "material": 0}]},
+        ],
+        "materials": [{"name": "glow", "emissiveFactor": [1, 0.6, 0.2],
+                       "extensions": {"KHR_materials_emissive_strength":
+                                      {"emissiveStrength": 4.0}},
+                       "extras": {"bloom": 1}}],
+        "animations": [{"name": "breathe", "samplers": [{"input": ti, "output": wo}],
+                        "channels": [{"sampler": 0,
+                                      "target": {"node": 1, "path": "weights"}}]}],
+        "accessors": accessors,
+        "bufferViews": views,
+        "buffers": [{"byteLength": offset}],
+    }
+    return write_glb(Document(doc_json, b"".join(blobs), "<probe>"))
