@@ -289,3 +289,116 @@ def test_unusable_settings_are_refused():
 def test_json_stays_serialisable_and_sorted_keys_do_not_matter():
     out, _ = run(generated_scene(), Quantize())
     json.dumps(out.json)  # no numpy scalars leak into the JSON
+
+
+def two_meshes(scale_b: float = 1.0, instanced: bool = False) -> Document:
+    """Mesh 0 (a 10 m box) and mesh 1 (a 2 m box sharing a corner region with it), drawn by
+    plain nodes; mesh 1's data is multiplied by `scale_b` (other units) and its node scales
+    it back. With `instanced`, mesh 1 is drawn by an EXT_mesh_gpu_instancing node too."""
+    rng = np.random.default_rng(7)
+    a = (rng.random((200, 3)) * 10.0).astype(np.float32)
+    b = (rng.random((100, 3)) * 2.0 + 3.0).astype(np.float32)
+    b[:10] = a[:10] = np.float32([3.0, 3.0, 3.0]) + rng.random((10, 3)).astype(np.float32)
+    doc_json: dict = {"asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0, 1]}]}
+    bb = BufferBuilder(doc_json)
+    pa = bb.add_accessor(doc_json, a, target=34962, with_bounds=True)
+    pb = bb.add_accessor(doc_json, (b * scale_b).astype(np.float32), target=34962,
+                         with_bounds=True)
+    doc_json["meshes"] = [{"primitives": [{"attributes": {"POSITION": pa}, "mode": 0}]},
+                          {"primitives": [{"attributes": {"POSITION": pb}, "mode": 0}]}]
+    doc_json["nodes"] = [{"name": "a", "mesh": 0},
+                         {"name": "b", "mesh": 1, "scale": [1.0 / scale_b] * 3}]
+    if instanced:
+        t = bb.add_accessor(doc_json, np.array([[0, 0, 0], [20, 0, 0]], np.float32),
+                            target=None)
+        r = bb.add_accessor(doc_json, np.array([[0, 0, 0, 1], [0, 0.7071068, 0, 0.7071068]],
+                                               np.float32), target=None)
+        s = bb.add_accessor(doc_json, np.array([[1, 1, 1], [2, 2, 2]], np.float32),
+                            target=None)
+        doc_json["nodes"].append({"name": "copies", "mesh": 1, "translation": [0, 5, 0],
+                                  "extensions": {"EXT_mesh_gpu_instancing": {"attributes": {
+                                      "TRANSLATION": t, "ROTATION": r, "SCALE": s}}}})
+        doc_json["scenes"][0]["nodes"].append(2)
+        doc_json["extensionsUsed"] = ["EXT_mesh_gpu_instancing"]
+    from tourserver.pipeline.repack import repack
+
+    return repack(Document({"asset": {"version": "2.0"}}, b""), doc_json, bb.payloads)
+
+
+def stored_in_world(doc: Document, node: int) -> np.ndarray:
+    """World positions of the node's mesh (following a mesh moved to a child)."""
+    w = world_matrices(doc.json)
+    holder = node if "mesh" in doc.json["nodes"][node] else next(
+        c for c in doc.json["nodes"][node]["children"] if "mesh" in doc.json["nodes"][c])
+    mesh = doc.json["meshes"][doc.json["nodes"][holder]["mesh"]]
+    pos = doc.read_accessor(mesh["primitives"][0]["attributes"]["POSITION"])
+    return apply(w[holder], pos.astype(np.float64))
+
+
+def test_meshes_share_one_grid_so_a_common_point_lands_in_one_place(tmp_path):
+    doc = two_meshes()
+    out, ctx = run(doc, Quantize())
+    assert validate(out, tmp_path).errors == 0
+    assert ctx.facts["quantize.position_grids"] == 1
+    # One step for both meshes (gltfpack's scene-wide grid): equal node scales.
+    steps = {round(out.json["nodes"][n]["scale"][0], 12) for n in (0, 1)}
+    assert len(steps) == 1
+    step = ctx.facts["quantize.position_step"]
+    assert abs(steps.pop() - step) < 1e-12
+    bound = ctx.facts["quantize.position_error"]
+    assert 0 < bound < extent(doc) / 2**13
+    check_positions(doc, out, bound)
+    # The points both meshes hold are quantized to the very same place (no cracks).
+    wa, wb = stored_in_world(out, 0)[:10], stored_in_world(out, 1)[:10]
+    assert np.abs(wa - wb).max() < 1e-9 * 10
+    # Mesh 1 (2 m) stores small numbers from its own corner, on the shared grid.
+    acc = out.json["accessors"][out.json["meshes"][1]["primitives"][0]["attributes"]
+                                ["POSITION"]]
+    assert min(acc["min"]) == 0 and max(acc["max"]) < 2**14 / 4
+
+
+def test_meshes_in_other_units_get_their_own_grid():
+    doc = two_meshes(scale_b=1000.0)  # mesh 1 in millimetres
+    out, ctx = run(doc, Quantize())
+    assert ctx.facts["quantize.position_grids"] == 2
+    # Each mesh keeps the precision of its own box, not of the millimetre-sized union.
+    bound = ctx.facts["quantize.position_error"]
+    mesh_b = doc.read_accessor(doc.json["meshes"][1]["primitives"][0]["attributes"]
+                               ["POSITION"])
+    assert bound < float((mesh_b.max(axis=0) - mesh_b.min(axis=0)).max()) / 2**13
+    check_positions(doc, out, bound)
+    out_one, ctx_one = run(doc, Quantize(max_grid_ratio=1e9))  # forced into one grid
+    assert ctx_one.facts["quantize.position_grids"] == 1
+    err_a = np.abs(stored_in_world(out_one, 0) - stored_in_world(doc, 0)).max()
+    assert err_a > 100 * np.abs(stored_in_world(out, 0) - stored_in_world(doc, 0)).max()
+
+
+def test_instanced_mesh_is_quantized_through_its_instance_transforms(tmp_path):
+    import trimesh.transformations as tf
+
+    doc = two_meshes(instanced=True)
+    out, ctx = run(doc, Quantize())
+    report = validate(out, tmp_path)
+    assert report.errors == 0, [m for m in report.messages if m["severity"] == 0]
+    mesh = out.json["meshes"][1]
+    assert out.json["accessors"][mesh["primitives"][0]["attributes"]["POSITION"]][
+        "componentType"] == 5123
+
+    def instances(d: Document) -> np.ndarray:
+        node = d.json["nodes"][2]
+        attrs = node["extensions"]["EXT_mesh_gpu_instancing"]["attributes"]
+        t, r, s = (d.read_accessor(attrs[k]).astype(np.float64)
+                   for k in ("TRANSLATION", "ROTATION", "SCALE"))
+        pos = d.read_accessor(d.json["meshes"][1]["primitives"][0]["attributes"]
+                              ["POSITION"]).astype(np.float64)
+        out_pts = []
+        for k in range(len(t)):
+            m = (node_matrix(node) @ tf.translation_matrix(t[k])
+                 @ tf.quaternion_matrix([r[k][3], *r[k][:3]]) @ np.diag([*s[k], 1.0]))
+            out_pts.append(apply(m, pos))
+        return np.concatenate(out_pts)
+
+    bound = ctx.facts["quantize.position_error"]
+    # Instance scales go up to 2: the world error is at most twice the mesh-space bound.
+    assert np.linalg.norm(instances(out) - instances(doc), axis=1).max() <= 2 * bound * 1.001
+    assert out.json["nodes"][2]["translation"] == [0, 5, 0]  # the node itself is untouched

@@ -14,6 +14,7 @@ from tourserver.ingest.gltf_io import Document, write_glb
 from tourserver.pipeline.base import Context, Transform
 from tourserver.pipeline.dedup import Dedup
 from tourserver.pipeline.instance import Instance
+from tourserver.pipeline.merge import MergePrimitives
 from tourserver.pipeline.meshopt_compress import MeshoptCompress
 from tourserver.pipeline.prune import Prune
 from tourserver.pipeline.quantize import Quantize
@@ -65,6 +66,8 @@ def plan(options: OptimizeOptions, triangles: int = 0) -> tuple[Transform, ...]:
     lossless = options.preset == "archive"
     steps: list[Transform] = [Dedup(), Prune(), Weld()]
     if not lossless:
+        # One mesh's primitives with the same material become one draw (archive keeps them).
+        steps.append(MergePrimitives())
         steps.append(Instance())
     ratio = options.simplify
     if ratio is None and budget.max_triangles and triangles > budget.max_triangles:
@@ -80,7 +83,9 @@ def plan(options: OptimizeOptions, triangles: int = 0) -> tuple[Transform, ...]:
         steps.append(TextureEncode(format=texture_format))
     compress = options.compress or "meshopt"
     if not lossless:
-        steps.append(Quantize())
+        # Quantize appends the new accessors; drop the float ones before compression packs
+        # the bytes for good.
+        steps.extend((Quantize(), Prune()))
     if compress == "meshopt":
         steps.append(MeshoptCompress(rotate_triangles=True))
     steps.append(Prune())

@@ -7,20 +7,33 @@ Quantized data also compresses far better with EXT_meshopt_compression and gzip.
 
 How each attribute is stored (as gltfpack does, see zeux/meshoptimizer gltf/stream.cpp):
 
-- POSITION: unsigned, unnormalized, `position_bits` per component, over a box with ONE
-  scale for all three axes (so normals stay correct without renormalising). The
-  dequantization `p = q * step + offset` goes into the scene:
+- POSITION: unsigned, unnormalized, `position_bits` per component, on a grid with ONE
+  step for all three axes (so normals stay correct without renormalising) and, as
+  gltfpack's prepareQuantizationPosition does, ONE step for all meshes of the scene: the
+  step is the largest extent of the union of every mesh's box (in mesh space) over
+  2^bits - 1. Identical geometry in different meshes then becomes identical integers, small
+  meshes store small numbers, and the merged position stream compresses far better than
+  with a box per mesh. Each mesh's offset is its own corner snapped to that shared grid, so
+  two meshes round a common point to the same place (no cracks) and its values start at 0.
+  The error bound is the scene's: step * sqrt(3) / 2 < extent / 2^(bits - 1).
+  Meshes in other units or far apart in their own space would lose precision on such a
+  grid; a mesh only joins a grid if the grid's union box stays within `max_grid_ratio`
+  (64: at most 6 bits lost against a box of its own) times the smallest member's extent,
+  otherwise it starts a grid of its own (see `_shared_grids`).
+  The dequantization `p = q * step + offset` goes into the scene:
   * unskinned meshes: folded into the node's own transform when that is safe (no children,
     no camera/light/extensions, no translation/rotation/scale animation); otherwise the
     mesh moves to a new unnamed child node carrying the dequantization, like gltfpack's mesh
     nodes (a "weights" animation channel is retargeted to that child);
+  * meshes drawn with EXT_mesh_gpu_instancing: folded into every instance's TRANSLATION and
+    SCALE (new accessors), as gltfpack does; the node itself is untouched;
   * skinned meshes ignore their node's transform, so the dequantization is multiplied
     into the skin's inverse bind matrices instead (IBM' = IBM * D); every mesh bound to the
     same skin therefore shares one quantization box;
   * morph target POSITION deltas use the same step (signed shorts; float scaled by 1/step
     when a delta does not fit), so targets stay in the quantized space.
-  Meshes drawn with EXT_mesh_gpu_instancing, not used by any node, or with sparse or
-  already-integer positions keep float positions (logged).
+  Meshes not used by any node, or with sparse or already-integer positions (or instance
+  attributes), keep float positions (logged).
 - NORMAL / TANGENT: signed normalized bytes (shorts above 8 bits); tangents keep w.
   Morph target normal/tangent deltas stay float (allowed by the extension).
 - TEXCOORD_n: unsigned normalized shorts holding `texcoord_bits`-bit values over the
@@ -36,7 +49,8 @@ How each attribute is stored (as gltfpack does, see zeux/meshoptimizer gltf/stre
 
 Facts: `quantize.position_error` is the largest distance between an original position and
 its dequantized value, measured on the data (mesh units: metres for our scenes);
-`quantize.position_step` the largest quantization step; `quantize.texcoord_error` the largest
+`quantize.position_step` the largest quantization step; `quantize.position_grids` how many
+position grids were used (1: one for the whole scene); `quantize.texcoord_error` the largest
 UV error; `quantize.morph_error` the largest morph delta error; `quantize.accessors` how many
 accessors were rewritten.
 """
@@ -58,6 +72,7 @@ ARRAY_BUFFER = 34962
 FLOAT, BYTE, UBYTE, SHORT, USHORT = 5126, 5120, 5121, 5122, 5123
 EXTENSION = "KHR_mesh_quantization"
 TEXTURE_TRANSFORM = "KHR_texture_transform"
+INSTANCING = "EXT_mesh_gpu_instancing"
 _CTYPES = {np.dtype(np.int8): BYTE, np.dtype(np.uint8): UBYTE, np.dtype(np.int16): SHORT,
            np.dtype(np.uint16): USHORT, np.dtype(np.float32): FLOAT}
 
@@ -69,6 +84,10 @@ class Quantize:
     texcoord_bits: int = 12  # for UVs outside [0, 1] (stored in uint16 with a transform)
     color_bits: int = 8  # 8 -> uint8 normalized, above -> uint16 normalized
     weight_bits: int = 8  # skin weights, renormalised so they sum exactly to one
+    # Meshes share one position grid (gltfpack's scene-wide box) unless the grid's box would
+    # be more than this many times larger than a member's own box: each member then loses at
+    # most log2(ratio) bits against a box of its own (see _shared_grids).
+    max_grid_ratio: float = 64.0
     name: str = "quantize"
 
     def __post_init__(self) -> None:
@@ -78,6 +97,8 @@ class Quantize:
             value = getattr(self, field_name)
             if not low <= value <= high:
                 raise ValueError(f"{field_name} must be in [{low}, {high}], got {value}")
+        if not self.max_grid_ratio >= 1.0:
+            raise ValueError(f"max_grid_ratio must be >= 1, got {self.max_grid_ratio}")
 
     def __call__(self, doc: Document, ctx: Context) -> Document:
         run = _Run(doc, self, ctx)
@@ -113,6 +134,39 @@ class _UnionFind:
         return out
 
 
+@dataclass
+class _Box:
+    """The meshes quantized together (one mesh, or all meshes bound to one skin)."""
+
+    meshes: list[int]
+    prims: list[dict]
+    arrays: dict[int, np.ndarray]  # POSITION accessor -> float64 positions
+    lo: np.ndarray
+    hi: np.ndarray
+
+    @property
+    def extent(self) -> float:
+        return float((self.hi - self.lo).max())
+
+
+def _shared_grids(boxes: list[_Box], max_ratio: float) -> list[list[_Box]]:
+    """Partition the boxes into grids sharing one step. Largest first, a box joins the first
+    grid whose union with it stays within `max_ratio` times the smallest member's extent;
+    so meshes in other units (millimetres beside metres) or far apart in their own space get
+    a grid of their own instead of losing precision. Deterministic (stable sort)."""
+    grids: list[tuple[np.ndarray, np.ndarray, float, list[_Box]]] = []
+    for box in sorted(boxes, key=lambda b: -b.extent):
+        for k, (lo, hi, smallest, members) in enumerate(grids):
+            new_lo, new_hi = np.minimum(lo, box.lo), np.maximum(hi, box.hi)
+            new_smallest = min(smallest, box.extent)
+            if float((new_hi - new_lo).max()) <= max_ratio * new_smallest:
+                grids[k] = (new_lo, new_hi, new_smallest, [*members, box])
+                break
+        else:
+            grids.append((box.lo, box.hi, box.extent, [box]))
+    return [members for *_, members in grids]
+
+
 class _Run:
     """State of one quantization pass over a JSON copy of the document."""
 
@@ -130,6 +184,7 @@ class _Run:
         self.texcoord_error = 0.0
         self.morph_error = 0.0
         self.used_transform = False
+        self.grids = 0
 
     # ---- helpers -------------------------------------------------------------------------
     def _is_float(self, index: int, acc_type: str) -> bool:
@@ -180,6 +235,8 @@ class _Run:
             self.ctx.facts.get("quantize.texcoord_error", 0.0), self.texcoord_error)
         self.ctx.facts["quantize.morph_error"] = max(
             self.ctx.facts.get("quantize.morph_error", 0.0), self.morph_error)
+        self.ctx.facts["quantize.position_grids"] = (
+            self.ctx.facts.get("quantize.position_grids", 0) + self.grids)
         self.ctx.facts["quantize.accessors"] = (self.ctx.facts.get("quantize.accessors", 0)
                                                 + self.rewritten)
         if not self.rewritten:
@@ -209,13 +266,32 @@ class _Run:
             if "mesh" in node and "skin" in node:
                 first = skin_first.setdefault(node["skin"], node["mesh"])
                 uf.union(first, node["mesh"])
+        boxes: list[_Box] = []
         for group in uf.groups().values():
             reason = self._group_blocker(group, mesh_nodes)
             if reason:
                 self.ctx.logger.info("quantize: positions of mesh(es) %s stay float: %s",
                                      group, reason)
                 continue
-            self._quantize_group(group, mesh_nodes)
+            box = self._read_group(group)
+            if box is not None:
+                boxes.append(box)
+        grids = _shared_grids(boxes, self.s.max_grid_ratio)
+        for members in grids:
+            lo = np.min([b.lo for b in members], axis=0)
+            hi = np.max([b.hi for b in members], axis=0)
+            extent = float((hi - lo).max())
+            if extent <= 0.0:
+                extent = 1.0  # a single point: any step works, a zero scale would be singular
+            step = extent / ((1 << self.s.position_bits) - 1)
+            self.position_step = max(self.position_step, step)
+            for box in members:
+                self._quantize_group(box, lo, step, mesh_nodes)
+        if len(grids) > 1:
+            self.ctx.logger.info("quantize: %d position grids (meshes whose sizes or places "
+                                 "differ more than %gx do not share one)", len(grids),
+                                 self.s.max_grid_ratio)
+        self.grids += len(grids)
 
     def _group_blocker(self, group: list[int], mesh_nodes: dict[int, list[int]]) -> str:
         nodes = self.json.get("nodes", [])
@@ -224,8 +300,16 @@ class _Run:
             if not mesh_nodes.get(m):
                 return "no node uses the mesh"
             for n in mesh_nodes[m]:
-                if "EXT_mesh_gpu_instancing" in nodes[n].get("extensions", {}):
-                    return "drawn with EXT_mesh_gpu_instancing"
+                inst = nodes[n].get("extensions", {}).get(INSTANCING)
+                if inst is None:
+                    continue
+                if "skin" in nodes[n]:
+                    return "a skinned node drawn with EXT_mesh_gpu_instancing"
+                for name, kind in (("TRANSLATION", "VEC3"), ("ROTATION", "VEC4"),
+                                   ("SCALE", "VEC3")):
+                    a = inst.get("attributes", {}).get(name)
+                    if a is not None and not self._is_float(a, kind):
+                        return f"its instances' {name} is sparse or not float"
             for prim in meshes[m].get("primitives", []):
                 pos = prim.get("attributes", {}).get("POSITION")
                 if pos is None or not self._is_float(pos, "VEC3"):
@@ -235,7 +319,7 @@ class _Run:
                         return "a morph target POSITION is sparse or not float"
         return ""
 
-    def _quantize_group(self, group: list[int], mesh_nodes: dict[int, list[int]]) -> None:
+    def _read_group(self, group: list[int]) -> _Box | None:
         meshes = self.json["meshes"]
         prims = [prim for m in group for prim in meshes[m].get("primitives", [])]
         base = {prim["attributes"]["POSITION"] for prim in prims}
@@ -244,20 +328,23 @@ class _Run:
         if not np.all(np.isfinite(stacked)):
             self.ctx.logger.warning("quantize: positions of mesh(es) %s are not finite; left "
                                     "float", group)
-            return
-        lo, hi = stacked.min(axis=0), stacked.max(axis=0)
-        extent = float((hi - lo).max())
-        if extent <= 0.0:
-            extent = 1.0  # a single point: any step works, a zero scale would be singular
+            return None
+        return _Box(group, prims, arrays, stacked.min(axis=0), stacked.max(axis=0))
+
+    def _quantize_group(self, box: _Box, grid_lo: np.ndarray, step: float,
+                        mesh_nodes: dict[int, list[int]]) -> None:
+        """Positions of one group on the grid (grid_lo, step). The group's offset is snapped
+        to that grid, so meshes sharing it round a common point to the same place (no
+        cracks) while each stores small values from its own corner."""
         levels = (1 << self.s.position_bits) - 1
-        step = extent / levels
-        offset = lo
-        self.position_step = max(self.position_step, step)
+        on_grid = {i: np.floor((p - grid_lo) / step + 0.5) for i, p in box.arrays.items()}
+        corner = np.min([g.min(axis=0) for g in on_grid.values()], axis=0)
+        offset = grid_lo + corner * step
         dequant = tf.translation_matrix(offset) @ tf.scale_matrix(step)
 
         new_index: dict[int, int] = {}
-        for i, p in arrays.items():
-            q = np.clip(np.floor((p - offset) / step + 0.5), 0, levels).astype(np.uint16)
+        for i, p in box.arrays.items():
+            q = np.clip(on_grid[i] - corner, 0, levels).astype(np.uint16)
             recon = q.astype(np.float64) * step + offset
             # The renderer computes in float32: measure what it will see.
             recon32 = (q.astype(np.float32) * np.float32(step) + offset.astype(np.float32))
@@ -267,7 +354,7 @@ class _Run:
             self.position_error = max(self.position_error, err)
             new_index[i] = self._new_accessor(i, q, normalized=False, bounds=True)
         target_index: dict[int, int] = {}
-        for prim in prims:
+        for prim in box.prims:
             prim["attributes"]["POSITION"] = new_index[prim["attributes"]["POSITION"]]
             for target in prim.get("targets", []):
                 if "POSITION" not in target:
@@ -276,7 +363,7 @@ class _Run:
                 if old not in target_index:
                     target_index[old] = self._quantize_delta(old, step)
                 target["POSITION"] = target_index[old]
-        self._place_dequantization(group, mesh_nodes, dequant)
+        self._place_dequantization(box.meshes, mesh_nodes, dequant)
 
     def _quantize_delta(self, index: int, step: float) -> int:
         delta = self.doc.read_accessor(index).astype(np.float64)
@@ -304,6 +391,9 @@ class _Run:
                 if "skin" in node:
                     skins.add(node["skin"])
                     continue
+                if INSTANCING in node.get("extensions", {}):
+                    self._fold_into_instances(node, dequant)
+                    continue
                 foldable = (not node.get("children") and "camera" not in node
                             and not node.get("extensions") and n not in animated)
                 if foldable:
@@ -324,6 +414,28 @@ class _Run:
                    "type": "MAT4"}
             self.accessors.append(acc)
             skin["inverseBindMatrices"] = len(self.accessors) - 1
+            self.rewritten += 1
+
+    def _fold_into_instances(self, node: dict, dequant: np.ndarray) -> None:
+        """Every instance transform T R S becomes T R S D, still a TRS (as gltfpack does):
+        t' = t + R (S o), s' = S k. New accessors, since others may share the old ones."""
+        attrs = node["extensions"][INSTANCING].setdefault("attributes", {})
+        count = max(self.accessors[a]["count"] for a in attrs.values()) if attrs else 1
+        t = (self.doc.read_accessor(attrs["TRANSLATION"]).astype(np.float64)
+             if "TRANSLATION" in attrs else np.zeros((count, 3)))
+        s = (self.doc.read_accessor(attrs["SCALE"]).astype(np.float64)
+             if "SCALE" in attrs else np.ones((count, 3)))
+        offset = dequant[:3, 3]
+        if "ROTATION" in attrs:
+            quats = self.doc.read_accessor(attrs["ROTATION"]).astype(np.float64)
+            rots = np.array([tf.quaternion_matrix([w, x, y, z])[:3, :3]
+                             for x, y, z, w in quats]).reshape(-1, 3, 3)
+            moved = np.einsum("nij,nj->ni", rots, s * offset)
+        else:
+            moved = s * offset
+        for name, value in (("TRANSLATION", t + moved), ("SCALE", s * float(dequant[0, 0]))):
+            attrs[name] = self.builder.add_accessor(self.json, value.astype(np.float32),
+                                                    target=None)
             self.rewritten += 1
 
     def _animated_nodes(self) -> set[int]:
