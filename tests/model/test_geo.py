@@ -367,3 +367,14 @@ def test_egm96_grid_edges_and_arrays():
     assert isinstance(out, np.ndarray) and out.shape == (2,)
     assert np.allclose(out, [-31.628, -2.969], atol=0.05)
     assert isinstance(geoid.geoid_undulation(0.0, 0.0), float)
+
+
+def test_quaternion_from_matrix_round_trips():
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        q = geo.quaternion_normalize(rng.normal(size=4))
+        back = geo.quaternion_from_matrix(geo.quaternion_to_matrix(q))
+        assert np.allclose(back, q, atol=1e-9) or np.allclose(back, -np.array(q), atol=1e-9)
+        assert back[3] >= 0
+    m = geo.trs_matrix((1, 2, 3), geo.heading_to_enu_quaternion(90), (2, 2, 2))
+    assert np.allclose(m @ [0, 1, 0, 1], [1 + 2, 2, 3, 1], atol=1e-12)  # north -> east, x2

@@ -444,3 +444,34 @@ def destination_point(
     )
     lon2 = (lon + math.degrees(big_l) + 180.0) % 360.0 - 180.0
     return math.degrees(lat2), lon2
+
+
+def quaternion_from_matrix(m: np.ndarray) -> Quaternion:
+    """(x, y, z, w) of a 3x3 rotation matrix (Shepperd's method: stable for every angle),
+    with w >= 0."""
+    m = np.asarray(m, dtype=np.float64)[:3, :3]
+    trace = m[0, 0] + m[1, 1] + m[2, 2]
+    if trace > 0:
+        s = math.sqrt(trace + 1.0) * 2
+        q = ((m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4)
+    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
+        s = math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
+        q = (s / 4, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s)
+    elif m[1, 1] > m[2, 2]:
+        s = math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
+        q = ((m[0, 1] + m[1, 0]) / s, s / 4, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s)
+    else:
+        s = math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
+        q = ((m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, s / 4, (m[1, 0] - m[0, 1]) / s)
+    x, y, z, w = quaternion_normalize(q)
+    return (x, y, z, w) if w >= 0 else (-x, -y, -z, -w)
+
+
+def trs_matrix(translation: Sequence[float] = (0.0, 0.0, 0.0),
+               rotation: Sequence[float] = (0.0, 0.0, 0.0, 1.0),
+               scale: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """4x4 T * R * S, as glTF composes a node's transform; rotation is (x, y, z, w)."""
+    m = np.eye(4)
+    m[:3, :3] = quaternion_to_matrix(rotation) * np.asarray(scale, dtype=np.float64)
+    m[:3, 3] = translation
+    return m

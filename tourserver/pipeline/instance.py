@@ -27,9 +27,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-import trimesh.transformations as tf
 
 from tourserver.ingest.gltf_io import Document
+from tourserver.model import geo
 from tourserver.pipeline.base import Context
 from tourserver.pipeline.prune import OPAQUE_BUFFER_EXTENSIONS, unknown_extensions
 from tourserver.pipeline.repack import BufferBuilder
@@ -117,12 +117,8 @@ def node_trs(node: dict) -> Trs | None:
         s[0], rot[:, 0] = -s[0], -rot[:, 0]
     if not np.allclose(rot.T @ rot, np.eye(3), atol=1e-5):
         return None  # shear
-    full = np.eye(4)
-    full[:3, :3] = rot
-    w, x, y, z = tf.quaternion_from_matrix(full)
-    q = np.array([x, y, z, w])
-    rebuilt = tf.translation_matrix(m[:3, 3]) @ tf.quaternion_matrix([w, x, y, z]) @ np.diag(
-        [*s, 1.0])
+    q = np.array(geo.quaternion_from_matrix(rot))
+    rebuilt = geo.trs_matrix(m[:3, 3], q, s)
     if not np.allclose(rebuilt, m, atol=1e-6 * max(1.0, float(np.abs(m).max()))):
         return None
     return m[:3, 3].copy(), q / np.linalg.norm(q), s

@@ -62,9 +62,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-import trimesh.transformations as tf
 
 from tourserver.ingest.gltf_io import TYPE_SIZES, Document
+from tourserver.model import geo
 from tourserver.pipeline.base import Context
 from tourserver.pipeline.repack import BufferBuilder, _pack_accessor, repack
 
@@ -340,7 +340,7 @@ class _Run:
         on_grid = {i: np.floor((p - grid_lo) / step + 0.5) for i, p in box.arrays.items()}
         corner = np.min([g.min(axis=0) for g in on_grid.values()], axis=0)
         offset = grid_lo + corner * step
-        dequant = tf.translation_matrix(offset) @ tf.scale_matrix(step)
+        dequant = geo.trs_matrix(offset, scale=(step, step, step))
 
         new_index: dict[int, int] = {}
         for i, p in box.arrays.items():
@@ -428,8 +428,7 @@ class _Run:
         offset = dequant[:3, 3]
         if "ROTATION" in attrs:
             quats = self.doc.read_accessor(attrs["ROTATION"]).astype(np.float64)
-            rots = np.array([tf.quaternion_matrix([w, x, y, z])[:3, :3]
-                             for x, y, z, w in quats]).reshape(-1, 3, 3)
+            rots = np.array([geo.quaternion_to_matrix(q) for q in quats]).reshape(-1, 3, 3)
             moved = np.einsum("nij,nj->ni", rots, s * offset)
         else:
             moved = s * offset
@@ -649,10 +648,9 @@ def node_matrix(node: dict) -> np.ndarray:
     """A node's local transform as a 4x4 matrix (column vectors)."""
     if "matrix" in node:
         return np.array(node["matrix"], dtype=np.float64).reshape(4, 4).T
-    x, y, z, w = node.get("rotation", [0.0, 0.0, 0.0, 1.0])
-    return (tf.translation_matrix(node.get("translation", [0.0, 0.0, 0.0]))
-            @ tf.quaternion_matrix([w, x, y, z])
-            @ np.diag(list(node.get("scale", [1.0, 1.0, 1.0])) + [1.0]))
+    return geo.trs_matrix(node.get("translation", [0.0, 0.0, 0.0]),
+                          node.get("rotation", [0.0, 0.0, 0.0, 1.0]),
+                          node.get("scale", [1.0, 1.0, 1.0]))
 
 
 def _fold_into_node(node: dict, dequant: np.ndarray) -> None:
@@ -663,8 +661,7 @@ def _fold_into_node(node: dict, dequant: np.ndarray) -> None:
     # T R S (translate(o) scale(k)) = translate(t + R (S o)) R (S k): still a TRS.
     step = float(dequant[0, 0])
     offset = dequant[:3, 3]
-    x, y, z, w = node.get("rotation", [0.0, 0.0, 0.0, 1.0])
-    rot = tf.quaternion_matrix([w, x, y, z])[:3, :3]
+    rot = geo.quaternion_to_matrix(node.get("rotation", [0.0, 0.0, 0.0, 1.0]))
     scale = np.array(node.get("scale", [1.0, 1.0, 1.0]), dtype=np.float64)
     translation = np.array(node.get("translation", [0.0, 0.0, 0.0]), dtype=np.float64)
     node["translation"] = [float(v) for v in translation + rot @ (scale * offset)]
