@@ -51,24 +51,31 @@ OPAQUE_BUFFER_EXTENSIONS = frozenset({"EXT_meshopt_compression", "KHR_draco_mesh
 Ref = tuple[dict | list, str | int]  # (container, key): container[key] is an index
 
 
-def extensions_in(doc_json: dict) -> set[str]:
-    """Every extension the document declares or carries (extras are not looked into)."""
-    found = set(doc_json.get("extensionsUsed", [])) | set(doc_json.get("extensionsRequired", []))
+def carried_extensions(obj: object) -> set[str]:
+    """Names of the extensions objects carry anywhere below `obj` (extras not looked into)."""
+    found: set[str] = set()
 
-    def walk(obj) -> None:
-        if isinstance(obj, dict):
-            for key, value in obj.items():
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
                 if key == "extras":
                     continue
                 if key == "extensions" and isinstance(value, dict):
                     found.update(value)
                 walk(value)
-        elif isinstance(obj, list):
-            for value in obj:
+        elif isinstance(node, list):
+            for value in node:
                 walk(value)
 
-    walk(doc_json)
+    walk(obj)
     return found
+
+
+def extensions_in(doc_json: dict) -> set[str]:
+    """Every extension the document declares or carries."""
+    declared = set(doc_json.get("extensionsUsed", [])) | set(
+        doc_json.get("extensionsRequired", []))
+    return declared | carried_extensions(doc_json)
 
 
 def unknown_extensions(doc_json: dict) -> list[str]:
@@ -183,21 +190,8 @@ def used(doc_json: dict, kind: str) -> list[bool]:
 
 def drop_unused_extension_names(doc_json: dict) -> None:
     """Remove from extensionsUsed/Required the extensions no object carries any more."""
-    present: set[str] = set()
-
-    def walk(obj) -> None:
-        if isinstance(obj, dict):
-            for key, value in obj.items():
-                if key == "extras":
-                    continue
-                if key == "extensions" and isinstance(value, dict):
-                    present.update(value)
-                walk(value)
-        elif isinstance(obj, list):
-            for value in obj:
-                walk(value)
-
-    walk({k: v for k, v in doc_json.items() if k not in ("extensionsUsed", "extensionsRequired")})
+    present = carried_extensions(
+        {k: v for k, v in doc_json.items() if k not in ("extensionsUsed", "extensionsRequired")})
     for field in ("extensionsUsed", "extensionsRequired"):
         if field not in doc_json:
             continue
