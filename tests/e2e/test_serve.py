@@ -116,6 +116,17 @@ def test_hero_scene_is_heavy_enough_for_lods_to_matter(served):
     assert tiers["low"]["max_texture_px"] <= 512
 
 
+def test_every_scene_gets_lighter_from_tier_to_tier(served):
+    """A lighter tier never costs more bytes, triangles or texture size than a richer one."""
+    tour = served.get_json("/v1/tours/chongqing-night")
+    for stop in tour["stops"]:
+        for ref in stop["scenes"]:
+            tiers = {v["tier"]: v for v in served.get_json(ref["url"])["variants"]}
+            for key in ("bytes", "triangles", "max_texture_px"):
+                assert tiers["high"][key] >= tiers["medium"][key] >= tiers["low"][key], (
+                    ref["url"], key)
+
+
 def test_bundled_narration_and_discovery(served):
     tour = served.get_json("/v1/tours/chongqing-night?lang=en")
     for stop in tour["stops"]:
