@@ -2,6 +2,7 @@
 
     python tools/bench/compare_peers.py [--json] [--models NAME,...] [--out DIR]
                                         [--samples N] [--timeout S] [--no-big]
+                                        [--no-equal-psnr]
 
 For every entry file listed in ../shared/corpus/README.md (not the `.bevy-ktx2.gltf`
 duplicate) it runs, one after another on the same machine:
@@ -23,6 +24,10 @@ are decoded with the meshoptimizer library's decoders before they are read.
 
 A generated `FeatureProbe` GLB (tools/bench/peers.py) adds what the corpus lacks: extras,
 a morph target with its animation, a custom attribute on triangles, points beside triangles.
+
+At equal texture PSNR (on unless --no-equal-psnr): for every model with images, glTF-Transform
+is rerun at rising WebP quality until its worst-slot texture PSNR reaches ours (see
+`equal_psnr`); `gt meshopt+webp` is the same pipeline at its default quality, 80.
 
 Then a ~1M-triangle wavy grid is simplified to 10% by ours (--simplify 0.1; its JSON report
 times the simplify step alone) and by `gltfpack -si 0.1` (wall time; also the wall time of
@@ -188,7 +193,7 @@ def measure_output(src: Source, out: Path, work: Path, samples: int) -> dict:
 
 
 def bench_model(path: Path, work: Path, keep: Path | None, timeout: float,
-                samples: int) -> dict:
+                samples: int, equal: bool = True) -> dict:
     src = Source(path)
     name = path.parent.name
     result = {"model": name, "file": str(path.relative_to(path.parents[1])),
@@ -239,6 +244,84 @@ def bench_model(path: Path, work: Path, keep: Path | None, timeout: float,
     for row in result["tools"].values():
         if best and "gzip_bytes" in row:
             row["ratio_best_peer"] = round(row["gzip_bytes"] / best, 3)
+    ours = result["tools"].get(OURS, {})
+    target = (ours.get("psnr") or {}).get("min")
+    if equal and src.doc.json.get("images") and target is not None:
+        print(f"… {name}: glTF-Transform at ours' worst-slot PSNR {target:.1f} dB",
+              file=sys.stderr, flush=True)
+        eq = equal_psnr(src, target, folder, work, timeout)
+        if eq.get("gzip_bytes") and ours.get("gzip_bytes"):
+            eq["ours_gzip_bytes"] = ours["gzip_bytes"]
+            eq["ratio_ours"] = round(ours["gzip_bytes"] / eq["gzip_bytes"], 3)
+        result["equal_psnr"] = eq
+    return result
+
+
+# ---- glTF-Transform at equal texture PSNR ------------------------------------------------
+# `optimize --texture-compress webp` has no quality option, so the same pipeline is run in
+# three steps: optimize without textures or compression, `webp --quality Q`, then `meshopt`
+# (what `optimize --compress meshopt` runs last, same defaults). At Q 80, sharp's default,
+# this gives `gt meshopt+webp`'s output within a few bytes (DamagedHelmet: 1,398,641 vs
+# 1,398,639 gzip bytes). Textures here are at most 2048 px, so optimize's --texture-size
+# 2048 resize, skipped with --texture-compress false, would not change them.
+# The sweep is bounded (at most 10 steps, each smaller-first within its mode): lossy Q 80 →
+# 100; lossy WebP is 4:2:0 and levels off a few dB above Q 80, so then near-lossless (where
+# the "quality" is libwebp's preprocessing level: 5 - Q // 20 low bits may change, so 1-19,
+# 20-39, ... behave alike and 100 is lossless; sharp takes 1-100), then lossless.
+EQUAL_PSNR_STEPS: tuple[tuple[str, list[str]], ...] = (
+    ("webp q80", ["--quality", "80"]),
+    ("webp q90", ["--quality", "90"]),
+    ("webp q95", ["--quality", "95"]),
+    ("webp q100", ["--quality", "100"]),
+    ("webp near-lossless q1", ["--near-lossless", "true", "--quality", "1"]),
+    ("webp near-lossless q20", ["--near-lossless", "true", "--quality", "20"]),
+    ("webp near-lossless q40", ["--near-lossless", "true", "--quality", "40"]),
+    ("webp near-lossless q60", ["--near-lossless", "true", "--quality", "60"]),
+    ("webp near-lossless q80", ["--near-lossless", "true", "--quality", "80"]),
+    ("webp lossless", ["--lossless", "true"]),
+)
+
+
+def equal_psnr(src: Source, target: float, folder: Path, work: Path, timeout: float) -> dict:
+    """glTF-Transform (meshopt + WebP) at the first quality of EQUAL_PSNR_STEPS whose
+    worst-slot texture PSNR (peers.texture_psnr "min", as in the PSNR column) is >= `target`,
+    ours' worst slot. Returns that output's gzip bytes, quality, PSNR and every step tried."""
+    from tourserver.ingest.loaders import load_asset
+
+    gt = str(BIN / "gltf-transform")
+    if not Path(gt).exists():
+        return {"status": "unavailable", "error": f"{gt} missing: run npm ci"}
+    base, webp = folder / "gt-eq-base.glb", work / "gt-eq-webp.glb"
+    proc = run([gt, "optimize", str(src.path), str(base), "--compress", "false",
+                "--texture-compress", "false"], timeout, work)
+    if proc["status"] != "ok" or not base.is_file():
+        return {"status": "failed", "error": proc.get("error") or _tail(proc.get("stderr", ""))}
+    result: dict = {"target_psnr": target, "tried": [], "status": "not reached"}
+    for label, opts in EQUAL_PSNR_STEPS:
+        out = folder / (re.sub(r"[^a-z0-9]+", "-", f"gt-eq-{label}") + ".glb")
+        steps = [[gt, "webp", str(base), str(webp), *opts], [gt, "meshopt", str(webp), str(out)]]
+        wall, failed = 0.0, None
+        for cmd in steps:
+            proc = run(cmd, timeout, work)
+            wall += proc.get("wall_s", 0.0)
+            if proc["status"] != "ok":
+                failed = proc.get("error") or _tail(proc.get("stderr", ""))
+                break
+        if failed or not out.is_file():
+            result["tried"].append({"quality": label, "status": "failed", "error": failed})
+            continue
+        data = out.read_bytes()
+        decoded = work / "decoded.glb"
+        decoded.write_bytes(peers.decode_meshopt_glb(data))
+        tex = peers.texture_psnr(src.doc, load_asset(decoded), src.images)
+        step = {"quality": label, "bytes": len(data),
+                "gzip_bytes": len(gzip.compress(data, 9, mtime=0)),
+                "wall_s": round(wall, 3), "psnr": tex}
+        result["tried"].append(step)
+        if tex.get("min") is not None and tex["min"] >= target:
+            result.update(status="ok", **{k: step[k] for k in ("quality", "bytes",
+                                                               "gzip_bytes", "psnr")})
+            break
     return result
 
 
@@ -381,6 +464,31 @@ def model_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def equal_psnr_table(results: list[dict]) -> str:
+    """One row per textured model: glTF-Transform at ours' worst-slot PSNR."""
+    lines = ["**At equal texture PSNR**: glTF-Transform (meshopt + WebP) at the first quality "
+             "whose worst-slot PSNR reaches ours", "",
+             "| model | ours gzip KB | ours PSNR min dB | gt quality | gt gzip KB | "
+             "gt PSNR min dB | ours ÷ gt | tried (quality: min dB) |",
+             "|---|--:|--:|---|--:|--:|--:|---|"]
+    for res in results:
+        eq = res.get("equal_psnr")
+        if not eq:
+            continue
+        tried = ", ".join(
+            f"{t['quality'].removeprefix('webp ')}: "
+            + (_fmt_psnr(t["psnr"]).split(" /")[0] if "psnr" in t else t["status"])
+            for t in eq.get("tried", []))
+        ours = res["tools"][OURS]
+        gt_psnr = _fmt_psnr(eq["psnr"]).split(" /")[0] if "psnr" in eq else eq["status"]
+        lines.append(
+            f"| {res['model']} | {_fmt_kb(ours.get('gzip_bytes'))} | "
+            f"{_fmt_psnr(ours.get('psnr')).split(' /')[0]} | {eq.get('quality', '–')} | "
+            f"{_fmt_kb(eq.get('gzip_bytes'))} | {gt_psnr} | {eq.get('ratio_ours', '–')} | "
+            f"{tried or eq.get('error', '')} |")
+    return "\n".join(lines)
+
+
 def big_table(res: dict) -> str:
     lines = [f"**1M-triangle grid** ({res['input']['triangles']:,} triangles, "
              f"{_fmt_kb(res['input']['bytes'])} KB) simplified to 10%", "",
@@ -405,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=20000, help="surface samples per side")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per subprocess")
     p.add_argument("--no-big", action="store_true", help="skip the 1M-triangle run")
+    p.add_argument("--equal-psnr", action=argparse.BooleanOptionalAction, default=True,
+                   help="rerun glTF-Transform at rising WebP quality until its worst-slot "
+                        "texture PSNR reaches ours (textured models only; default: on)")
     p.add_argument("--no-probe", action="store_true",
                    help="skip the generated feature probe (extras, morph targets, ...)")
     args = p.parse_args(argv)
@@ -431,10 +542,13 @@ def main(argv: list[str] | None = None) -> int:
             models[-1].write_bytes(peers.feature_probe_glb())
         for path in models:
             print(f"… {path.parent.name}", file=sys.stderr, flush=True)
-            res = bench_model(path, work, args.out, args.timeout, args.samples)
+            res = bench_model(path, work, args.out, args.timeout, args.samples,
+                              args.equal_psnr)
             results.append(res)
             if not args.json:
                 print(model_table(res) + "\n", flush=True)
+        if not args.json and any(r.get("equal_psnr") for r in results):
+            print(equal_psnr_table(results) + "\n", flush=True)
         if not args.no_big:
             print("… 1M-triangle grid", file=sys.stderr, flush=True)
             big = bench_big(work, args.timeout, args.samples)
@@ -445,6 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         for res in results:
             print(model_table(res) + "\n")
+        if any(r.get("equal_psnr") for r in results):
+            print(equal_psnr_table(results) + "\n")
         if big:
             print(big_table(big) + "\n")
         print(json.dumps(_finite({"schema": "tourserver.compare_peers/1", "machine": info,
