@@ -280,6 +280,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             for issue in exc.issues:
                 log.error("invalid tour: %s", issue)
             if DataDir(args.data).current_build_id() is None:
+                if any(i.code == "tours_missing" for i in exc.issues):
+                    print(f"error: no tours/ folder in {args.root}; run from the folder that "
+                          "holds tours/ and assets/, or pass --root", file=sys.stderr)
+                    return EXIT_INVALID
                 print("error: the tours are invalid and nothing was published before; "
                       "run `tourserver validate`", file=sys.stderr)
                 return EXIT_INVALID

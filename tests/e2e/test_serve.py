@@ -251,3 +251,12 @@ def test_serve_with_invalid_tours_and_nothing_published_fails_clearly(tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "tour.yaml" in proc.stderr and "nothing was published" in proc.stderr
+
+
+def test_serve_without_tours_says_where_it_looked(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tourserver", "serve", "--root", str(tmp_path), "--data",
+         str(tmp_path / "data"), "--port", str(free_port())],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"no tours/ folder in {tmp_path}" in proc.stderr and "--root" in proc.stderr
