@@ -1,9 +1,8 @@
 """Measuring helpers for tools/bench/compare_peers.py: read any tool's output back fairly.
 
-* `decode_meshopt_glb(data)`: a GLB with EXT_meshopt_compression (or KHR_meshopt_compression)
-  buffer views → the same GLB with plain views in one binary chunk, so `load_asset` and
-  accessor reads work. Decoding uses the meshoptimizer library's own decoders (PyPI
-  `meshoptimizer`), independently of tourserver's encoder.
+* `decode_meshopt_glb(data)`: a GLB with EXT_meshopt_compression buffer views → the same GLB
+  with plain views in one binary chunk (through `tourserver.ingest.meshopt_decode`, which
+  calls the meshoptimizer library's own decoders, independently of our encoder).
 * `world_geometry(doc)`: every triangle and point of the default scene in world space, as
   rendered at rest: normalized (quantized) accessors dequantized, sparse accessors applied,
   node transforms, EXT_mesh_gpu_instancing and skins (bind pose: joint world × inverse bind)
@@ -26,85 +25,23 @@ from tourserver.ingest.gltf_io import (
     parse_glb,
     write_glb,
 )
+from tourserver.ingest.meshopt_decode import decode_meshopt
 
-MESHOPT_EXTENSIONS = ("EXT_meshopt_compression", "KHR_meshopt_compression")
+MESHOPT_EXTENSIONS = ("EXT_meshopt_compression",)
 # Largest value of each normalized integer type (glTF 2.0 §3.11, "normalized" accessors).
 _NORM = {5120: 127.0, 5121: 255.0, 5122: 32767.0, 5123: 65535.0}
 _IMAGE_EXTENSIONS = ("KHR_texture_basisu", "EXT_texture_webp", "EXT_texture_avif")
 
 
 # ---- meshopt decoding -----------------------------------------------------------------------
-def _decode_view(ext: dict, data: bytes) -> bytes:
-    """One EXT_meshopt_compression view → its decoded bytes (count × byteStride)."""
-    import meshoptimizer as mo
-
-    count, stride = int(ext["count"]), int(ext["byteStride"])
-    mode = ext["mode"]
-    if mode == "ATTRIBUTES":
-        # decode_vertex_buffer's `dtype=` path allocates `count` items, not count × stride
-        # bytes (a heap overrun in meshoptimizer 0.2.x's wrapper): use the default path,
-        # which sizes the buffer right, and view it as bytes.
-        out = mo.decode_vertex_buffer(count, stride, data).view(np.uint8).reshape(-1).copy()
-        filt = ext.get("filter", "NONE")
-        if filt == "OCTAHEDRAL":
-            out = mo.decode_filter_oct(out, count, stride)
-        elif filt == "QUATERNION":
-            out = mo.decode_filter_quat(out, count, stride)
-        elif filt == "EXPONENTIAL":
-            out = mo.decode_filter_exp(out, count, stride)
-        elif filt != "NONE":
-            raise ValueError(f"meshopt filter {filt} not supported")
-        return out.tobytes()[: count * stride]
-    if mode in ("TRIANGLES", "INDICES"):
-        fn = mo.decode_index_buffer if mode == "TRIANGLES" else mo.decode_index_sequence
-        # The wrapper writes count × stride bytes into a uint32 array of `count` items.
-        return fn(count, stride, data).view(np.uint8)[: count * stride].tobytes()
-    raise ValueError(f"meshopt mode {mode} not supported")
-
-
 def decode_meshopt_glb(data: bytes) -> bytes:
-    """Return `data` with every meshopt-compressed view decoded; unchanged if none is."""
+    """Return `data` with every EXT_meshopt_compression view decoded; unchanged if none is.
+    Uses tourserver's reader, which decodes with the meshoptimizer library's own decoders
+    (not with anything of our encoder), so peers' files are read the same way as ours."""
     doc = parse_glb(data, "<peer output>", allow_uris=True)
-    j = doc.json
-    used = set(j.get("extensionsUsed", []))
-    if not used & set(MESHOPT_EXTENSIONS):
+    if not set(doc.json.get("extensionsUsed", [])) & set(MESHOPT_EXTENSIONS):
         return data
-    chunks: list[bytes] = []
-    offset = 0
-    for view in j.get("bufferViews", []):
-        exts = view.get("extensions", {})
-        ext = next((exts[e] for e in MESHOPT_EXTENSIONS if e in exts), None)
-        if ext is not None:
-            start = int(ext.get("byteOffset", 0))
-            if int(ext.get("buffer", 0)) != 0:
-                raise ValueError("meshopt data outside the GLB chunk")
-            payload = _decode_view(ext, doc.bin[start:start + int(ext["byteLength"])])
-            view["byteStride"] = int(ext["byteStride"])
-            for e in MESHOPT_EXTENSIONS:
-                exts.pop(e, None)
-            if not exts:
-                view.pop("extensions", None)
-            if view.get("target") != 34962:  # only vertex views may have a stride
-                view.pop("byteStride", None)
-        else:
-            if int(view.get("buffer", 0)) != 0:
-                raise ValueError("uncompressed view outside the GLB chunk")
-            start = int(view.get("byteOffset", 0))
-            payload = doc.bin[start:start + int(view["byteLength"])]
-        pad = (-offset) % 4
-        chunks.append(b"\0" * pad)
-        offset += pad
-        view.update(buffer=0, byteOffset=offset, byteLength=len(payload))
-        chunks.append(payload)
-        offset += len(payload)
-    binary = b"".join(chunks)
-    j["buffers"] = [{"byteLength": len(binary)}]
-    for key in ("extensionsUsed", "extensionsRequired"):
-        if key in j:
-            j[key] = [e for e in j[key] if e not in MESHOPT_EXTENSIONS]
-            if not j[key]:
-                j.pop(key)
-    return write_glb(Document(j, binary, "<decoded>"))
+    return write_glb(decode_meshopt(doc))
 
 
 # ---- world-space geometry -------------------------------------------------------------------
