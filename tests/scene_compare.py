@@ -108,3 +108,19 @@ def validator_errors(doc: Document, path) -> int:
     require(node_validator_available(), "node + npm gltf-validator")
     path.write_bytes(write_glb(doc))
     return validate_file(path).errors
+
+
+SMALL_CORPUS = ["Fox/Fox.glb", "TextureTransformTest/TextureTransformTest.gltf",
+                "ClearCoatTest/ClearCoatTest.gltf",
+                "PointCloudHouse/PropertyAttributesPointCloudHouse.gltf"]
+
+
+def assert_same_scene_no_larger(doc: Document, out: Document, tmp_path) -> None:
+    """What a lossless clean-up step must keep: the scene drawn, document-level JSON, no
+    growth, and no new validator errors."""
+    assert resolved_scene(out) == resolved_scene(doc)
+    for key in ("extensionsUsed", "extensions", "extras", "scenes", "asset"):
+        assert out.json.get(key) == doc.json.get(key), key
+    assert len(write_glb(out)) <= len(write_glb(doc))
+    errors_in = validator_errors(doc, tmp_path / "in.glb")
+    assert validator_errors(out, tmp_path / "out.glb") <= errors_in
