@@ -58,6 +58,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peers  # noqa: E402  (tools/bench is not a package)
+from common import cpu_model, grid_glb  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -329,19 +330,12 @@ def equal_psnr(src: Source, target: float, folder: Path, work: Path, timeout: fl
 def big_mesh_glb(triangles: int = BIG_TRIANGLES) -> bytes:
     """A wavy 100 m square grid with small seeded noise: ~`triangles` triangles, no textures."""
     import numpy as np
-    import trimesh
 
     n = int(round((triangles / 2) ** 0.5)) + 1
     xs, zs = np.meshgrid(np.linspace(-50, 50, n), np.linspace(-50, 50, n))
     rng = np.random.default_rng(7)
     ys = 3 * np.sin(xs / 7) * np.cos(zs / 9) + rng.normal(0, 0.005, xs.shape)
-    vertices = np.stack([xs.ravel(), ys.ravel(), zs.ravel()], axis=1)
-    idx = np.arange(n * n).reshape(n, n)
-    a, b = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel()
-    c, d = idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
-    faces = np.concatenate([np.stack([a, c, b], 1), np.stack([b, c, d], 1)])
-    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
-    return trimesh.Scene(mesh).export(file_type="glb")
+    return grid_glb(xs, ys, zs)
 
 
 def bench_big(work: Path, timeout: float, samples: int) -> dict:
@@ -384,14 +378,7 @@ def bench_big(work: Path, timeout: float, samples: int) -> dict:
 
 # ---- reporting ------------------------------------------------------------------------------
 def machine() -> dict:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
 
     def version(cmd: list[str]) -> str:
         try:

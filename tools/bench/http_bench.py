@@ -48,6 +48,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
 import synthetic  # noqa: E402  (tools/bench is not a package)
+from common import cpu_model  # noqa: E402
 
 HOST = "127.0.0.1"
 TOUR_ID = synthetic.MINI_TOUR["id"]
@@ -109,14 +110,7 @@ def machine_info(nginx: str, wrk: str) -> dict:
     import aiohttp
     import aiohttp.http_parser as hp
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError):
