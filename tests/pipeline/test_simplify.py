@@ -62,3 +62,24 @@ def test_many_open_strips_unlock_rather_than_stall():
     out = Simplify(ratio=0.3, target_error=0.2)(doc, ctx)
     assert scene_stats(out).triangles < len(mesh.faces) * 0.6
     assert ctx.facts["simplify.unlocked_primitives"] == 1
+
+
+def test_ratio_is_of_the_whole_document_when_small_parts_cannot_shrink():
+    # 300 separate two-triangle quads (nothing to remove) beside one dense sphere: asking for
+    # 40 % of all triangles must take the difference from the sphere, within its error cap.
+    quads = [trimesh.creation.box(extents=(0.1, 0.1, 0.001)).apply_translation((i, 5, 0))
+             for i in range(300)]
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=1.0)
+    scene = trimesh.Scene()
+    for i, quad in enumerate(quads):
+        scene.add_geometry(quad, geom_name=f"quad{i}")
+    scene.add_geometry(sphere, geom_name="sphere")
+    doc = parse_glb(scene.export(file_type="glb"))
+    before = scene_stats(doc).triangles
+    ctx = Context()
+    out = Simplify(ratio=0.4, target_error=0.05)(doc, ctx)
+    after = scene_stats(out).triangles
+    assert after <= before * 0.4 * 1.02
+    assert ctx.facts["simplify.triangles_after"] == after
+    assert ctx.facts["simplify.triangles_before"] == before
+    assert ctx.facts["simplify.error"] < 0.05 * 2.1

@@ -255,6 +255,48 @@ def test_data_textures_can_be_lossless():
     assert "texture_encode.image.1.quality" not in ctx.facts
 
 
+def _flat_synthetic_doc() -> tuple[Document, np.ndarray]:
+    """A normal map made of flat patches with fine noise: lossy WebP's 4:2:0 chroma cannot
+    hold 45 dB on its sharp colour edges; near-lossless can, for far less than lossless."""
+    rng = np.random.default_rng(3)
+    patches = rng.integers(60, 200, (16, 16, 3)).repeat(16, 0).repeat(16, 1)
+    pixels_ = np.clip(patches + rng.integers(-2, 3, patches.shape), 0, 255).astype(np.uint8)
+    doc = textured_doc()
+    new_json = copy.deepcopy(doc.json)
+    data = _png(Image.fromarray(pixels_))
+    chunks = doc.bin + b"\0" * (-len(doc.bin) % 4)
+    new_json["bufferViews"].append({"buffer": 0, "byteOffset": len(chunks),
+                                    "byteLength": len(data)})
+    new_json["images"][1]["bufferView"] = len(new_json["bufferViews"]) - 1
+    new_json["buffers"][0]["byteLength"] = len(chunks) + len(data)
+    out = Document(new_json, chunks + data, "flat.glb")
+    return parse_glb(write_glb(out), "flat.glb"), pixels_
+
+
+def test_near_lossless_where_lossy_cannot_hold_the_floor():
+    src, source_pixels = _flat_synthetic_doc()
+    out, ctx = run(src, TextureEncode(format="webp"))
+    _, new = texture_image(out, 1)
+    assert new["mimeType"] == "image/webp"
+    decoded = pixels(out, new)
+    value = psnr(decoded, rgba_pixels(Image.fromarray(source_pixels)))
+    assert DATA_FLOOR <= value < np.inf  # held the data floor, and is not lossless
+    assert ctx.facts["texture_encode.image.1.near_lossless"] in (0, 20, 40, 60, 80)
+    lossless, _ = run(src, TextureEncode(format="webp", lossless_data=True))
+    assert (out.json["bufferViews"][new["bufferView"]]["byteLength"]
+            < lossless.json["bufferViews"][texture_image(lossless, 1)[1]["bufferView"]][
+                "byteLength"])
+
+
+def test_without_libvips_near_lossless_is_skipped_and_lossless_holds(monkeypatch):
+    monkeypatch.setattr(texture_encode, "pyvips", None)
+    src, source_pixels = _flat_synthetic_doc()
+    out, ctx = run(src, TextureEncode(format="webp"))
+    _, new = texture_image(out, 1)
+    assert np.array_equal(pixels(out, new), rgba_pixels(Image.fromarray(source_pixels)))
+    assert "texture_encode.image.1.near_lossless" not in ctx.facts
+
+
 def test_roles_come_from_material_slots():
     assert image_roles(textured_doc().json) == {0: "colour", 1: "data", 2: "colour",
                                                 3: "colour"}

@@ -1,9 +1,13 @@
 """Mesh simplification with meshoptimizer, for level-of-detail variants.
 
-Each indexed triangle primitive is simplified towards `ratio` of its triangles; borders are
-locked so separate parts of a model do not open gaps. The largest absolute error (metres in
-the primitive's own units) is reported as the fact `simplify.error`, which the build turns
-into the 3D Tiles geometricError.
+The document is simplified towards `ratio` of its triangles: each indexed triangle primitive
+first gets the same ratio, and when small or locked parts cannot shrink that far, the others
+are asked for more (a few passes), so a device budget is met on scenes made of many parts.
+Borders are locked so separate parts of a model do not open gaps (unlocked, and reported,
+only when a primitive is stuck otherwise). The error cap `target_error` always holds.
+The largest absolute error (metres in the primitive's own units) is reported as the fact
+`simplify.error`, which the build turns into the 3D Tiles geometricError; the facts
+`simplify.triangles_before` / `simplify.triangles_after` say how far it got.
 """
 
 from __future__ import annotations
@@ -37,31 +41,69 @@ class Simplify:
         new_json = copy.deepcopy(doc.json)
         builder = BufferBuilder(new_json)
         usage = _accessor_usage(new_json)
+        prims = [prim for mesh in new_json.get("meshes", [])
+                 for prim in mesh.get("primitives", [])
+                 if prim.get("mode", MODE_TRIANGLES) == MODE_TRIANGLES and "indices" in prim
+                 and "POSITION" in prim.get("attributes", {})
+                 and not prim.get("extensions")]  # compressed primitives are left alone
+        sources = [_Source.read(doc, prim) for prim in prims]
+        results = self._simplify_all(sources)
         max_error = 0.0
         unlocked_count = 0
-        for mesh in new_json.get("meshes", []):
-            for prim in mesh.get("primitives", []):
-                if prim.get("mode", MODE_TRIANGLES) != MODE_TRIANGLES or "indices" not in prim:
-                    continue
-                if "POSITION" not in prim.get("attributes", {}) or prim.get("extensions"):
-                    continue  # compressed primitives are left alone
-                err, unlocked = self._simplify_primitive(doc, new_json, prim, builder, usage)
-                max_error = max(max_error, err)
-                unlocked_count += unlocked
+        for prim, source, result in zip(prims, sources, results, strict=True):
+            if result is None:
+                continue
+            max_error = max(max_error, result.error)
+            unlocked_count += result.unlocked
+            self._apply(doc, new_json, prim, source, result, builder, usage)
         ctx.facts["simplify.error"] = max(ctx.facts.get("simplify.error", 0.0), max_error)
+        before = sum(len(s.indices) // 3 for s in sources)
+        after = sum(len(r.indices) // 3 if r else len(s.indices) // 3
+                    for s, r in zip(sources, results, strict=True))
+        ctx.facts["simplify.triangles_before"] = ctx.facts.get(
+            "simplify.triangles_before", 0) + before
+        ctx.facts["simplify.triangles_after"] = ctx.facts.get(
+            "simplify.triangles_after", 0) + after
         if unlocked_count:
             ctx.facts["simplify.unlocked_primitives"] = unlocked_count
             ctx.logger.info("simplify: %d primitive(s) had borders unlocked to reach the "
                             "target", unlocked_count)
         return repack(doc, new_json, builder.payloads)
 
-    def _simplify_primitive(self, doc: Document, new_json: dict, prim: dict,
-                            builder: BufferBuilder, usage: Counter) -> tuple[float, bool]:
-        positions = doc.read_accessor(prim["attributes"]["POSITION"]).astype(np.float32)
-        indices = doc.read_accessor(prim["indices"]).reshape(-1).astype(np.uint32)
+    def _simplify_all(self, sources: list[_Source]) -> list[_Result | None]:
+        """`ratio` is of the whole document's triangles, not of each primitive's: small
+        parts (a window quad) cannot lose half their triangles, so once a pass shows which
+        primitives got stuck, the others are asked for more, up to MAX_PASSES passes, each
+        from the original indices."""
+        total = sum(len(s.indices) // 3 for s in sources)
+        goal = total * self.ratio
+        ratios = [self.ratio] * len(sources)
+        results: list[_Result | None] = []
+        for _ in range(MAX_PASSES):
+            results = [self._simplify(s, r) for s, r in zip(sources, ratios, strict=True)]
+            counts = [len(r.indices) // 3 if r else len(s.indices) // 3
+                      for s, r in zip(sources, results, strict=True)]
+            if sum(counts) <= goal * 1.02:
+                break
+            flexible = [i for i, (s, c) in enumerate(zip(sources, counts, strict=True))
+                        if results[i] is not None and c <= 1.05 * ratios[i] * len(s.indices) / 3
+                        and ratios[i] > MIN_RATIO]
+            if not flexible:
+                break
+            stuck = sum(c for i, c in enumerate(counts) if i not in set(flexible))
+            room = sum(len(sources[i].indices) // 3 for i in flexible)
+            share = max(MIN_RATIO, (goal - stuck) / room) if room else MIN_RATIO
+            if all(share >= ratios[i] for i in flexible):
+                break
+            for i in flexible:
+                ratios[i] = min(ratios[i], share)
+        return results
+
+    def _simplify(self, source: _Source, ratio: float) -> _Result | None:
+        indices, positions = source.indices, source.positions
         if len(indices) < 3 * 16 or len(positions) == 0:
-            return 0.0, False
-        target = max(3, int(len(indices) * self.ratio) // 3 * 3)
+            return None
+        target = max(3, int(len(indices) * ratio) // 3 * 3)
         dest = np.zeros(len(indices), dtype=np.uint32)
         result_error = np.zeros(1, dtype=np.float32)
         options = meshoptimizer.SIMPLIFY_LOCK_BORDER if self.lock_border else 0
@@ -75,13 +117,16 @@ class Simplify:
                                            result_error=result_error)
             unlocked = True
         if count == 0:
-            return 0.0, False
-        new_indices = dest[:count]
+            return None
+        new_indices = dest[:count].copy()
         meshoptimizer.optimize_vertex_cache(new_indices, new_indices, len(new_indices),
                                             len(positions))
-        scale = meshoptimizer.simplify_scale(positions)
-        abs_error = float(result_error[0]) * float(scale)
+        abs_error = float(result_error[0]) * float(meshoptimizer.simplify_scale(positions))
+        return _Result(new_indices, abs_error, unlocked)
 
+    def _apply(self, doc: Document, new_json: dict, prim: dict, source: _Source,
+               result: _Result, builder: BufferBuilder, usage: Counter) -> None:
+        new_indices = result.indices
         attrs = prim["attributes"]
         exclusive = not prim.get("targets") and all(usage[a] == 1 for a in attrs.values())
         if exclusive:
@@ -100,11 +145,32 @@ class Simplify:
                 new_json["accessors"][acc_index] = replacement
             vertex_count = len(kept)
         else:
-            vertex_count = len(positions)
+            vertex_count = len(source.positions)
         dtype = np.uint16 if vertex_count < 65536 else np.uint32
         prim["indices"] = builder.add_accessor(new_json, new_indices.astype(dtype),
                                                target=ELEMENT_ARRAY_BUFFER)
-        return abs_error, unlocked
+
+
+MAX_PASSES = 4
+MIN_RATIO = 0.01
+
+
+@dataclass(frozen=True)
+class _Source:
+    indices: np.ndarray
+    positions: np.ndarray
+
+    @classmethod
+    def read(cls, doc: Document, prim: dict) -> _Source:
+        return cls(doc.read_accessor(prim["indices"]).reshape(-1).astype(np.uint32),
+                   doc.read_accessor(prim["attributes"]["POSITION"]).astype(np.float32))
+
+
+@dataclass(frozen=True)
+class _Result:
+    indices: np.ndarray
+    error: float  # absolute, in the primitive's units
+    unlocked: bool
 
 
 def _copy_accessor(old: dict, data: np.ndarray, builder: BufferBuilder, new_json: dict) -> dict:

@@ -55,6 +55,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+try:  # libvips' WebP writer has near-lossless, which Pillow's does not expose
+    import pyvips
+except (ImportError, OSError):  # no libvips: near-lossless is skipped (logged per image)
+    pyvips = None
+
 from tourserver.errors import TourError
 from tourserver.ingest.gltf_io import Document
 from tourserver.ingest.images import MAX_DECODE_PIXELS, decode_image, psnr, rgba_pixels
@@ -87,6 +92,7 @@ class TextureEncode:
     lossless_data: bool = False  # store data textures losslessly instead
     effort: int = 4  # libwebp method 0-6 (6: ~7% smaller, ~2.5x slower)
     lossless_effort: int = 50  # libwebp lossless "quality" (effort); more gains little
+    near_lossless: bool = True  # also try near-lossless WebP (needs libvips, see pyvips)
     ktx2_uastc_level: int = 1  # basisu UASTC level 0-4 (2 is ~3x slower for ~0.3 dB)
     ktx2_rdo_lambda: float = 0.0  # UASTC RDO for colour textures (smaller, slower); 0 = off
     max_pixels: int = MAX_DECODE_PIXELS
@@ -147,8 +153,12 @@ class TextureEncode:
             ctx.facts[f"{prefix}.bytes_after"] = float(len(out))
             if result.quality is not None:
                 ctx.facts[f"{prefix}.quality"] = float(result.quality)
-            ctx.logger.info("%s: %s %s, %d -> %d bytes, %.1f dB", where, mime,
-                            "lossless" if result.quality is None else f"q{result.quality}",
+            if result.near_lossless is not None:
+                ctx.facts[f"{prefix}.near_lossless"] = float(result.near_lossless)
+            how = ("lossless" if result.quality is None else f"q{result.quality}")
+            if result.near_lossless is not None:
+                how = f"near-lossless {result.near_lossless}"
+            ctx.logger.info("%s: %s %s, %d -> %d bytes, %.1f dB", where, mime, how,
                             len(data), len(out), min(value, PSNR_LOSSLESS))
             ext = EXTENSION_FOR.get(self.format) if mime != image["mimeType"] else None
             if ext is None or not self.fallback:
@@ -271,6 +281,7 @@ class _Encoded:
     mime: str
     psnr: float  # worst channel, dB (inf when lossless)
     quality: int | None  # None when lossless (or KTX2)
+    near_lossless: int | None = None  # libwebp near-lossless level, when that won
 
 
 def _doc_copy(doc: Document, new_json: dict) -> Document:
@@ -392,6 +403,9 @@ def _webp_source(img: Image.Image, alpha: bool) -> Image.Image:
 def _encode_webp(img: Image.Image, reference: np.ndarray, alpha: bool, floor: float,
                  lossless: bool, try_lossless: bool, opts: TextureEncode,
                  where: str) -> _Encoded | None:
+    """The smallest WebP that holds the floor: lossy (quality searched); then, for sources
+    that are not JPEG (`try_lossless`), near-lossless when lossy missed the floor or came out
+    costly, and lossless when nothing else held it."""
     src = _webp_source(img, alpha)
 
     def lossy_of(image: Image.Image) -> Callable[[int], bytes]:
@@ -404,16 +418,69 @@ def _encode_webp(img: Image.Image, reference: np.ndarray, alpha: bool, floor: fl
             return out.getvalue()
         return lossy
 
+    found = None
     if not lossless:
         found = _search_with_proxy(src, reference, lossy_of, floor, opts, where)
-        if found is not None:
-            return _Encoded(found[0], "image/webp", found[2], found[1])
+    best = _Encoded(found[0], "image/webp", found[2], found[1]) if found else None
     if not try_lossless:
-        return None
+        return best  # a decoded JPEG's noise makes (near-)lossless coding larger than it
+    pixels = src.width * src.height
+    if not lossless and opts.near_lossless and (
+            best is None or len(best.data) * 8 > NEAR_LOSSLESS_BPP * pixels):
+        near = _near_lossless_search(src, reference, floor, opts, where)
+        if near is not None and (best is None or len(near.data) < len(best.data)):
+            best = near
+    if best is not None:
+        return best
     out = io.BytesIO()
     src.save(out, format="WEBP", lossless=True, quality=opts.lossless_effort,
              method=opts.effort, exact=True)
     return _Encoded(out.getvalue(), "image/webp", np.inf, None)
+
+
+# Near-lossless WebP (lossless coding of slightly adjusted pixels) beats lossy WebP on data
+# textures and flat synthetic images, where lossy's 4:2:0 chroma cannot reach the floor; on
+# photographic colour textures lossy wins below about this many bits per pixel.
+NEAR_LOSSLESS_BPP = 2.0
+NEAR_LOSSLESS_LEVELS = (0, 20, 40, 60, 80)  # libwebp levels: lower adjusts more
+NEAR_LOSSLESS_START = 40  # usually the smallest level; PSNR rises with the level
+
+
+def _near_lossless_search(src: Image.Image, reference: np.ndarray, floor: float,
+                          opts: TextureEncode, where: str) -> _Encoded | None:
+    """The smallest near-lossless encoding that holds the floor. PSNR rises with the level
+    while size usually bottoms out near 40: start there, walk down while the floor holds
+    and up until it does. None without libvips (Pillow has no near-lossless option)."""
+    if pyvips is None:
+        return None
+    vimg = pyvips.Image.new_from_array(np.ascontiguousarray(np.asarray(src)),
+                                       interpretation="srgb")
+
+    def measure(level: int) -> _Encoded:
+        # exact=False: libwebp skips near-lossless when asked to keep every RGB value;
+        # the PSNR check below covers the pixels under transparency all the same.
+        data = vimg.webpsave_buffer(Q=level, lossless=True, near_lossless=True,
+                                    effort=max(1, opts.effort), exact=False, keep="none")
+        with decode_image(data, where, opts.max_pixels) as decoded:
+            value = psnr(rgba_pixels(decoded), reference)
+        return _Encoded(data, "image/webp", value, level, near_lossless=level)
+
+    start = NEAR_LOSSLESS_LEVELS.index(NEAR_LOSSLESS_START)
+    first = measure(NEAR_LOSSLESS_LEVELS[start])
+    if first.psnr >= floor:
+        best = first
+        for level in reversed(NEAR_LOSSLESS_LEVELS[:start]):
+            lower = measure(level)
+            if lower.psnr < floor:
+                break
+            if len(lower.data) < len(best.data):
+                best = lower
+        return best
+    for level in NEAR_LOSSLESS_LEVELS[start + 1:]:
+        higher = measure(level)
+        if higher.psnr >= floor:
+            return higher
+    return None
 
 
 def _jpeg_bytes(img: Image.Image, quality: int, grey: bool) -> bytes:
