@@ -297,6 +297,28 @@ def test_without_libvips_near_lossless_is_skipped_and_lossless_holds(monkeypatch
     assert "texture_encode.image.1.near_lossless" not in ctx.facts
 
 
+def test_jpeg_is_recoded_losslessly_when_no_reencoding_holds_the_floor():
+    src = textured_doc()
+    out, ctx = run(src, TextureEncode(format="webp", psnr_floor=60.0))
+    _, old = texture_image(src, 0)  # the JPEG base colour
+    _, new = texture_image(out, 0)
+    assert new["mimeType"] == "image/jpeg"
+    assert np.array_equal(pixels(out, new), pixels(src, old))
+    size = out.json["bufferViews"][new["bufferView"]]["byteLength"]
+    assert size < src.json["bufferViews"][old["bufferView"]]["byteLength"]
+    assert ctx.facts["texture_encode.image.0.psnr"] == 100.0
+    assert "EXT_texture_webp" not in out.json["textures"][0].get("extensions", {})
+
+
+def test_without_mozjpeg_the_jpeg_stays_as_it_was(monkeypatch):
+    monkeypatch.setattr(texture_encode, "mozjpeg", None)
+    src = textured_doc()
+    out, _ = run(src, TextureEncode(format="webp", psnr_floor=60.0))
+    _, old = texture_image(src, 0)
+    _, new = texture_image(out, 0)
+    assert out.buffer_view_bytes(new["bufferView"]) == src.buffer_view_bytes(old["bufferView"])
+
+
 def test_roles_come_from_material_slots():
     assert image_roles(textured_doc().json) == {0: "colour", 1: "data", 2: "colour",
                                                 3: "colour"}

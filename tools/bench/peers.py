@@ -212,6 +212,18 @@ def _triangles(idx: np.ndarray, mode: int) -> np.ndarray:
 
 
 # ---- geometric error ------------------------------------------------------------------------
+# trimesh's closest_point gathers every candidate triangle of every query point at once: on
+# models with long thin triangles that reached ~16 GB for 20,000 points. Chunks bound it.
+PROXIMITY_CHUNK = 1000
+
+
+def _closest_distances(mesh, points: np.ndarray) -> np.ndarray:
+    import trimesh
+
+    return np.concatenate([trimesh.proximity.closest_point(mesh, points[i:i + PROXIMITY_CHUNK])[1]
+                           for i in range(0, len(points), PROXIMITY_CHUNK)])
+
+
 def geometric_error(src: Geometry, out: Geometry, samples: int = 20000, seed: int = 1,
                     src_mesh=None) -> dict | None:
     """Two-sided distance between the input and output surfaces, in the input's units.
@@ -238,9 +250,7 @@ def geometric_error(src: Geometry, out: Geometry, samples: int = 20000, seed: in
             b = trimesh.Trimesh(out.vertices, out.faces, process=False)
             pa, _ = trimesh.sample.sample_surface(a, samples, seed=seed)
             pb, _ = trimesh.sample.sample_surface(b, samples, seed=seed + 1)
-            _, fwd, _ = trimesh.proximity.closest_point(b, pa)
-            _, rev, _ = trimesh.proximity.closest_point(a, pb)
-            parts["triangles"] = (fwd, rev)
+            parts["triangles"] = (_closest_distances(b, pa), _closest_distances(a, pb))
         else:
             missing.append("triangles")
     if len(src.points):
