@@ -402,3 +402,44 @@ def test_instanced_mesh_is_quantized_through_its_instance_transforms(tmp_path):
     # Instance scales go up to 2: the world error is at most twice the mesh-space bound.
     assert np.linalg.norm(instances(out) - instances(doc), axis=1).max() <= 2 * bound * 1.001
     assert out.json["nodes"][2]["translation"] == [0, 5, 0]  # the node itself is untouched
+
+
+def texture_transform(uv: np.ndarray, ext: dict) -> np.ndarray:
+    """KHR_texture_transform as the spec's example reads it: T * R * S, R = [[c, s], [-s, c]]
+    (offset [0, 1], rotation pi/2, scale 0.5 maps the unit square to the lower-left quarter)."""
+    c, s = np.cos(ext.get("rotation", 0.0)), np.sin(ext.get("rotation", 0.0))
+    scaled = uv * np.array(ext.get("scale", [1.0, 1.0]))
+    turned = np.stack([c * scaled[:, 0] + s * scaled[:, 1],
+                       -s * scaled[:, 0] + c * scaled[:, 1]], axis=1)
+    return turned + np.array(ext.get("offset", [0.0, 0.0]))
+
+
+def test_transform_convention_matches_the_spec_example():
+    corners = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], np.float64)
+    out = texture_transform(corners, {"offset": [0, 1], "rotation": np.pi / 2,
+                                      "scale": [0.5, 0.5]})
+    assert np.allclose(out.min(axis=0), [0.0, 0.5]) and np.allclose(out.max(axis=0), [0.5, 1])
+
+
+def test_rotated_texture_transform_keeps_its_rotation_and_the_uvs_land_in_place():
+    doc = generated_scene()
+    j = copy.deepcopy(doc.json)
+    ext = {"offset": [-0.86, 1.13], "rotation": 0.0873, "scale": [3.0, 3.0]}
+    j["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"]["extensions"][
+        "KHR_texture_transform"] = dict(ext)
+    j["materials"][0]["normalTexture"]["extensions"] = {"KHR_texture_transform": dict(ext)}
+    doc = Document(j, doc.bin, doc.source)
+    out, ctx = run(doc, Quantize())
+    prim = out.json["meshes"][0]["primitives"][0]
+    acc = out.json["accessors"][prim["attributes"]["TEXCOORD_0"]]
+    assert acc["componentType"] == 5123 and acc["normalized"]
+    uv_in = doc.read_accessor(j["meshes"][0]["primitives"][0]["attributes"]["TEXCOORD_0"])
+    want = texture_transform(uv_in.astype(np.float64), ext)
+    q = out.read_accessor(prim["attributes"]["TEXCOORD_0"]).astype(np.float64) / 65535
+    mat = out.json["materials"][0]
+    for info in (mat["pbrMetallicRoughness"]["baseColorTexture"], mat["normalTexture"]):
+        new = info["extensions"]["KHR_texture_transform"]
+        assert new["rotation"] == ext["rotation"]
+        got = texture_transform(q, new)
+        # The UV error is scaled by the transform's own scale (3) on the way.
+        assert np.abs(got - want).max() <= 3 * ctx.facts["quantize.texcoord_error"] * 1.5 + 1e-9

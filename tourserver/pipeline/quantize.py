@@ -39,10 +39,10 @@ How each attribute is stored (as gltfpack does, see zeux/meshoptimizer gltf/stre
 - TEXCOORD_n: unsigned normalized shorts holding `texcoord_bits`-bit values over the
   set's range, with a KHR_texture_transform (offset + scale) added to, or composed with,
   every texture info of every material that samples that set (gltfpack's way; the range is
-  shared by all primitives using those materials, and by every variant material). A set
-  that no texture samples, or that an existing transform rotates, is stored at full 16-bit
-  precision if it lies in [0, 1] (no transform needed) and stays float otherwise; sets a
-  morph target moves stay float.
+  shared by all primitives using those materials, and by every variant material; an
+  existing rotation is kept and the new offset turned with it). A set that no texture
+  samples is stored at full 16-bit precision if it lies in [0, 1] (no transform needed) and
+  stays float otherwise; sets a morph target moves stay float.
 - COLOR_n in [0, 1]: unsigned normalized bytes (shorts above 8 bits); HDR colors stay float.
 - WEIGHTS_0 (when there is no WEIGHTS_1): unsigned normalized bytes summing exactly to 255
   (shorts and 65535 above 8 bits). JOINTS_n and custom `_NAME` attributes are untouched.
@@ -502,9 +502,7 @@ class _Run:
                 continue
             lo, hi = stacked.min(axis=0), stacked.max(axis=0)
             infos = self._texture_infos([k for k in keys if k[0] == "mat"])
-            rotated = any(abs(float(info.get("extensions", {}).get(TEXTURE_TRANSFORM, {})
-                                    .get("rotation", 0.0))) > 0.0 for info in infos)
-            if (not infos or rotated) and lo.min() >= 0.0 and hi.max() <= 1.0:
+            if not infos and lo.min() >= 0.0 and hi.max() <= 1.0:
                 for i, uv in data.items():
                     q = np.floor(uv * 65535 + 0.5).astype(np.uint16)
                     self.texcoord_error = max(self.texcoord_error,
@@ -514,10 +512,6 @@ class _Run:
             if not infos:
                 self.ctx.logger.info("quantize: TEXCOORD accessors %s stay float: outside "
                                      "[0, 1] and no texture samples them", accs)
-                continue
-            if rotated:
-                self.ctx.logger.info("quantize: TEXCOORD accessors %s stay float: a texture "
-                                     "transform rotates them", accs)
                 continue
             self._quantize_uv_group(data, lo, hi, infos)
 
@@ -554,7 +548,14 @@ class _Run:
             ext = info.setdefault("extensions", {}).setdefault(TEXTURE_TRANSFORM, {})
             old_offset = np.array(ext.get("offset", [0.0, 0.0]), dtype=np.float64)
             old_scale = np.array(ext.get("scale", [1.0, 1.0]), dtype=np.float64)
-            ext["offset"] = [float(v) for v in old_offset + old_scale * lo]
+            # uv' = T R S (S_q q + lo) = (T + R S lo) R (S S_q) q: the rotation stays, the
+            # dequantization offset turns with it. R is the spec's [[c, s], [-s, c]] (its
+            # example maps the unit square to the lower-left quadrant; gltfpack agrees).
+            angle = float(ext.get("rotation", 0.0))
+            c, s = np.cos(angle), np.sin(angle)
+            moved = old_scale * lo
+            turned = np.array([c * moved[0] + s * moved[1], -s * moved[0] + c * moved[1]])
+            ext["offset"] = [float(v) for v in old_offset + turned]
             ext["scale"] = [float(v) for v in old_scale * scale]
         self.used_transform = True
 
