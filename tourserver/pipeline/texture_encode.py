@@ -2,10 +2,10 @@
 
 Why: textures are most of a scene's bytes. Each image is re-encoded at the LOWEST quality
 whose decoded pixels still hold a PSNR floor against the source pixels (every channel, alpha
-included, must hold it), found by a deterministic binary search over the encoder's quality;
+included, must hold it), found by a deterministic search over the encoder's quality;
 when a lossy encoder cannot hold the floor even at `max_quality`, the image is stored
-losslessly. An image whose new encoding is not smaller is kept as it was (KTX2 excepted: it
-is chosen for GPU memory, not for bytes).
+near-losslessly or losslessly (see the WebP candidates below). An image whose new encoding
+is not smaller is kept as it was (KTX2 excepted: it is chosen for GPU memory, not bytes).
 
 Colour and data: a texture's role comes from the material slots that use it. Colour slots
 (base colour, emissive, sheen colour, specular colour, diffuse) are held to `psnr_floor`.
@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 import os
 import platform
 import re
@@ -139,9 +140,12 @@ class TextureEncode:
         # Encoders release the GIL: images are encoded in parallel, then applied in order,
         # so the output does not depend on which finished first.
         workers = self.workers or min(4, os.cpu_count() or 1)
+        # Largest first, so the last image to finish is a small one.
+        order = sorted(work, key=lambda i: -_image_bytes(doc, images[i]))
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(work) or 1))) as pool:
-            results = list(pool.map(encode, work))
-        for i, result in zip(work, results, strict=True):
+            by_index = dict(zip(order, pool.map(encode, order), strict=True))
+        for i in work:
+            result = by_index[i]
             image = images[i]
             where = f"{doc.source}#/images/{i}"
             data = doc.buffer_view_bytes(image["bufferView"])
@@ -364,9 +368,12 @@ def _palette_is_grey(img: Image.Image) -> bool:
 
 def _search(encode: Callable[[int], bytes], reference: np.ndarray, floor: float,
             max_quality: int, where: str, max_pixels: int) -> tuple[bytes, int, float] | None:
-    """The lowest quality in 0..max_quality whose decoded pixels hold `floor` dB, by binary
-    search (deterministic; quality-to-PSNR is monotone enough that the result is always
-    re-measured, never assumed). None when even max_quality misses the floor."""
+    """The lowest quality in 0..max_quality whose decoded pixels hold `floor` dB (None when
+    even max_quality misses it). A safeguarded interpolation search: PSNR grows smoothly
+    with quality, so the next probe is interpolated between the best miss and the best hit,
+    with a bisection whenever that did not halve the interval: ~5 encodes instead of a
+    binary search's ~8, the same answer where PSNR is monotone in quality. Deterministic;
+    the result is always measured, never assumed."""
 
     def measure(q: int) -> tuple[bytes, float]:
         data = encode(q)
@@ -378,13 +385,23 @@ def _search(encode: Callable[[int], bytes], reference: np.ndarray, floor: float,
         return None
     best = (data, max_quality, value)
     lo, hi = 0, max_quality  # invariant: hi holds the floor
+    hi_value = value
+    miss: tuple[int, float] | None = None  # the highest quality seen missing, its PSNR
+    bisect = True
     while lo < hi:
-        mid = (lo + hi) // 2
-        data, value = measure(mid)
+        width = hi - lo
+        q = (lo + hi) // 2
+        interpolated = not bisect and miss is not None and hi_value > miss[1]
+        if interpolated:
+            assert miss is not None
+            t = (floor - miss[1]) / (hi_value - miss[1])
+            q = min(hi - 1, max(lo, math.ceil(miss[0] + t * (hi - miss[0]))))
+        data, value = measure(q)
         if value >= floor:
-            hi, best = mid, (data, mid, value)
+            hi, hi_value, best = q, value, (data, q, value)
         else:
-            lo = mid + 1
+            lo, miss = q + 1, (q, value)
+        bisect = interpolated and (hi - lo) > width // 2
     return best
 
 
@@ -395,7 +412,7 @@ def _search_with_proxy(src: Image.Image, reference: np.ndarray,
                        lossy_of: Callable[[Image.Image], Callable[[int], bytes]],
                        floor: float, opts: TextureEncode,
                        where: str) -> tuple[bytes, int, float] | None:
-    """The binary search costs ~8 encodes; on a 2048 px texture each takes ~0.3 s. Search
+    """The search costs ~5 encodes; on a 2048 px texture each takes ~0.3 s. Search
     on a centre crop instead, then confirm at full size, stepping the quality up until the
     whole image holds the floor (the result is always measured on the full image)."""
     w, h = src.size
@@ -425,8 +442,8 @@ def _encode_webp(img: Image.Image, reference: np.ndarray, alpha: bool, floor: fl
                  lossless: bool, try_lossless: bool, opts: TextureEncode,
                  where: str) -> _Encoded | None:
     """The smallest WebP that holds the floor: lossy (quality searched); then, for sources
-    that are not JPEG (`try_lossless`), near-lossless when lossy missed the floor or came out
-    costly, and lossless when nothing else held it."""
+    that are not JPEG (`try_lossless`), near-lossless when lossy missed the floor, came out costly
+    or the image is small, and lossless when nothing else held it."""
     src = _webp_source(img, alpha)
 
     def lossy_of(image: Image.Image) -> Callable[[int], bytes]:
@@ -447,7 +464,8 @@ def _encode_webp(img: Image.Image, reference: np.ndarray, alpha: bool, floor: fl
         return best  # a decoded JPEG's noise makes (near-)lossless coding larger than it
     pixels = src.width * src.height
     if not lossless and opts.near_lossless and (
-            best is None or len(best.data) * 8 > NEAR_LOSSLESS_BPP * pixels):
+            best is None or len(best.data) * 8 > NEAR_LOSSLESS_BPP * pixels
+            or pixels <= NEAR_LOSSLESS_SMALL_PIXELS):
         near = _near_lossless_search(src, reference, floor, opts, where)
         if near is not None and (best is None or len(near.data) < len(best.data)):
             best = near
@@ -463,8 +481,13 @@ def _encode_webp(img: Image.Image, reference: np.ndarray, alpha: bool, floor: fl
 # textures and flat synthetic images, where lossy's 4:2:0 chroma cannot reach the floor; on
 # photographic colour textures lossy wins below about this many bits per pixel.
 NEAR_LOSSLESS_BPP = 2.0
+# Small images (icons, flat synthetic textures) often code smaller near-losslessly even
+# when lossy is cheap, and trying costs milliseconds.
+NEAR_LOSSLESS_SMALL_PIXELS = 256 * 256
 NEAR_LOSSLESS_LEVELS = (0, 20, 40, 60, 80)  # libwebp levels: lower adjusts more
 NEAR_LOSSLESS_START = 40  # usually the smallest level; PSNR rises with the level
+# One step down the ladder (20 levels) lost 1.9-4.3 dB on every corpus texture tried.
+NEAR_LOSSLESS_STEP_DB = 1.5
 
 
 def _near_lossless_search(src: Image.Image, reference: np.ndarray, floor: float,
@@ -491,6 +514,8 @@ def _near_lossless_search(src: Image.Image, reference: np.ndarray, floor: float,
     if first.psnr >= floor:
         best = first
         for level in reversed(NEAR_LOSSLESS_LEVELS[:start]):
+            if best.psnr - floor < NEAR_LOSSLESS_STEP_DB:
+                break  # one level down costs more than the margin: it would miss
             lower = measure(level)
             if lower.psnr < floor:
                 break
