@@ -36,8 +36,10 @@ How each attribute is stored (as gltfpack does, see zeux/meshoptimizer gltf/stre
   attributes), keep float positions (logged).
 - NORMAL / TANGENT: signed normalized bytes (shorts above 8 bits); tangents keep w.
   Morph target normal/tangent deltas stay float (allowed by the extension).
-- TEXCOORD_n: unsigned normalized shorts holding `texcoord_bits`-bit values over the
-  set's range, with a KHR_texture_transform (offset + scale) added to, or composed with,
+- TEXCOORD_n: unsigned normalized shorts on a grid of 1/(2^`texcoord_bits` - 1) of the
+  texture (of the set's range when it spans more, as gltfpack's 12 bits over [0, 1]; an
+  existing transform's scale is taken into account), starting at the set's minimum, with a
+  KHR_texture_transform (offset + scale) added to, or composed with,
   every texture info of every material that samples that set (gltfpack's way; the range is
   shared by all primitives using those materials, and by every variant material; an
   existing rotation is kept and the new offset turned with it). A set that no texture
@@ -531,7 +533,15 @@ class _Run:
     def _quantize_uv_group(self, data: dict[int, np.ndarray], lo: np.ndarray, hi: np.ndarray,
                            infos: list[dict]) -> None:
         levels = (1 << self.s.texcoord_bits) - 1
-        span = np.where(hi - lo > 0, hi - lo, 1.0)
+        # Precision is what the texture sees: steps of 1/levels of the texture (of the
+        # set's range when it spans more than one repeat). A set covering a small part of an
+        # atlas (lightmap UVs) then stores small numbers instead of 12 bits over its own
+        # patch, which bought nothing a texel could show. Existing scales magnify UV steps.
+        scales = [abs(float(v)) for info in infos
+                  for v in info.get("extensions", {}).get(TEXTURE_TRANSFORM, {})
+                  .get("scale", [1.0, 1.0])]
+        texture_scale = max(scales, default=1.0) or 1.0
+        span = np.maximum(hi - lo, 1.0 / texture_scale)
         for i, uv in data.items():
             q = np.clip(np.floor((uv - lo) / span * levels + 0.5), 0, levels).astype(np.uint16)
             recon = q / levels * span + lo

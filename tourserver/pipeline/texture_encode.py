@@ -442,8 +442,8 @@ def _encode_webp(img: Image.Image, reference: np.ndarray, alpha: bool, floor: fl
                  lossless: bool, try_lossless: bool, opts: TextureEncode,
                  where: str) -> _Encoded | None:
     """The smallest WebP that holds the floor: lossy (quality searched); then, for sources
-    that are not JPEG (`try_lossless`), near-lossless when lossy missed the floor, came out costly
-    or the image is small, and lossless when nothing else held it."""
+    that are not JPEG (`try_lossless`) when lossy missed the floor, came out costly or the
+    image is small, lossless and near-lossless too."""
     src = _webp_source(img, alpha)
 
     def lossy_of(image: Image.Image) -> Callable[[int], bytes]:
@@ -463,18 +463,21 @@ def _encode_webp(img: Image.Image, reference: np.ndarray, alpha: bool, floor: fl
     if not try_lossless:
         return best  # a decoded JPEG's noise makes (near-)lossless coding larger than it
     pixels = src.width * src.height
-    if not lossless and opts.near_lossless and (
-            best is None or len(best.data) * 8 > NEAR_LOSSLESS_BPP * pixels
-            or pixels <= NEAR_LOSSLESS_SMALL_PIXELS):
-        near = _near_lossless_search(src, reference, floor, opts, where)
-        if near is not None and (best is None or len(near.data) < len(best.data)):
-            best = near
-    if best is not None:
+    small = pixels <= NEAR_LOSSLESS_SMALL_PIXELS
+    costly = best is None or len(best.data) * 8 > NEAR_LOSSLESS_BPP * pixels
+    if best is not None and not costly and not small:
         return best
+    # Lossless is cheap to encode and, for flat images, often the smallest of all.
     out = io.BytesIO()
     src.save(out, format="WEBP", lossless=True, quality=opts.lossless_effort,
              method=opts.effort, exact=True)
-    return _Encoded(out.getvalue(), "image/webp", np.inf, None)
+    exact = _Encoded(out.getvalue(), "image/webp", np.inf, None)
+    if best is None or len(exact.data) < len(best.data):
+        best = exact
+    if lossless or not opts.near_lossless:
+        return best
+    near = _near_lossless_search(src, reference, floor, opts, where, beat=len(best.data))
+    return near if near is not None and len(near.data) < len(best.data) else best
 
 
 # Near-lossless WebP (lossless coding of slightly adjusted pixels) beats lossy WebP on data
@@ -491,10 +494,11 @@ NEAR_LOSSLESS_STEP_DB = 1.5
 
 
 def _near_lossless_search(src: Image.Image, reference: np.ndarray, floor: float,
-                          opts: TextureEncode, where: str) -> _Encoded | None:
+                          opts: TextureEncode, where: str, beat: int) -> _Encoded | None:
     """The smallest near-lossless encoding that holds the floor. PSNR rises with the level
     while size usually bottoms out near 40: start there, walk down while the floor holds
-    and up until it does. None without libvips (Pillow has no near-lossless option)."""
+    and up until it does; stop when the start level is not smaller than `beat` bytes.
+    None without libvips (Pillow has no near-lossless option)."""
     if pyvips is None:
         return None
     vimg = pyvips.Image.new_from_array(np.ascontiguousarray(np.asarray(src)),
@@ -511,16 +515,17 @@ def _near_lossless_search(src: Image.Image, reference: np.ndarray, floor: float,
 
     start = NEAR_LOSSLESS_LEVELS.index(NEAR_LOSSLESS_START)
     first = measure(NEAR_LOSSLESS_LEVELS[start])
+    if len(first.data) >= beat:
+        return None  # higher levels are larger still; lower ones rarely much smaller
     if first.psnr >= floor:
         best = first
         for level in reversed(NEAR_LOSSLESS_LEVELS[:start]):
             if best.psnr - floor < NEAR_LOSSLESS_STEP_DB:
                 break  # one level down costs more than the margin: it would miss
             lower = measure(level)
-            if lower.psnr < floor:
-                break
-            if len(lower.data) < len(best.data):
-                best = lower
+            if lower.psnr < floor or len(lower.data) >= len(best.data):
+                break  # below the floor, or no longer shrinking: lower levels will not help
+            best = lower
         return best
     for level in NEAR_LOSSLESS_LEVELS[start + 1:]:
         higher = measure(level)
