@@ -19,7 +19,11 @@ How each attribute is stored (as gltfpack does, see zeux/meshoptimizer gltf/stre
   Meshes in other units or far apart in their own space would lose precision on such a
   grid; a mesh only joins a grid if the grid's union box stays within `max_grid_ratio`
   (64: at most 6 bits lost against a box of its own) times the smallest member's extent,
-  otherwise it starts a grid of its own (see `_shared_grids`).
+  otherwise it starts a grid of its own (see `_shared_grids`). Meshes drawn at different
+  world scales never share a grid, and no grid is finer than the scene needs: a step of
+  the scene's world-space extent / (2^bits - 1), as gltfpack's single world grid has; a
+  part much smaller than the scene is coarsened at most 4x (2 bits) from its own grid, so
+  small props keep detail. Skinned, instanced and animated meshes keep their own grids.
   The dequantization `p = q * step + offset` goes into the scene:
   * unskinned meshes: folded into the node's own transform when that is safe (no children,
     no camera/light/extensions, no translation/rotation/scale animation); otherwise the
@@ -50,11 +54,12 @@ How each attribute is stored (as gltfpack does, see zeux/meshoptimizer gltf/stre
   (shorts and 65535 above 8 bits). JOINTS_n and custom `_NAME` attributes are untouched.
 
 Facts: `quantize.position_error` is the largest distance between an original position and
-its dequantized value, measured on the data (mesh units: metres for our scenes);
-`quantize.position_step` the largest quantization step; `quantize.position_grids` how many
-position grids were used (1: one for the whole scene); `quantize.texcoord_error` the largest
-UV error; `quantize.morph_error` the largest morph delta error; `quantize.accessors` how many
-accessors were rewritten.
+its dequantized value, measured on the data, in scene units (metres) for meshes whose nodes
+are fixed in the scene and in mesh units for skinned, instanced or animated ones;
+`quantize.position_step` the largest quantization step (same units);
+`quantize.position_grids` how many position grids were used (1: one for the whole scene);
+`quantize.texcoord_error` the largest UV error; `quantize.morph_error` the largest morph
+delta error; `quantize.accessors` how many accessors were rewritten.
 """
 
 from __future__ import annotations
@@ -151,14 +156,23 @@ class _Box:
         return float((self.hi - self.lo).max())
 
 
-def _shared_grids(boxes: list[_Box], max_ratio: float) -> list[list[_Box]]:
+def _shared_grids(boxes: list[_Box], max_ratio: float,
+                  scale_of: dict[int, float | None] | None = None) -> list[list[_Box]]:
     """Partition the boxes into grids sharing one step. Largest first, a box joins the first
     grid whose union with it stays within `max_ratio` times the smallest member's extent;
     so meshes in other units (millimetres beside metres) or far apart in their own space get
-    a grid of their own instead of losing precision. Deterministic (stable sort)."""
+    a grid of their own instead of losing precision. With `scale_of` (mesh -> world scale),
+    only meshes drawn at the same scale share a grid, so each grid's step can follow the
+    world-space step. Deterministic (stable sort)."""
+    def key(box: _Box) -> float | None:
+        found = {scale_of.get(m) for m in box.meshes} if scale_of else {None}
+        return round(found.pop(), 9) if len(found) == 1 and None not in found else None
+
     grids: list[tuple[np.ndarray, np.ndarray, float, list[_Box]]] = []
     for box in sorted(boxes, key=lambda b: -b.extent):
         for k, (lo, hi, smallest, members) in enumerate(grids):
+            if key(members[0]) != key(box):
+                continue
             new_lo, new_hi = np.minimum(lo, box.lo), np.maximum(hi, box.hi)
             new_smallest = min(smallest, box.extent)
             if float((new_hi - new_lo).max()) <= max_ratio * new_smallest:
@@ -167,6 +181,25 @@ def _shared_grids(boxes: list[_Box], max_ratio: float) -> list[list[_Box]]:
         else:
             grids.append((box.lo, box.hi, box.extent, [box]))
     return [members for *_, members in grids]
+
+
+MAX_COARSENING = 4.0  # at most 2 bits fewer than a grid's own extent would give
+
+
+def _world_extent(boxes: list[_Box], placements: dict[int, list[np.ndarray]]) -> float:
+    """Largest side of the world-space box around every placed mesh (0 when none is);
+    `placements` maps a placed mesh to the world matrices of the nodes drawing it."""
+    corners = []
+    for box in boxes:
+        for m in box.meshes:
+            for matrix in placements.get(m, []):
+                grid = np.array(np.meshgrid(*zip(box.lo, box.hi, strict=True), indexing="ij"))
+                pts = grid.reshape(3, -1).T
+                corners.append(pts @ matrix[:3, :3].T + matrix[:3, 3])
+    if not corners:
+        return 0.0
+    stacked = np.concatenate(corners)
+    return float((stacked.max(axis=0) - stacked.min(axis=0)).max())
 
 
 class _Run:
@@ -278,22 +311,65 @@ class _Run:
             box = self._read_group(group)
             if box is not None:
                 boxes.append(box)
-        grids = _shared_grids(boxes, self.s.max_grid_ratio)
+        levels = (1 << self.s.position_bits) - 1
+        scales = self._placed_scales(mesh_nodes)
+        grids = _shared_grids(boxes, self.s.max_grid_ratio, scales)
+        world_step = _world_extent(boxes, self.world_boxes) / levels
         for members in grids:
             lo = np.min([b.lo for b in members], axis=0)
             hi = np.max([b.hi for b in members], axis=0)
             extent = float((hi - lo).max())
             if extent <= 0.0:
                 extent = 1.0  # a single point: any step works, a zero scale would be singular
-            step = extent / ((1 << self.s.position_bits) - 1)
-            self.position_step = max(self.position_step, step)
+            step = extent / levels
+            # The scene needs no finer step than world_step anywhere (gltfpack's grid is
+            # one world-space grid); a part smaller than the scene may take a coarser step,
+            # by at most MAX_COARSENING, so small props in a big scene keep their detail.
+            placed = [scales.get(m) for b in members for m in b.meshes]
+            unit = 1.0  # scene units per mesh unit, for the facts (1 when not fixed)
+            if placed and all(placed):
+                unit = max(s for s in placed if s)
+                if world_step > 0.0:
+                    step = max(step, min(world_step / unit, step * MAX_COARSENING))
+            self.position_step = max(self.position_step, step * unit)
             for box in members:
-                self._quantize_group(box, lo, step, mesh_nodes)
+                self._quantize_group(box, lo, step, mesh_nodes, unit)
         if len(grids) > 1:
             self.ctx.logger.info("quantize: %d position grids (meshes whose sizes or places "
                                  "differ more than %gx do not share one)", len(grids),
                                  self.s.max_grid_ratio)
         self.grids += len(grids)
+
+    def _placed_scales(self, mesh_nodes: dict[int, list[int]]) -> dict[int, float | None]:
+        """For each mesh, the largest world scale of the nodes drawing it at rest, or None
+        when where it lands is not fixed (skins, GPU instances, animated ancestors, nodes in
+        no scene). The world matrices of placed meshes are kept in `self.world_boxes`."""
+        nodes = self.json.get("nodes", [])
+        animated = self._animated_nodes()
+        world: dict[int, np.ndarray] = {}
+        moving: set[int] = set()
+        stack = [(n, np.eye(4), False) for scene in self.json.get("scenes", [])
+                 for n in scene.get("nodes", [])]
+        while stack:
+            n, parent, parent_moving = stack.pop()
+            if n in world or not 0 <= n < len(nodes):
+                continue
+            world[n] = parent @ node_matrix(nodes[n])
+            if parent_moving or n in animated:
+                moving.add(n)
+            stack.extend((c, world[n], n in moving) for c in nodes[n].get("children", []))
+        scales: dict[int, float | None] = {}
+        self.world_boxes: dict[int, list[np.ndarray]] = defaultdict(list)
+        for m, users in mesh_nodes.items():
+            known = [n for n in users if n in world and n not in moving
+                     and "skin" not in nodes[n]
+                     and INSTANCING not in nodes[n].get("extensions", {})]
+            if not users or len(known) != len(users):
+                scales[m] = None
+                continue
+            scales[m] = max(float(np.linalg.norm(world[n][:3, :3], 2)) for n in users) or None
+            self.world_boxes[m] = [world[n] for n in users]
+        return scales
 
     def _group_blocker(self, group: list[int], mesh_nodes: dict[int, list[int]]) -> str:
         nodes = self.json.get("nodes", [])
@@ -334,7 +410,7 @@ class _Run:
         return _Box(group, prims, arrays, stacked.min(axis=0), stacked.max(axis=0))
 
     def _quantize_group(self, box: _Box, grid_lo: np.ndarray, step: float,
-                        mesh_nodes: dict[int, list[int]]) -> None:
+                        mesh_nodes: dict[int, list[int]], unit: float = 1.0) -> None:
         """Positions of one group on the grid (grid_lo, step). The group's offset is snapped
         to that grid, so meshes sharing it round a common point to the same place (no
         cracks) while each stores small values from its own corner."""
@@ -353,7 +429,7 @@ class _Run:
             err = max(float(np.linalg.norm(recon - p, axis=1).max(initial=0.0)),
                       float(np.linalg.norm(recon32.astype(np.float64) - p, axis=1)
                             .max(initial=0.0)))
-            self.position_error = max(self.position_error, err)
+            self.position_error = max(self.position_error, err * unit)
             new_index[i] = self._new_accessor(i, q, normalized=False, bounds=True)
         target_index: dict[int, int] = {}
         for prim in box.prims:
