@@ -265,8 +265,11 @@ def bench_model(path: Path, work: Path, keep: Path | None, timeout: float,
 # triangles at 40-200x our error (gltfpack -si 0.5) or lose texture quality are left out;
 # peers with less error are kept even when ours simplified to fit the phone budget. The
 # equal-PSNR glTF-Transform run counts with the geometry of `gt meshopt+webp` (same
-# geometry steps; only the WebP settings differ). What a peer dropped does not exclude it.
+# geometry steps; only the WebP settings differ). A peer that dropped data (attributes,
+# points, morph targets, skins, animations, extensions such as metadata or materials) is
+# not comparable; one that dropped only node names or extras still is.
 GEO_NEGLIGIBLE = 5e-5
+DATA_DROPS = ("attribute", "point primitives", "morph", "skins", "animations", "KHR_", "EXT_")
 
 
 def comparable_peers(res: dict) -> list[tuple[str, int]]:
@@ -290,12 +293,16 @@ def comparable_peers(res: dict) -> list[tuple[str, int]]:
             return False
         return g["rel_max"] <= max(2 * ours_geo["rel_max"], GEO_NEGLIGIBLE)
 
+    def data_kept(r: dict) -> bool:
+        return not any(d.startswith(DATA_DROPS) for d in r.get("dropped", []))
+
     found = [(tool, r["gzip_bytes"]) for tool, r in res["tools"].items()
              if tool != OURS and "gzip_bytes" in r and psnr_ok(r.get("psnr"))
-             and geo_ok(r.get("geo"))]
+             and geo_ok(r.get("geo")) and data_kept(r)]
     eq = res.get("equal_psnr") or {}
+    gt_webp = res["tools"].get("gt meshopt+webp", {})
     if eq.get("status") == "ok" and psnr_ok(eq.get("psnr")) and geo_ok(
-            res["tools"].get("gt meshopt+webp", {}).get("geo")):
+            gt_webp.get("geo")) and data_kept(gt_webp):
         found.append((f"gt {eq['quality']}", eq["gzip_bytes"]))
     return sorted(found, key=lambda item: item[1])
 
