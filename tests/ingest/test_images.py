@@ -127,3 +127,13 @@ def test_psnr_of_known_noise_and_shape_checks():
     assert psnr(a[..., 0], b[..., 0]) == pytest.approx(10 * np.log10(255**2 / 50))
     with pytest.raises(ValueError):
         psnr(a, b[:50])
+
+
+def test_psnr_sums_exactly_on_large_images():
+    # 4 Mpx of the largest possible error: the integer sums must not overflow.
+    a = np.zeros((2048, 2048, 4), np.uint8)
+    b = np.full_like(a, 255)
+    assert psnr_channels(a, b) == pytest.approx([0.0] * 4, abs=1e-12)
+    b[0, 0, 0] = 0  # one pixel less of error in one channel
+    expected = 10 * np.log10(255.0**2 / (255.0**2 * (2048 * 2048 - 1) / (2048 * 2048)))
+    assert psnr_channels(a, b)[0] == pytest.approx(expected, rel=1e-12)

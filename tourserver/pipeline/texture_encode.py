@@ -248,17 +248,20 @@ class TextureEncode:
         with decode_image(data, where, self.max_pixels) as img:
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "F") or img.info.get("bits", 8) > 8:
                 return None  # 16-bit and float data: every target here is 8-bit
-            result = self._encode_decoded(img, data, mime, role, where, basisu)
-        if mime == "image/jpeg" and self.format in ("webp", "jpeg", "keep"):
-            # The same pixels in fewer bytes (DamagedHelmet's JPEGs: 0.3-15 % smaller) beat
-            # any re-encoding that is not smaller still.
-            recoded = _jpeg_lossless_recode(data)
-            if recoded is not None and (result is None or len(recoded) <= len(result.data)):
-                return _Encoded(recoded, "image/jpeg", np.inf, None)
+            recoded = None
+            if mime == "image/jpeg" and self.format in ("webp", "jpeg", "keep"):
+                # The same pixels in fewer bytes (DamagedHelmet's JPEGs: 0.3-55 % smaller)
+                # beat any re-encoding that is not smaller still.
+                recoded = _jpeg_lossless_recode(data)
+            # A new encoding must come in under what we already have to be kept at all.
+            limit = min(len(data), len(recoded)) if recoded is not None else len(data)
+            result = self._encode_decoded(img, data, mime, role, where, basisu, limit)
+        if recoded is not None and (result is None or len(recoded) <= len(result.data)):
+            return _Encoded(recoded, "image/jpeg", np.inf, None)
         return result
 
     def _encode_decoded(self, img: Image.Image, data: bytes, mime: str, role: str,
-                        where: str, basisu: str | None) -> _Encoded | None:
+                        where: str, basisu: str | None, limit: int) -> _Encoded | None:
         reference = rgba_pixels(img)
         alpha = bool((reference[..., 3] < 255).any())
         grey = img.mode in ("L", "LA") or (img.mode == "P" and _palette_is_grey(img))
@@ -279,7 +282,7 @@ class TextureEncode:
             # Lossless WebP of a decoded JPEG is ~3-5x the JPEG: not worth the encode.
             fallback_lossless = lossless or mime != "image/jpeg"
             return _encode_webp(img, reference, alpha, floor, lossless, fallback_lossless,
-                                self, where)
+                                self, where, limit)
         if target == "jpeg" and not alpha and not lossless:
             found = _search(lambda q: _jpeg_bytes(img, q, grey), reference, floor,
                             self.max_quality, where, self.max_pixels)
@@ -406,27 +409,45 @@ def _search(encode: Callable[[int], bytes], reference: np.ndarray, floor: float,
 
 
 PROXY_EDGE = 1024  # larger images search their quality on a centre crop first
+# A crop that misses the floor by this much at the top quality is taken for the image: a
+# quarter of the pixels rarely differs from the whole by more (DamagedHelmet's normal map
+# misses 45 dB by 8 dB on both).
+PROXY_MISS_DB = 1.0
+PROXY_OVER_LIMIT = 1.25  # crop bytes x area ratio over this x the limit: not worth confirming
 
 
 def _search_with_proxy(src: Image.Image, reference: np.ndarray,
                        lossy_of: Callable[[Image.Image], Callable[[int], bytes]],
-                       floor: float, opts: TextureEncode,
-                       where: str) -> tuple[bytes, int, float] | None:
+                       floor: float, opts: TextureEncode, where: str,
+                       limit: int | None = None) -> tuple[bytes, int, float] | None:
     """The search costs ~5 encodes; on a 2048 px texture each takes ~0.3 s. Search
     on a centre crop instead, then confirm at full size, stepping the quality up until the
-    whole image holds the floor (the result is always measured on the full image)."""
+    whole image holds the floor (the result is always measured on the full image). With a
+    `limit` in bytes, give up as soon as the full-size result cannot come in under it."""
     w, h = src.size
     if w * h <= PROXY_EDGE * PROXY_EDGE:
         return _search(lossy_of(src), reference, floor, opts.max_quality, where,
                        opts.max_pixels)
     x0, y0 = (w - min(w, PROXY_EDGE)) // 2, (h - min(h, PROXY_EDGE)) // 2
     x1, y1 = x0 + min(w, PROXY_EDGE), y0 + min(h, PROXY_EDGE)
-    guess = _search(lossy_of(src.crop((x0, y0, x1, y1))), reference[y0:y1, x0:x1], floor,
-                    opts.max_quality, where, opts.max_pixels)
+    crop, crop_reference = src.crop((x0, y0, x1, y1)), reference[y0:y1, x0:x1]
+    crop_pixels = (x1 - x0) * (y1 - y0)
+    encode_crop = lossy_of(crop)
+    with decode_image(encode_crop(opts.max_quality), where, opts.max_pixels) as decoded:
+        best_on_crop = psnr(rgba_pixels(decoded), crop_reference)
+    if best_on_crop < floor - PROXY_MISS_DB:
+        return None  # far below the floor even at the top quality: not worth a full encode
+    guess = _search(encode_crop, crop_reference, floor, opts.max_quality, where,
+                    opts.max_pixels) if best_on_crop >= floor else None
     start = guess[1] if guess is not None else opts.max_quality
+    if guess is not None and limit is not None and (
+            len(guess[0]) * (w * h) / crop_pixels > PROXY_OVER_LIMIT * limit):
+        return None  # the crop's bytes, scaled to the image, are well over the limit
     full = lossy_of(src)
     for q in [*range(start, opts.max_quality, 5), opts.max_quality]:
         data = full(q)
+        if limit is not None and len(data) >= limit:
+            return None  # higher qualities are larger still
         with decode_image(data, where, opts.max_pixels) as decoded:
             value = psnr(rgba_pixels(decoded), reference)
         if value >= floor:
@@ -440,17 +461,29 @@ def _webp_source(img: Image.Image, alpha: bool) -> Image.Image:
 
 def _encode_webp(img: Image.Image, reference: np.ndarray, alpha: bool, floor: float,
                  lossless: bool, try_lossless: bool, opts: TextureEncode,
-                 where: str) -> _Encoded | None:
+                 where: str, limit: int | None = None) -> _Encoded | None:
     """The smallest WebP that holds the floor: lossy (quality searched); then, for sources
     that are not JPEG (`try_lossless`) when lossy missed the floor, came out costly or the
     image is small, lossless and near-lossless too."""
     src = _webp_source(img, alpha)
 
     def lossy_of(image: Image.Image) -> Callable[[int], bytes]:
+        # exact: keep RGB under transparent pixels (libwebp would otherwise rewrite them,
+        # which shows at alpha-blended and alpha-tested edges); alpha is lossless.
+        if pyvips is not None:
+            # libwebp's sharp RGB->YUV conversion (Pillow has no switch for it) keeps colour
+            # edges through 4:2:0: FlightHelmet's colour textures hold 40 dB 6 % smaller,
+            # and one that lossy could not hold at all now does (37 KB, not 118 KB).
+            vimg = pyvips.Image.new_from_array(np.ascontiguousarray(np.asarray(image)),
+                                               interpretation="srgb")
+
+            def lossy_vips(q: int) -> bytes:
+                return vimg.webpsave_buffer(Q=q, effort=opts.effort, smart_subsample=True,
+                                            exact=True, alpha_q=100, keep="none")
+            return lossy_vips
+
         def lossy(q: int) -> bytes:
             out = io.BytesIO()
-            # exact: keep RGB under transparent pixels (libwebp would otherwise rewrite
-            # them, which shows at alpha-blended and alpha-tested edges); alpha is lossless.
             image.save(out, format="WEBP", quality=q, method=opts.effort, exact=True,
                        alpha_quality=100)
             return out.getvalue()
@@ -458,7 +491,7 @@ def _encode_webp(img: Image.Image, reference: np.ndarray, alpha: bool, floor: fl
 
     found = None
     if not lossless:
-        found = _search_with_proxy(src, reference, lossy_of, floor, opts, where)
+        found = _search_with_proxy(src, reference, lossy_of, floor, opts, where, limit)
     best = _Encoded(found[0], "image/webp", found[2], found[1]) if found else None
     if not try_lossless:
         return best  # a decoded JPEG's noise makes (near-)lossless coding larger than it
