@@ -83,9 +83,12 @@ def plan(options: OptimizeOptions, triangles: int = 0) -> tuple[Transform, ...]:
         steps.append(TextureEncode(format=texture_format))
     compress = options.compress or "meshopt"
     if not lossless:
-        # Quantize appends the new accessors; drop the float ones before compression packs
-        # the bytes for good.
-        steps.extend((Quantize(), Prune()))
+        # Vertices that quantize to the same values are the same vertex in the output: weld
+        # them, and order again, as seams that close give the strip order longer runs
+        # (TilesBuilding 5 % smaller). Quantize appends the new accessors; drop the float
+        # ones before compression packs the bytes for good.
+        steps.extend((Quantize(), Weld(name="weld-quantized"), Reorder(name="reorder-quantized"),
+                      Prune()))
     if compress == "meshopt":
         steps.append(MeshoptCompress(rotate_triangles=True))
     steps.append(Prune())

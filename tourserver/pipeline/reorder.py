@@ -137,10 +137,11 @@ class Reorder:
                 else:
                     shaded_before += before
                     shaded_after += after
-        ctx.facts["reorder.primitives"] = ctx.facts.get("reorder.primitives", 0) + changed
+        key = self.name.replace("-", "_")  # facts of a second pass stay apart
+        ctx.facts[f"{key}.primitives"] = ctx.facts.get(f"{key}.primitives", 0) + changed
         if changed and measured and triangles:
-            ctx.facts["reorder.acmr_before"] = shaded_before / triangles
-            ctx.facts["reorder.acmr_after"] = shaded_after / triangles
+            ctx.facts[f"{key}.acmr_before"] = shaded_before / triangles
+            ctx.facts[f"{key}.acmr_after"] = shaded_after / triangles
         if not changed:
             return Document(new_json, doc.bin, doc.source)
         return finish(doc, new_json, builder)

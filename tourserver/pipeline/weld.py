@@ -271,9 +271,10 @@ class Weld:
         # Each vertex buffer counts once, however many primitives share it.
         before = sum(accessors[a]["count"] for a in old_positions)
         after = sum(accessors[a]["count"] for a in {p["attributes"]["POSITION"] for p in welded})
-        ctx.facts["weld.vertices_before"] = ctx.facts.get("weld.vertices_before", 0) + before
-        ctx.facts["weld.vertices_after"] = ctx.facts.get("weld.vertices_after", 0) + after
-        ctx.facts["weld.primitives"] = ctx.facts.get("weld.primitives", 0) + changed
+        key = self.name.replace("-", "_")  # facts of a second pass stay apart
+        ctx.facts[f"{key}.vertices_before"] = ctx.facts.get(f"{key}.vertices_before", 0) + before
+        ctx.facts[f"{key}.vertices_after"] = ctx.facts.get(f"{key}.vertices_after", 0) + after
+        ctx.facts[f"{key}.primitives"] = ctx.facts.get(f"{key}.primitives", 0) + changed
         if self.tolerance > 0:
             ctx.facts["weld.position_error"] = max(ctx.facts.get("weld.position_error", 0.0),
                                                    error)
