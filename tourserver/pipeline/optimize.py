@@ -12,6 +12,7 @@ from tourserver.errors import TourError
 from tourserver.ingest.checks import BUDGETS, Budget, budget_issues, structural_issues
 from tourserver.ingest.gltf_io import Document, write_glb
 from tourserver.pipeline.base import Context, Transform
+from tourserver.pipeline.compact_json import CompactJson
 from tourserver.pipeline.dedup import Dedup
 from tourserver.pipeline.instance import Instance
 from tourserver.pipeline.merge import MergePrimitives
@@ -92,6 +93,8 @@ def plan(options: OptimizeOptions, triangles: int = 0) -> tuple[Transform, ...]:
     if compress == "meshopt":
         steps.append(MeshoptCompress(rotate_triangles=True))
     steps.append(Prune())
+    if not lossless:
+        steps.append(CompactJson())
     return tuple(steps)
 
 
