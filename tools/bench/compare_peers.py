@@ -129,7 +129,6 @@ class Source:
     """The input, loaded once: its document, geometry, trimesh and decoded images."""
 
     def __init__(self, path: Path) -> None:
-        import trimesh
 
         from tourserver.ingest.gltf_io import write_glb
         from tourserver.ingest.inspect import scene_stats
@@ -142,8 +141,7 @@ class Source:
         self.gzip_bytes = len(gzip.compress(glb, 9, mtime=0))
         self.stats = scene_stats(self.doc)
         self.geometry = peers.world_geometry(self.doc)
-        self.mesh = (trimesh.Trimesh(self.geometry.vertices, self.geometry.faces, process=False)
-                     if len(self.geometry.faces) else None)
+        self.mesh = peers.canonical_mesh(self.geometry) if len(self.geometry.faces) else None
         self.images: dict = {}
 
 

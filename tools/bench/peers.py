@@ -212,6 +212,32 @@ def _triangles(idx: np.ndarray, mode: int) -> np.ndarray:
 
 
 # ---- geometric error ------------------------------------------------------------------------
+def canonical_mesh(geometry: Geometry):
+    """A trimesh of the triangles in an order that depends on where they are, not on how
+    a tool ordered them: surface sampling picks triangles by cumulative area, so the same
+    surface in another order drew other points (AnisotropyBarnLamp's sampled maximum moved
+    by 40 % between two orders of identical geometry)."""
+    import trimesh
+
+    faces = np.asarray(geometry.faces)
+    corners = np.asarray(geometry.vertices)[faces]  # (n, 3, 3)
+    # Each triangle starts at its lexicographically smallest corner (winding kept), since
+    # points inside a triangle are drawn relative to its first corner.
+    def less(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # lexicographic, row by row
+        return (a[:, 0] < b[:, 0]) | ((a[:, 0] == b[:, 0]) & (
+            (a[:, 1] < b[:, 1]) | ((a[:, 1] == b[:, 1]) & (a[:, 2] < b[:, 2]))))
+
+    c0, c1, c2 = corners[:, 0], corners[:, 1], corners[:, 2]
+    first = np.where(less(c1, c0) & ~less(c2, c1), 1, 0)
+    first = np.where(less(c2, c0) & less(c2, c1), 2, first)
+    roll = (np.arange(3)[None, :] + first[:, None]) % 3
+    faces = np.take_along_axis(faces, roll, axis=1)
+    corners = np.asarray(geometry.vertices)[faces]
+    keys = np.round(corners.reshape(len(faces), -1), 9)
+    order = np.lexsort(keys.T[::-1]) if len(faces) else np.arange(0)
+    return trimesh.Trimesh(geometry.vertices, faces[order], process=False)
+
+
 # trimesh's closest_point gathers every candidate triangle of every query point at once: on
 # models with long thin triangles that reached ~16 GB for 20,000 points. Chunks bound it.
 PROXIMITY_CHUNK = 1000
@@ -245,9 +271,8 @@ def geometric_error(src: Geometry, out: Geometry, samples: int = 20000, seed: in
     missing: list[str] = []
     if len(src.faces):
         if len(out.faces):
-            a = src_mesh if src_mesh is not None else trimesh.Trimesh(
-                src.vertices, src.faces, process=False)
-            b = trimesh.Trimesh(out.vertices, out.faces, process=False)
+            a = src_mesh if src_mesh is not None else canonical_mesh(src)
+            b = canonical_mesh(out)
             pa, _ = trimesh.sample.sample_surface(a, samples, seed=seed)
             pb, _ = trimesh.sample.sample_surface(b, samples, seed=seed + 1)
             parts["triangles"] = (_closest_distances(b, pa), _closest_distances(a, pb))
