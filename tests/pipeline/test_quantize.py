@@ -370,12 +370,15 @@ def test_meshes_in_other_units_get_their_own_grid():
     for node in (0, 1):
         error = np.linalg.norm(stored_in_world(out, node) - stored_in_world(doc, node), axis=1)
         assert error.max() <= bound * 1.001 + 1e-7
-    # The 2 m part takes a coarser step than its own box would give (the scene does not
-    # need it finer), but at most 4x: per axis, half of 4 x (2 m / 16383).
+    # The 2 m part keeps the precision of its own box: per axis, half of 2 m / 16383.
     small = stored_in_world(doc, 1)
     own_step = float((small.max(axis=0) - small.min(axis=0)).max()) / (2**14 - 1)
     per_axis = np.abs(stored_in_world(out, 1) - small).max()
-    assert own_step / 2 < per_axis <= 4 * own_step / 2 * 1.001
+    assert per_axis <= own_step / 2 * 1.001
+    out_one, ctx_one = run(doc, Quantize(max_grid_ratio=1e9))  # forced into one grid
+    assert ctx_one.facts["quantize.position_grids"] == 1
+    err_a = np.abs(stored_in_world(out_one, 0) - stored_in_world(doc, 0)).max()
+    assert err_a > 100 * np.abs(stored_in_world(out, 0) - stored_in_world(doc, 0)).max()
 
 
 def test_instanced_mesh_is_quantized_through_its_instance_transforms(tmp_path):

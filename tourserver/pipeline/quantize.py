@@ -19,11 +19,7 @@ How each attribute is stored (as gltfpack does, see zeux/meshoptimizer gltf/stre
   Meshes in other units or far apart in their own space would lose precision on such a
   grid; a mesh only joins a grid if the grid's union box stays within `max_grid_ratio`
   (64: at most 6 bits lost against a box of its own) times the smallest member's extent,
-  otherwise it starts a grid of its own (see `_shared_grids`). Meshes drawn at different
-  world scales never share a grid, and no grid is finer than the scene needs: a step of
-  the scene's world-space extent / (2^bits - 1), as gltfpack's single world grid has; a
-  part much smaller than the scene is coarsened at most 4x (2 bits) from its own grid, so
-  small props keep detail. Skinned, instanced and animated meshes keep their own grids.
+  otherwise it starts a grid of its own (see `_shared_grids`).
   The dequantization `p = q * step + offset` goes into the scene:
   * unskinned meshes: folded into the node's own transform when that is safe (no children,
     no camera/light/extensions, no translation/rotation/scale animation); otherwise the
@@ -156,23 +152,14 @@ class _Box:
         return float((self.hi - self.lo).max())
 
 
-def _shared_grids(boxes: list[_Box], max_ratio: float,
-                  scale_of: dict[int, float | None] | None = None) -> list[list[_Box]]:
+def _shared_grids(boxes: list[_Box], max_ratio: float) -> list[list[_Box]]:
     """Partition the boxes into grids sharing one step. Largest first, a box joins the first
     grid whose union with it stays within `max_ratio` times the smallest member's extent;
     so meshes in other units (millimetres beside metres) or far apart in their own space get
-    a grid of their own instead of losing precision. With `scale_of` (mesh -> world scale),
-    only meshes drawn at the same scale share a grid, so each grid's step can follow the
-    world-space step. Deterministic (stable sort)."""
-    def key(box: _Box) -> float | None:
-        found = {scale_of.get(m) for m in box.meshes} if scale_of else {None}
-        return round(found.pop(), 9) if len(found) == 1 and None not in found else None
-
+    a grid of their own instead of losing precision. Deterministic (stable sort)."""
     grids: list[tuple[np.ndarray, np.ndarray, float, list[_Box]]] = []
     for box in sorted(boxes, key=lambda b: -b.extent):
         for k, (lo, hi, smallest, members) in enumerate(grids):
-            if key(members[0]) != key(box):
-                continue
             new_lo, new_hi = np.minimum(lo, box.lo), np.maximum(hi, box.hi)
             new_smallest = min(smallest, box.extent)
             if float((new_hi - new_lo).max()) <= max_ratio * new_smallest:
@@ -181,25 +168,6 @@ def _shared_grids(boxes: list[_Box], max_ratio: float,
         else:
             grids.append((box.lo, box.hi, box.extent, [box]))
     return [members for *_, members in grids]
-
-
-MAX_COARSENING = 4.0  # at most 2 bits fewer than a grid's own extent would give
-
-
-def _world_extent(boxes: list[_Box], placements: dict[int, list[np.ndarray]]) -> float:
-    """Largest side of the world-space box around every placed mesh (0 when none is);
-    `placements` maps a placed mesh to the world matrices of the nodes drawing it."""
-    corners = []
-    for box in boxes:
-        for m in box.meshes:
-            for matrix in placements.get(m, []):
-                grid = np.array(np.meshgrid(*zip(box.lo, box.hi, strict=True), indexing="ij"))
-                pts = grid.reshape(3, -1).T
-                corners.append(pts @ matrix[:3, :3].T + matrix[:3, 3])
-    if not corners:
-        return 0.0
-    stacked = np.concatenate(corners)
-    return float((stacked.max(axis=0) - stacked.min(axis=0)).max())
 
 
 class _Run:
@@ -313,8 +281,7 @@ class _Run:
                 boxes.append(box)
         levels = (1 << self.s.position_bits) - 1
         scales = self._placed_scales(mesh_nodes)
-        grids = _shared_grids(boxes, self.s.max_grid_ratio, scales)
-        world_step = _world_extent(boxes, self.world_boxes) / levels
+        grids = _shared_grids(boxes, self.s.max_grid_ratio)
         for members in grids:
             lo = np.min([b.lo for b in members], axis=0)
             hi = np.max([b.hi for b in members], axis=0)
@@ -322,15 +289,9 @@ class _Run:
             if extent <= 0.0:
                 extent = 1.0  # a single point: any step works, a zero scale would be singular
             step = extent / levels
-            # The scene needs no finer step than world_step anywhere (gltfpack's grid is
-            # one world-space grid); a part smaller than the scene may take a coarser step,
-            # by at most MAX_COARSENING, so small props in a big scene keep their detail.
+            # Scene units per mesh unit, for the facts (1 when the placement is not fixed).
             placed = [scales.get(m) for b in members for m in b.meshes]
-            unit = 1.0  # scene units per mesh unit, for the facts (1 when not fixed)
-            if placed and all(placed):
-                unit = max(s for s in placed if s)
-                if world_step > 0.0:
-                    step = max(step, min(world_step / unit, step * MAX_COARSENING))
+            unit = max(s for s in placed if s) if placed and all(placed) else 1.0
             self.position_step = max(self.position_step, step * unit)
             for box in members:
                 self._quantize_group(box, lo, step, mesh_nodes, unit)
@@ -343,7 +304,7 @@ class _Run:
     def _placed_scales(self, mesh_nodes: dict[int, list[int]]) -> dict[int, float | None]:
         """For each mesh, the largest world scale of the nodes drawing it at rest, or None
         when where it lands is not fixed (skins, GPU instances, animated ancestors, nodes in
-        no scene). The world matrices of placed meshes are kept in `self.world_boxes`."""
+        no scene): the facts are then given in scene units."""
         nodes = self.json.get("nodes", [])
         animated = self._animated_nodes()
         world: dict[int, np.ndarray] = {}
@@ -359,7 +320,6 @@ class _Run:
                 moving.add(n)
             stack.extend((c, world[n], n in moving) for c in nodes[n].get("children", []))
         scales: dict[int, float | None] = {}
-        self.world_boxes: dict[int, list[np.ndarray]] = defaultdict(list)
         for m, users in mesh_nodes.items():
             known = [n for n in users if n in world and n not in moving
                      and "skin" not in nodes[n]
@@ -368,7 +328,6 @@ class _Run:
                 scales[m] = None
                 continue
             scales[m] = max(float(np.linalg.norm(world[n][:3, :3], 2)) for n in users) or None
-            self.world_boxes[m] = [world[n] for n in users]
         return scales
 
     def _group_blocker(self, group: list[int], mesh_nodes: dict[int, list[int]]) -> str:
