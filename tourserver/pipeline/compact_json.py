@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tourserver.ingest.gltf_io import Document
+from tourserver.ingest.gltf_io import Document, texture_infos
 from tourserver.pipeline.base import Context
 
 FLOAT = 5126
@@ -108,30 +108,13 @@ class CompactJson:
                 drop(material, key, default)
             if material.get("alphaMode", "OPAQUE") != "MASK":
                 drop(material, "alphaCutoff", 0.5)
-            for info in _texture_infos(material):
+            for info in texture_infos(material):
                 drop(info, "texCoord", 0)
             drop(material.get("normalTexture", {}), "scale", 1)
             drop(material.get("occlusionTexture", {}), "strength", 1)
         ctx.facts["compact_json.numbers"] = ctx.facts.get("compact_json.numbers", 0) + counter[0]
         ctx.facts["compact_json.defaults"] = ctx.facts.get("compact_json.defaults", 0) + dropped[0]
         return Document(new_json, doc.bin, doc.source)
-
-
-def _texture_infos(value) -> list[dict]:
-    """Texture infos anywhere in a material, extras excepted."""
-    found: list[dict] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key == "extras":
-                continue
-            if key.endswith("Texture") and isinstance(item, dict) and "index" in item:
-                found.append(item)
-            if isinstance(item, (dict, list)):
-                found.extend(_texture_infos(item))
-    elif isinstance(value, list):
-        for item in value:
-            found.extend(_texture_infos(item))
-    return found
 
 
 def _shorten_material(value, shorten) -> None:

@@ -66,7 +66,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tourserver.ingest.gltf_io import TYPE_SIZES, Document
+from tourserver.ingest.gltf_io import TYPE_SIZES, Document, texture_infos
 from tourserver.model import geo
 from tourserver.pipeline.base import Context
 from tourserver.pipeline.repack import BufferBuilder, _pack_accessor, repack
@@ -559,7 +559,7 @@ class _Run:
         for _, mat, set_index in mat_keys:
             if not 0 <= mat < len(materials):
                 continue
-            for info in _walk_texture_infos(materials[mat]):
+            for info in texture_infos(materials[mat]):
                 ext = info.get("extensions", {}).get(TEXTURE_TRANSFORM, {})
                 if int(ext.get("texCoord", info.get("texCoord", 0))) == set_index:
                     out.append(info)
@@ -673,21 +673,6 @@ def _quantize_weights(weights: np.ndarray, top: int) -> np.ndarray:
     rows = np.nonzero(nonzero)[0]
     q[rows, largest[rows]] += fix[rows]
     return q
-
-
-def _walk_texture_infos(value) -> list[dict]:
-    """Texture infos anywhere in a material (core fields and KHR_materials_* extensions)."""
-    found: list[dict] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key.endswith("Texture") and isinstance(item, dict) and "index" in item:
-                found.append(item)
-            elif isinstance(item, (dict, list)):
-                found.extend(_walk_texture_infos(item))
-    elif isinstance(value, list):
-        for item in value:
-            found.extend(_walk_texture_infos(item))
-    return found
 
 
 def node_matrix(node: dict) -> np.ndarray:
