@@ -55,7 +55,8 @@ def optimize_report(report: OptimizeReport) -> str:
              table(rows, ["", "before", "after", "change"])]
     if a is not None:
         parts.append("extensions required: " + (", ".join(a.extensions_required) or "none"))
-    steps = [[s, f"{report.timings_s.get(s.split('(')[0], 0.0) * 1000:.0f} ms"
+    # Names only: every step's settings are in the --json report ("steps").
+    steps = [[s.split("(")[0], f"{report.timings_s.get(s.split('(')[0], 0.0) * 1000:.0f} ms"
               if report.timings_s else "planned"] for s in report.steps]
     parts.append(table(steps, ["step", "time"]))
     facts = {k: v for k, v in report.facts.items() if not k.startswith("_")}
