@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from support import corpus_file, tiny_glb
 
 from tourserver.errors import TourError
-from tourserver.ingest.gltf_io import GltfInvalid, parse_glb, write_glb
+from tourserver.ingest.gltf_io import ChunkWriter, GltfInvalid, parse_glb, write_glb
 
 
 def glb(doc: dict, bin_chunk: bytes = b"", *, total: int | None = None) -> bytes:
@@ -133,3 +133,11 @@ def test_node_tree_problems(nodes, code):
 def test_long_node_chain_is_checked_quickly():
     nodes = [{"children": [i + 1]} for i in range(50_000)] + [{}]
     parse_glb(glb({**ASSET, "nodes": nodes}))
+
+
+def test_chunk_writer_aligns_each_block_and_pads_with_zeros():
+    out = ChunkWriter(b"abc")
+    assert out.append(b"12345") == 4  # after "abc" + one zero
+    assert out.append(b"x", align=8) == 16
+    assert out.append(b"") == 20
+    assert out.bytes() == b"abc\0" + b"12345" + b"\0" * 7 + b"x" + b"\0" * 3

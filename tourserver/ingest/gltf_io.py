@@ -93,6 +93,28 @@ GLTF_STRUCTURE = {
 }
 
 
+class ChunkWriter:
+    """A binary chunk built by appending blocks, each starting at a multiple of `align`
+    (4 for vertex data, as glTF requires; 8 keeps doubles aligned), zero-padded between."""
+
+    def __init__(self, start: bytes = b"") -> None:
+        self.parts: list[bytes] = [start] if start else []
+        self.size = len(start)
+
+    def append(self, data: bytes, align: int = 4) -> int:
+        """Add `data` at the next aligned offset; return that offset."""
+        pad = (-self.size) % align
+        if pad:
+            self.parts.append(b"\0" * pad)
+        offset = self.size + pad
+        self.parts.append(data)
+        self.size = offset + len(data)
+        return offset
+
+    def bytes(self) -> bytes:
+        return b"".join(self.parts)
+
+
 def texture_infos(value) -> list[dict]:
     """Texture infos anywhere in a material (core fields and KHR_materials_* extensions);
     `extras` are the creator's own data and are not searched."""

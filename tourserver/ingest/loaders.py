@@ -19,6 +19,7 @@ from pathlib import Path
 from tourserver.errors import TourError
 from tourserver.ingest.gltf_io import (
     GLB_MAGIC,
+    ChunkWriter,
     Document,
     GltfInvalid,
     check_structure,
@@ -136,9 +137,8 @@ def _internalize(doc_json: dict, glb_bin: bytes, folder: Path, source: str,
                  limits: LoadLimits) -> Document:
     """Gather every buffer and image into one binary chunk; views are re-pointed."""
     budget = [limits.max_total_bytes - len(glb_bin)]
-    chunks: list[bytes] = []
+    out = ChunkWriter()
     starts: list[int] = []
-    offset = 0
     for i, buf in enumerate(doc_json.get("buffers", [])):
         where = f"/buffers/{i}"
         if "uri" in buf:
@@ -151,12 +151,7 @@ def _internalize(doc_json: dict, glb_bin: bytes, folder: Path, source: str,
         if len(data) < int(buf["byteLength"]):
             raise GltfInvalid(f"{source}#{where}: byteLength {buf['byteLength']} but the data "
                               f"has {len(data)} bytes", code="glb_truncated", field=where)
-        pad = (-offset) % 8
-        chunks.append(b"\0" * pad)
-        offset += pad
-        starts.append(offset)
-        chunks.append(data[: int(buf["byteLength"])])
-        offset += int(buf["byteLength"])
+        starts.append(out.append(data[: int(buf["byteLength"])], align=8))
     views = doc_json.get("bufferViews", [])
     for i, view in enumerate(views):
         buf_len = int(doc_json["buffers"][view["buffer"]]["byteLength"])
@@ -165,19 +160,13 @@ def _internalize(doc_json: dict, glb_bin: bytes, folder: Path, source: str,
                               code="accessor_out_of_range", field=f"/bufferViews/{i}")
         view["byteOffset"] = starts[view["buffer"]] + int(view.get("byteOffset", 0))
         view["buffer"] = 0
-    bin_chunk = b"".join(chunks)
-    doc = Document(doc_json, bin_chunk, source)
-    extra: list[bytes] = []
+    doc = Document(doc_json, out.bytes(), source)
     for i, image in enumerate(doc_json.get("images", [])):
         where = f"/images/{i}"
         if "uri" in image:
             data = _read_uri(image.pop("uri"), folder, source, f"{where}/uri", limits, budget)
-            pad = (-offset) % 8
-            extra.append(b"\0" * pad)
-            offset += pad
-            views.append({"buffer": 0, "byteOffset": offset, "byteLength": len(data)})
-            extra.append(data)
-            offset += len(data)
+            views.append({"buffer": 0, "byteOffset": out.append(data, align=8),
+                          "byteLength": len(data)})
             image["bufferView"] = len(views) - 1
         else:
             data = doc.buffer_view_bytes(image["bufferView"]) if "bufferView" in image else b""
@@ -188,7 +177,7 @@ def _internalize(doc_json: dict, glb_bin: bytes, folder: Path, source: str,
         image["mimeType"] = mime
     if views:
         doc_json["bufferViews"] = views
-    total = bin_chunk + b"".join(extra)
+    total = out.bytes()
     if doc_json.get("buffers") or total:
         doc_json["buffers"] = [{"byteLength": len(total)}] if total else []
         if not total:

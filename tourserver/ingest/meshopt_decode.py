@@ -13,7 +13,7 @@ import copy
 import meshoptimizer
 import numpy as np
 
-from tourserver.ingest.gltf_io import Document, GltfInvalid
+from tourserver.ingest.gltf_io import ChunkWriter, Document, GltfInvalid
 
 EXTENSION = "EXT_meshopt_compression"
 MAX_EXPANSION = 64
@@ -29,8 +29,7 @@ def decode_meshopt(doc: Document) -> Document:
     views = doc_json.get("bufferViews", [])
     if not any(EXTENSION in v.get("extensions", {}) for v in views):
         return Document(doc_json, doc.bin, doc.source)
-    chunks: list[bytes] = []
-    offset = 0
+    out = ChunkWriter()
     budget = MAX_DECODED_BYTES
     for i, view in enumerate(views):
         ext = view.get("extensions", {}).pop(EXTENSION, None)
@@ -41,13 +40,8 @@ def decode_meshopt(doc: Document) -> Document:
             budget -= len(data)
             if not view["extensions"]:
                 view.pop("extensions")
-        pad = (-offset) % 4
-        chunks.append(b"\0" * pad)
-        offset += pad
-        view.update({"buffer": 0, "byteOffset": offset, "byteLength": len(data)})
-        chunks.append(data)
-        offset += len(data)
-    bin_out = b"".join(chunks)
+        view.update({"buffer": 0, "byteOffset": out.append(data), "byteLength": len(data)})
+    bin_out = out.bytes()
     doc_json["buffers"] = [{"byteLength": len(bin_out)}]
     for key in ("extensionsUsed", "extensionsRequired"):
         if EXTENSION in doc_json.get(key, []):

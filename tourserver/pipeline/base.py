@@ -22,6 +22,20 @@ class Context:
     facts: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
+    def add(self, key: str, value: float) -> None:
+        """A count that sums over passes (one transform may run more than once)."""
+        self.facts[key] = self.facts.get(key, 0) + value
+
+    def most(self, key: str, value: float) -> None:
+        """A bound that keeps the largest value over passes."""
+        self.facts[key] = max(self.facts.get(key, 0.0), value)
+
+
+def fact_prefix(name: str) -> str:
+    """A transform's facts are named after it, so a second pass under another name (for
+    example `weld-quantized`) reports apart: `weld_quantized.vertices_after`."""
+    return name.replace("-", "_")
+
 
 class Transform(Protocol):
     name: str

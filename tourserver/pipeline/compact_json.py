@@ -112,8 +112,8 @@ class CompactJson:
                 drop(info, "texCoord", 0)
             drop(material.get("normalTexture", {}), "scale", 1)
             drop(material.get("occlusionTexture", {}), "strength", 1)
-        ctx.facts["compact_json.numbers"] = ctx.facts.get("compact_json.numbers", 0) + counter[0]
-        ctx.facts["compact_json.defaults"] = ctx.facts.get("compact_json.defaults", 0) + dropped[0]
+        ctx.add("compact_json.numbers", counter[0])
+        ctx.add("compact_json.defaults", dropped[0])
         return Document(new_json, doc.bin, doc.source)
 
 

@@ -80,7 +80,7 @@ class Dedup:
         if self.meshes:
             counts["meshes"] = self._merge(new_json, "meshes", self._json_key)
         for kind, n in counts.items():
-            ctx.facts[f"dedup.{kind}"] = ctx.facts.get(f"dedup.{kind}", 0) + n
+            ctx.add(f"dedup.{kind}", n)
         if not (counts.get("accessors") or counts.get("images")) or opaque:
             # Only JSON changed (or the buffers are not ours to rebuild): keep the bytes.
             return Document(new_json, doc.bin, doc.source)

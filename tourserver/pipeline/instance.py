@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tourserver.ingest.gltf_io import Document
+from tourserver.ingest.gltf_io import ChunkWriter, Document
 from tourserver.model import geo
 from tourserver.pipeline.base import Context
 from tourserver.pipeline.prune import OPAQUE_BUFFER_EXTENSIONS, unknown_extensions
@@ -58,10 +58,9 @@ class Instance:
             ctx.logger.info("instance: left unchanged: the buffers are compressed")
             return Document(new_json, doc.bin, doc.source)
         groups = _groups(new_json, max(2, self.min_instances))
-        ctx.facts["instance.groups"] = ctx.facts.get("instance.groups", 0) + len(groups)
+        ctx.add("instance.groups", len(groups))
         replaced = sum(len(g) for g, _ in groups)
-        ctx.facts["instance.nodes_replaced"] = ctx.facts.get("instance.nodes_replaced",
-                                                             0) + replaced
+        ctx.add("instance.nodes_replaced", replaced)
         if not groups:
             return Document(new_json, doc.bin, doc.source)
         builder = BufferBuilder(new_json)
@@ -81,16 +80,11 @@ class Instance:
 def _append(doc: Document, new_json: dict, payloads: dict[int, bytes]) -> Document:
     """Add the new views after the existing bytes: the rest of the layout stays as it was
     (a full repack would only shuffle it)."""
-    chunks = [doc.bin]
-    offset = len(doc.bin)
+    out = ChunkWriter(doc.bin)
     for index in sorted(payloads):
-        pad = (-offset) % 4
-        chunks.append(b"\0" * pad)
-        offset += pad
+        offset = out.append(payloads[index])
         new_json["bufferViews"][index].update({"buffer": 0, "byteOffset": offset})
-        chunks.append(payloads[index])
-        offset += len(payloads[index])
-    return Document(new_json, b"".join(chunks), doc.source)
+    return Document(new_json, out.bytes(), doc.source)
 
 
 Trs = tuple[np.ndarray, np.ndarray, np.ndarray]  # translation, rotation (xyzw), scale

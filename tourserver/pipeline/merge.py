@@ -112,7 +112,7 @@ class MergePrimitives:
     def _facts(ctx: Context, before: int, after: int, vb: int, va: int) -> None:
         for fact, value in (("primitives_before", before), ("primitives_after", after),
                             ("vertices_before", vb), ("vertices_after", va)):
-            ctx.facts[f"merge.{fact}"] = ctx.facts.get(f"merge.{fact}", 0) + value
+            ctx.add(f"merge.{fact}", value)
 
     def _merge(self, doc: Document, new_json: dict, builder: BufferBuilder,
                prims: list[dict]) -> tuple[dict, int, int]:

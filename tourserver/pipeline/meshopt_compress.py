@@ -72,7 +72,7 @@ from dataclasses import dataclass
 import meshoptimizer
 import numpy as np
 
-from tourserver.ingest.gltf_io import COMPONENT_DTYPES, TYPE_SIZES, Document
+from tourserver.ingest.gltf_io import COMPONENT_DTYPES, TYPE_SIZES, ChunkWriter, Document
 from tourserver.ingest.meshopt_decode import EXTENSION, _decode, decode_meshopt
 from tourserver.pipeline.base import Context
 
@@ -136,8 +136,7 @@ class MeshoptCompress:
             self.filters == "auto" and QUANTIZATION in new_json.get("extensionsUsed", []))
         meshoptimizer.encode_vertex_version(0)
         meshoptimizer.encode_index_version(1)
-        chunks: list[bytes] = []
-        offset = 0
+        out = ChunkWriter()
         fallback = 0
         compressed = 0
         filtered = 0
@@ -168,38 +167,31 @@ class MeshoptCompress:
                     filtered += 1
                 else:
                     flt = None
-            pad = (-offset) % 4
-            chunks.append(b"\0" * pad)
-            offset += pad
             if encoded is None:
-                view.update({"buffer": 0, "byteOffset": offset, "byteLength": len(data)})
-                chunks.append(data)
-                offset += len(data)
+                view.update({"buffer": 0, "byteOffset": out.append(data),
+                             "byteLength": len(data)})
                 continue
             mode, stride = plan
             fallback += (-fallback) % 4
-            ext = {"buffer": 0, "byteOffset": offset, "byteLength": len(encoded),
+            ext = {"buffer": 0, "byteOffset": out.append(encoded), "byteLength": len(encoded),
                    "byteStride": stride, "count": len(data) // stride, "mode": mode}
             if flt is not None:
                 ext["filter"] = flt[0]
             view.update({"buffer": 1, "byteOffset": fallback, "byteLength": len(data)})
             view.setdefault("extensions", {})[EXTENSION] = ext
-            chunks.append(encoded)
-            offset += len(encoded)
             fallback += len(data)
             compressed += 1
             raw_bytes += len(data)
-        bin_out = b"".join(chunks)
-        facts = ctx.facts
-        facts["meshopt.views"] = facts.get("meshopt.views", 0) + compressed
-        facts["meshopt.merged_views"] = facts.get("meshopt.merged_views", 0) + merged
-        facts["meshopt.filtered_views"] = facts.get("meshopt.filtered_views", 0) + filtered
+        bin_out = out.bytes()
+        ctx.add("meshopt.views", compressed)
+        ctx.add("meshopt.merged_views", merged)
+        ctx.add("meshopt.filtered_views", filtered)
         for kind, fact in (("normal", "meshopt.normal_error_deg"),
                            ("rotation", "meshopt.rotation_error_deg"),
                            ("animation", "meshopt.animation_error")):
-            facts[fact] = max(facts.get(fact, 0.0), round(errors[kind], 6))
-        facts["meshopt.bytes_before"] = facts.get("meshopt.bytes_before", 0) + len(doc.bin)
-        facts["meshopt.bytes_after"] = facts.get("meshopt.bytes_after", 0) + len(bin_out)
+            ctx.most(fact, round(errors[kind], 6))
+        ctx.add("meshopt.bytes_before", len(doc.bin))
+        ctx.add("meshopt.bytes_after", len(bin_out))
         if not compressed:
             ctx.logger.info("meshopt: nothing to compress in %s", doc.source)
             return Document(copy.deepcopy(doc.json), doc.bin, doc.source)

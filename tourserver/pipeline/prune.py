@@ -218,7 +218,7 @@ class Prune:
         # Order matters: a mesh's removal can free materials, a material's textures, ...
         for kind in ("meshes", "skins", "materials", "textures", "samplers", "images"):
             removed = remove_items(new_json, kind, used(new_json, kind))
-            ctx.facts[f"prune.{kind}"] = ctx.facts.get(f"prune.{kind}", 0) + removed
+            ctx.add(f"prune.{kind}", removed)
         images_removed = removed  # the last kind: images hold bytes
         drop_unused_extension_names(new_json)
         accessors_before = len(new_json.get("accessors", []))
@@ -226,7 +226,7 @@ class Prune:
         if not new_json.get("accessors", True):
             new_json.pop("accessors")  # glTF forbids empty arrays
         removed = accessors_before - len(new_json.get("accessors", []))
-        ctx.facts["prune.accessors"] = ctx.facts.get("prune.accessors", 0) + removed
+        ctx.add("prune.accessors", removed)
         if (set(new_json.get("extensionsUsed", [])) & OPAQUE_BUFFER_EXTENSIONS
                 or len(new_json.get("buffers", [])) > 1):
             # Compressed views (and their fallback buffers) are not ours to rebuild.

@@ -230,18 +230,12 @@ class _Run:
         self._positions()
         self._texcoords()
         self._other_attributes()
-        self.ctx.facts["quantize.position_error"] = max(
-            self.ctx.facts.get("quantize.position_error", 0.0), self.position_error)
-        self.ctx.facts["quantize.position_step"] = max(
-            self.ctx.facts.get("quantize.position_step", 0.0), self.position_step)
-        self.ctx.facts["quantize.texcoord_error"] = max(
-            self.ctx.facts.get("quantize.texcoord_error", 0.0), self.texcoord_error)
-        self.ctx.facts["quantize.morph_error"] = max(
-            self.ctx.facts.get("quantize.morph_error", 0.0), self.morph_error)
-        self.ctx.facts["quantize.position_grids"] = (
-            self.ctx.facts.get("quantize.position_grids", 0) + self.grids)
-        self.ctx.facts["quantize.accessors"] = (self.ctx.facts.get("quantize.accessors", 0)
-                                                + self.rewritten)
+        self.ctx.most("quantize.position_error", self.position_error)
+        self.ctx.most("quantize.position_step", self.position_step)
+        self.ctx.most("quantize.texcoord_error", self.texcoord_error)
+        self.ctx.most("quantize.morph_error", self.morph_error)
+        self.ctx.add("quantize.position_grids", self.grids)
+        self.ctx.add("quantize.accessors", self.rewritten)
         if not self.rewritten:
             self.ctx.logger.info("quantize: nothing to quantize in %s", self.doc.source)
             return Document(copy.deepcopy(self.doc.json), self.doc.bin, self.doc.source)

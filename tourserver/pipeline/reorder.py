@@ -39,7 +39,7 @@ import meshoptimizer
 import numpy as np
 
 from tourserver.ingest.gltf_io import MODE_TRIANGLES, Document
-from tourserver.pipeline.base import Context
+from tourserver.pipeline.base import Context, fact_prefix
 from tourserver.pipeline.repack import BufferBuilder
 from tourserver.pipeline.weld import (
     apply_references,
@@ -137,8 +137,8 @@ class Reorder:
                 else:
                     shaded_before += before
                     shaded_after += after
-        key = self.name.replace("-", "_")  # facts of a second pass stay apart
-        ctx.facts[f"{key}.primitives"] = ctx.facts.get(f"{key}.primitives", 0) + changed
+        key = fact_prefix(self.name)
+        ctx.add(f"{key}.primitives", changed)
         if changed and measured and triangles:
             ctx.facts[f"{key}.acmr_before"] = shaded_before / triangles
             ctx.facts[f"{key}.acmr_after"] = shaded_after / triangles

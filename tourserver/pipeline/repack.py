@@ -6,7 +6,7 @@ import copy
 
 import numpy as np
 
-from tourserver.ingest.gltf_io import Document
+from tourserver.ingest.gltf_io import ChunkWriter, Document
 
 # Extensions whose JSON points at bufferViews in ways we do not rewrite: keep every view.
 _VIEW_REFERENCING_EXTENSIONS = {"EXT_meshopt_compression", "KHR_draco_mesh_compression"}
@@ -141,23 +141,16 @@ def repack(doc: Document, new_json: dict, payloads: dict[int, bytes]) -> Documen
         prune_accessors(new_json)
     source = _Overlay(doc, new_json, payloads)
     old_views = new_json.get("bufferViews", [])
-    chunks: list[bytes] = []
+    out = ChunkWriter()
     views: list[dict] = []
-    offset = 0
 
     def add(data: bytes, template: dict, stride: int | None) -> int:
-        nonlocal offset
-        pad = (-offset) % 4
-        chunks.append(b"\0" * pad)
-        offset += pad
         view = {k: v for k, v in template.items()
                 if k not in ("byteOffset", "byteLength", "byteStride")}
-        view.update({"buffer": 0, "byteOffset": offset, "byteLength": len(data)})
+        view.update({"buffer": 0, "byteOffset": out.append(data), "byteLength": len(data)})
         if stride:
             view["byteStride"] = stride
         views.append(view)
-        chunks.append(data)
-        offset += len(data)
         return len(views) - 1
 
     whole_views: dict[int, int] = {}  # views copied as they are (images, sparse accessors)
@@ -195,19 +188,13 @@ def repack(doc: Document, new_json: dict, payloads: dict[int, bytes]) -> Documen
     new_json["bufferViews"] = views
     if not views:
         new_json.pop("bufferViews")
-    return Document(new_json, b"".join(chunks), doc.source)
+    return Document(new_json, out.bytes(), doc.source)
 
 
 def _repack_views(doc: Document, new_json: dict, payloads: dict[int, bytes]) -> Document:
     """Keep every view whole, in order (for extensions that address views directly)."""
-    chunks: list[bytes] = []
-    offset = 0
+    out = ChunkWriter()
     for i, view in enumerate(new_json.get("bufferViews", [])):
         data = payloads[i] if i in payloads else doc.buffer_view_bytes(i)
-        pad = (-offset) % 4
-        chunks.append(b"\0" * pad)
-        offset += pad
-        view.update({"buffer": 0, "byteOffset": offset, "byteLength": len(data)})
-        chunks.append(data)
-        offset += len(data)
-    return Document(new_json, b"".join(chunks), doc.source)
+        view.update({"buffer": 0, "byteOffset": out.append(data), "byteLength": len(data)})
+    return Document(new_json, out.bytes(), doc.source)

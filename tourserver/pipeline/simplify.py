@@ -56,14 +56,12 @@ class Simplify:
             max_error = max(max_error, result.error)
             unlocked_count += result.unlocked
             self._apply(doc, new_json, prim, source, result, builder, usage)
-        ctx.facts["simplify.error"] = max(ctx.facts.get("simplify.error", 0.0), max_error)
+        ctx.most("simplify.error", max_error)
         before = sum(len(s.indices) // 3 for s in sources)
         after = sum(len(r.indices) // 3 if r else len(s.indices) // 3
                     for s, r in zip(sources, results, strict=True))
-        ctx.facts["simplify.triangles_before"] = ctx.facts.get(
-            "simplify.triangles_before", 0) + before
-        ctx.facts["simplify.triangles_after"] = ctx.facts.get(
-            "simplify.triangles_after", 0) + after
+        ctx.add("simplify.triangles_before", before)
+        ctx.add("simplify.triangles_after", after)
         if unlocked_count:
             ctx.facts["simplify.unlocked_primitives"] = unlocked_count
             ctx.logger.info("simplify: %d primitive(s) had borders unlocked to reach the "

@@ -46,7 +46,7 @@ class TextureResize:
             if out is not None:
                 payloads[view] = out
                 resized += 1
-        ctx.facts["texture_resize.images"] = ctx.facts.get("texture_resize.images", 0) + resized
+        ctx.add("texture_resize.images", resized)
         if not payloads:
             return Document(new_json, doc.bin, doc.source)
         return repack(doc, new_json, payloads)

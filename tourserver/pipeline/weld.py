@@ -31,7 +31,7 @@ import meshoptimizer
 import numpy as np
 
 from tourserver.ingest.gltf_io import COMPONENT_DTYPES, MODE_TRIANGLES, Document
-from tourserver.pipeline.base import Context
+from tourserver.pipeline.base import Context, fact_prefix
 from tourserver.pipeline.prune import OPAQUE_BUFFER_EXTENSIONS, unknown_extensions
 from tourserver.pipeline.repack import BufferBuilder, prune_accessors, repack
 
@@ -271,13 +271,12 @@ class Weld:
         # Each vertex buffer counts once, however many primitives share it.
         before = sum(accessors[a]["count"] for a in old_positions)
         after = sum(accessors[a]["count"] for a in {p["attributes"]["POSITION"] for p in welded})
-        key = self.name.replace("-", "_")  # facts of a second pass stay apart
-        ctx.facts[f"{key}.vertices_before"] = ctx.facts.get(f"{key}.vertices_before", 0) + before
-        ctx.facts[f"{key}.vertices_after"] = ctx.facts.get(f"{key}.vertices_after", 0) + after
-        ctx.facts[f"{key}.primitives"] = ctx.facts.get(f"{key}.primitives", 0) + changed
+        key = fact_prefix(self.name)
+        ctx.add(f"{key}.vertices_before", before)
+        ctx.add(f"{key}.vertices_after", after)
+        ctx.add(f"{key}.primitives", changed)
         if self.tolerance > 0:
-            ctx.facts["weld.position_error"] = max(ctx.facts.get("weld.position_error", 0.0),
-                                                   error)
+            ctx.most(f"{key}.position_error", error)
         if not changed:
             return Document(new_json, doc.bin, doc.source)
         return finish(doc, new_json, builder)
