@@ -282,6 +282,7 @@ def test_near_lossless_where_lossy_cannot_hold_the_floor():
     value = psnr(decoded, rgba_pixels(Image.fromarray(source_pixels)))
     assert DATA_FLOOR <= value < np.inf  # held the data floor, and is not lossless
     assert ctx.facts["texture_encode.image.1.near_lossless"] in (0, 20, 40, 60, 80)
+    assert "texture_encode.image.1.quality" not in ctx.facts  # no lossy quality to report
     lossless, _ = run(src, TextureEncode(format="webp", lossless_data=True))
     assert (out.json["bufferViews"][new["bufferView"]]["byteLength"]
             < lossless.json["bufferViews"][texture_image(lossless, 1)[1]["bufferView"]][

@@ -88,7 +88,8 @@ class Simplify:
                         and ratios[i] > MIN_RATIO]
             if not flexible:
                 break
-            stuck = sum(c for i, c in enumerate(counts) if i not in set(flexible))
+            flexible_set = set(flexible)
+            stuck = sum(c for i, c in enumerate(counts) if i not in flexible_set)
             room = sum(len(sources[i].indices) // 3 for i in flexible)
             share = max(MIN_RATIO, (goal - stuck) / room) if room else MIN_RATIO
             if all(share >= ratios[i] for i in flexible):

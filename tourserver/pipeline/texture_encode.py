@@ -310,7 +310,7 @@ class _Encoded:
     data: bytes
     mime: str
     psnr: float  # worst channel, dB (inf when lossless)
-    quality: int | None  # None when lossless (or KTX2)
+    quality: int | None  # lossy quality; None when lossless, near-lossless (or KTX2)
     near_lossless: int | None = None  # libwebp near-lossless level, when that won
 
 
@@ -392,28 +392,29 @@ def _search(encode: Callable[[int], bytes], reference: np.ndarray, floor: float,
     lo, hi = 0, max_quality  # invariant: hi holds the floor
     hi_value = value
     miss: tuple[int, float] | None = None  # the highest quality seen missing, its PSNR
-    bisect = True
-    first = True
+    # The first probe is guessed from the headroom at the top quality and a typical slope
+    # there, so most searches start next to their answer.
+    guess = (max_quality - (hi_value - floor) / SEARCH_SLOPE_DB
+             if math.isfinite(hi_value) else None)
+    bisect = guess is None
     while lo < hi:
         width = hi - lo
-        q = (lo + hi) // 2
-        interpolated = not bisect and miss is not None and hi_value > miss[1]
-        if first and math.isfinite(hi_value):
-            # First guess from the headroom at the top quality and a typical slope there,
-            # so most searches start next to their answer (then narrow as below).
-            first, interpolated = False, True
-            guess = max_quality - (hi_value - floor) / SEARCH_SLOPE_DB
-            q = min(hi - 1, max(lo, round(guess)))
+        interpolated = not bisect and (guess is not None or (
+            miss is not None and hi_value > miss[1]))
+        if guess is not None:
+            q, guess = round(guess), None
         elif interpolated:
             assert miss is not None
             t = (floor - miss[1]) / (hi_value - miss[1])
-            q = min(hi - 1, max(lo, math.ceil(miss[0] + t * (hi - miss[0]))))
+            q = math.ceil(miss[0] + t * (hi - miss[0]))
+        else:
+            q = (lo + hi) // 2
+        q = min(hi - 1, max(lo, q))
         data, value = measure(q)
         if value >= floor:
             hi, hi_value, best = q, value, (data, q, value)
         else:
             lo, miss = q + 1, (q, value)
-        first = False
         bisect = interpolated and (hi - lo) > width // 2
     return best
 
@@ -556,7 +557,7 @@ def _near_lossless_search(src: Image.Image, reference: np.ndarray, floor: float,
                                     effort=max(1, opts.effort), exact=False, keep="none")
         with decode_image(data, where, opts.max_pixels) as decoded:
             value = psnr(rgba_pixels(decoded), reference)
-        return _Encoded(data, "image/webp", value, level, near_lossless=level)
+        return _Encoded(data, "image/webp", value, None, near_lossless=level)
 
     start = NEAR_LOSSLESS_LEVELS.index(NEAR_LOSSLESS_START)
     first = measure(NEAR_LOSSLESS_LEVELS[start])
