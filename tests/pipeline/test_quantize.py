@@ -451,3 +451,32 @@ def test_rotated_texture_transform_keeps_its_rotation_and_the_uvs_land_in_place(
         got = texture_transform(q, new)
         # The UV error is scaled by the transform's own scale (3) on the way.
         assert np.abs(got - want).max() <= 3 * ctx.facts["quantize.texcoord_error"] * 1.5 + 1e-9
+
+
+def test_uvs_on_a_small_patch_of_a_texture_store_small_numbers():
+    """A lightmap-style UV set covering 10 % of the texture is stored on a 1/4095 grid of
+    the texture, not with 12 bits over its own patch, at the same bound in texture space."""
+    doc = generated_scene()
+    j = copy.deepcopy(doc.json)
+    uv_index = j["meshes"][0]["primitives"][0]["attributes"]["TEXCOORD_0"]
+    uv = doc.read_accessor(uv_index).astype(np.float64)
+    patch = 0.2 + (uv - uv.min(axis=0)) / (uv.max(axis=0) - uv.min(axis=0)).max() * 0.1
+    b = BufferBuilder(j)
+    j["meshes"][0]["primitives"][0]["attributes"]["TEXCOORD_0"] = b.add_accessor(
+        j, patch.astype(np.float32), target=34962)
+    for info in (j["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"],
+                 j["materials"][0]["normalTexture"]):
+        info.pop("extensions", None)
+    from tourserver.pipeline.repack import repack
+
+    doc = repack(doc, j, b.payloads)
+    out, ctx = run(doc, Quantize())
+    prim = out.json["meshes"][0]["primitives"][0]
+    q = out.read_accessor(prim["attributes"]["TEXCOORD_0"]).astype(np.int64)
+    assert q.max() <= int(np.ceil(0.1 * 4095)) + 1  # ~410 steps, not 4095
+    ext = out.json["materials"][0]["normalTexture"]["extensions"]["KHR_texture_transform"]
+    got = q / 65535 * np.array(ext["scale"]) + np.array(ext["offset"])
+    want = doc.read_accessor(doc.json["meshes"][0]["primitives"][0]["attributes"][
+        "TEXCOORD_0"]).astype(np.float64)
+    assert np.allclose(want.min(axis=0), 0.2, atol=1e-6)  # the patch, as read back
+    assert np.abs(got - want).max() <= 0.5 / 4095 + 1e-6

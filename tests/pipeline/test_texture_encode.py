@@ -489,3 +489,52 @@ def test_clearcoat_test_model_no_new_errors():
         assert validator_errors(out)[0] <= before
         assert out.json["extensionsUsed"][: len(src.json["extensionsUsed"])] == \
             src.json["extensionsUsed"]
+
+
+# -- the quality search ------------------------------------------------------------------
+
+def _webp_encoder(img: Image.Image, calls: list[int]):
+    def encode(q: int) -> bytes:
+        calls.append(q)
+        out = io.BytesIO()
+        img.save(out, format="WEBP", quality=q, method=4)
+        return out.getvalue()
+    return encode
+
+
+@pytest.mark.parametrize("name, floor", [
+    ("FlightHelmet/FlightHelmet_Materials_LeatherPartsMat_BaseColor.png", 40.0),
+    ("FlightHelmet/FlightHelmet_Materials_MetalPartsMat_BaseColor.png", 40.0)])
+def test_search_finds_a_quality_that_holds_the_floor_where_one_less_misses(name, floor):
+    with Image.open(corpus_file(name)) as img:
+        img = img.convert("RGB")
+    reference = rgba_pixels(img)
+    calls: list[int] = []
+    found = texture_encode._search(_webp_encoder(img, calls), reference, floor, 95, "t",
+                                   1 << 22)
+    assert found is not None and found[2] >= floor
+    # "Lowest" as the search can know it (PSNR is not strictly monotone in libwebp's
+    # quality): the quality found holds the floor and the one just below misses.
+    below = psnr(rgba_pixels(Image.open(io.BytesIO(_webp_encoder(img, [])(found[1] - 1)))),
+                 reference)
+    assert below < floor
+    assert len(calls) <= 5  # a binary search over 0..95 needs 8
+
+
+def test_a_large_image_far_below_the_floor_is_not_encoded_at_full_size():
+    rng = np.random.default_rng(1)
+    img = Image.fromarray(rng.integers(0, 256, (1100, 1100, 3), dtype=np.uint8))
+    sizes: list[tuple[int, int]] = []
+
+    def lossy_of(image: Image.Image):
+        def encode(q: int) -> bytes:
+            sizes.append(image.size)
+            out = io.BytesIO()
+            image.save(out, format="WEBP", quality=q, method=0)
+            return out.getvalue()
+        return encode
+
+    found = texture_encode._search_with_proxy(img, rgba_pixels(img), lossy_of, 60.0,
+                                              TextureEncode(), "t")
+    assert found is None
+    assert sizes and all(size != img.size for size in sizes)  # only the crop was tried
