@@ -538,3 +538,25 @@ def test_a_large_image_far_below_the_floor_is_not_encoded_at_full_size():
                                               TextureEncode(), "t")
     assert found is None
     assert sizes and all(size != img.size for size in sizes)  # only the crop was tried
+
+
+def test_a_large_image_that_cannot_beat_what_we_have_is_not_encoded_at_full_size():
+    y, x = np.mgrid[0:1100, 0:1100]
+    img = Image.fromarray(np.stack([x % 256, y % 256, (x // 5) % 256], -1).astype(np.uint8))
+    sizes: list[tuple[int, int]] = []
+
+    def lossy_of(image: Image.Image):
+        def encode(q: int) -> bytes:
+            sizes.append(image.size)
+            out = io.BytesIO()
+            image.save(out, format="WEBP", quality=q, method=0)
+            return out.getvalue()
+        return encode
+
+    reference = rgba_pixels(img)
+    assert texture_encode._search_with_proxy(img, reference, lossy_of, 30.0, TextureEncode(),
+                                             "t") is not None  # it can hold the floor...
+    sizes.clear()
+    assert texture_encode._search_with_proxy(img, reference, lossy_of, 30.0, TextureEncode(),
+                                             "t", limit=100) is None  # ...but not in 100 B
+    assert sizes and all(size != img.size for size in sizes)
