@@ -480,3 +480,27 @@ def test_uvs_on_a_small_patch_of_a_texture_store_small_numbers():
         "TEXCOORD_0"]).astype(np.float64)
     assert np.allclose(want.min(axis=0), 0.2, atol=1e-6)  # the patch, as read back
     assert np.abs(got - want).max() <= 0.5 / 4095 + 1e-6
+
+
+def test_a_simplified_document_takes_fewer_position_bits_within_a_share_of_its_error():
+    doc = generated_scene()
+    size = extent(doc)
+    plain = Context()
+    run(doc, Quantize(), ctx=plain)
+    assert plain.facts["quantize.position_bits"] == 14
+    # As if the simplifier had already moved the surface by 1/500 of the extent.
+    simplified = Context(facts={"simplify.error": size / 500})
+    out, _ = run(doc, Quantize(), ctx=simplified)
+    bits = simplified.facts["quantize.position_bits"]
+    assert 12 <= bits < 14
+    bound = simplified.facts["quantize.position_error"]
+    assert plain.facts["quantize.position_error"] < bound <= 0.25 * size / 500
+    check_positions(doc, out, bound)
+    # Never below min_position_bits, however large the simplifier's error.
+    coarse = Context(facts={"simplify.error": size})
+    run(doc, Quantize(min_position_bits=12), ctx=coarse)
+    assert coarse.facts["quantize.position_bits"] == 12
+    # share 0: the simplifier's error is not used.
+    off = Context(facts={"simplify.error": size / 500})
+    run(doc, Quantize(simplified_error_share=0.0), ctx=off)
+    assert off.facts["quantize.position_bits"] == 14

@@ -34,6 +34,11 @@ How each attribute is stored (as gltfpack does, see zeux/meshoptimizer gltf/stre
     when a delta does not fit), so targets stay in the quantized space.
   Meshes not used by any node, or with sparse or already-integer positions (or instance
   attributes), keep float positions (logged).
+  After a simplification (the fact `simplify.error`, in mesh units like the grid), the
+  surface is already off by up to that error; a grid much finer than it only costs bytes.
+  Positions then take the fewest bits (not below `min_position_bits`, 12) whose worst
+  rounding stays within `simplified_error_share` (a quarter) of it: 2CylinderEngine on the
+  phone preset takes 13 bits, 7 % fewer bytes, adding 14 % to its error.
 - NORMAL / TANGENT: signed normalized bytes (shorts above 8 bits); tangents keep w.
   Morph target normal/tangent deltas stay float (allowed by the extension).
 - TEXCOORD_n: unsigned normalized shorts on a grid of 1/(2^`texcoord_bits` - 1) of the
@@ -53,6 +58,7 @@ Facts: `quantize.position_error` is the largest distance between an original pos
 its dequantized value, measured on the data, in scene units (metres) for meshes whose nodes
 are fixed in the scene and in mesh units for skinned, instanced or animated ones;
 `quantize.position_step` the largest quantization step (same units);
+`quantize.position_bits` the fewest position bits any grid used;
 `quantize.position_grids` how many position grids were used (1: one for the whole scene);
 `quantize.texcoord_error` the largest UV error; `quantize.morph_error` the largest morph
 delta error; `quantize.accessors` how many accessors were rewritten.
@@ -91,10 +97,16 @@ class Quantize:
     # be more than this many times larger than a member's own box: each member then loses at
     # most log2(ratio) bits against a box of its own (see _shared_grids).
     max_grid_ratio: float = 64.0
+    # A simplified document's geometric error is already the simplifier's (the fact
+    # `simplify.error`): positions then need be no finer than this share of it, and take
+    # fewer bits (down to `min_position_bits`; 0 keeps `position_bits` always).
+    simplified_error_share: float = 0.25
+    min_position_bits: int = 12
     name: str = "quantize"
 
     def __post_init__(self) -> None:
-        for field_name, low, high in (("position_bits", 1, 16), ("normal_bits", 2, 16),
+        for field_name, low, high in (("position_bits", 1, 16), ("min_position_bits", 1, 16),
+                                      ("normal_bits", 2, 16),
                                       ("texcoord_bits", 1, 16), ("color_bits", 1, 16),
                                       ("weight_bits", 1, 16)):
             value = getattr(self, field_name)
@@ -184,6 +196,7 @@ class _Run:
         self.rewritten = 0
         self.position_error = 0.0
         self.position_step = 0.0
+        self.position_bits = self.s.position_bits
         self.texcoord_error = 0.0
         self.morph_error = 0.0
         self.used_transform = False
@@ -232,6 +245,8 @@ class _Run:
         self._other_attributes()
         self.ctx.most("quantize.position_error", self.position_error)
         self.ctx.most("quantize.position_step", self.position_step)
+        if self.grids:
+            self.ctx.facts["quantize.position_bits"] = float(self.position_bits)
         self.ctx.most("quantize.texcoord_error", self.texcoord_error)
         self.ctx.most("quantize.morph_error", self.morph_error)
         self.ctx.add("quantize.position_grids", self.grids)
@@ -273,7 +288,6 @@ class _Run:
             box = self._read_group(group)
             if box is not None:
                 boxes.append(box)
-        levels = (1 << self.s.position_bits) - 1
         scales = self._placed_scales(mesh_nodes)
         grids = _shared_grids(boxes, self.s.max_grid_ratio)
         for members in grids:
@@ -282,13 +296,16 @@ class _Run:
             extent = float((hi - lo).max())
             if extent <= 0.0:
                 extent = 1.0  # a single point: any step works, a zero scale would be singular
+            bits = self._position_bits(extent)
+            self.position_bits = min(self.position_bits, bits)
+            levels = (1 << bits) - 1
             step = extent / levels
             # Scene units per mesh unit, for the facts (1 when the placement is not fixed).
             placed = [scales.get(m) for b in members for m in b.meshes]
             unit = max(s for s in placed if s) if placed and all(placed) else 1.0
             self.position_step = max(self.position_step, step * unit)
             for box in members:
-                self._quantize_group(box, lo, step, mesh_nodes, unit)
+                self._quantize_group(box, lo, step, levels, mesh_nodes, unit)
         if len(grids) > 1:
             self.ctx.logger.info("quantize: %d position grids (meshes whose sizes or places "
                                  "differ more than %gx do not share one)", len(grids),
@@ -362,12 +379,23 @@ class _Run:
             return None
         return _Box(group, prims, arrays, stacked.min(axis=0), stacked.max(axis=0))
 
-    def _quantize_group(self, box: _Box, grid_lo: np.ndarray, step: float,
+    def _position_bits(self, extent: float) -> int:
+        """`position_bits`, or fewer when the document was simplified: the fewest whose
+        worst rounding (step * sqrt(3) / 2) stays within `simplified_error_share` of the
+        simplifier's error, in the same (mesh) units as the grid's extent."""
+        bits = self.s.position_bits
+        error = self.ctx.facts.get("simplify.error", 0.0) * self.s.simplified_error_share
+        if error <= 0.0:
+            return bits
+        allowed_step = error * 2.0 / np.sqrt(3.0)
+        needed = int(np.ceil(np.log2(extent / allowed_step + 1.0)))
+        return max(min(bits, self.s.min_position_bits), min(bits, needed))
+
+    def _quantize_group(self, box: _Box, grid_lo: np.ndarray, step: float, levels: int,
                         mesh_nodes: dict[int, list[int]], unit: float = 1.0) -> None:
         """Positions of one group on the grid (grid_lo, step). The group's offset is snapped
         to that grid, so meshes sharing it round a common point to the same place (no
         cracks) while each stores small values from its own corner."""
-        levels = (1 << self.s.position_bits) - 1
         on_grid = {i: np.floor((p - grid_lo) / step + 0.5) for i, p in box.arrays.items()}
         corner = np.min([g.min(axis=0) for g in on_grid.values()], axis=0)
         offset = grid_lo + corner * step
