@@ -14,6 +14,7 @@ from tourserver.ingest.gltf_io import Document, write_glb
 from tourserver.pipeline.base import Context, Transform
 from tourserver.pipeline.compact_json import CompactJson
 from tourserver.pipeline.dedup import Dedup
+from tourserver.pipeline.flat_normals import FlatNormals
 from tourserver.pipeline.instance import Instance
 from tourserver.pipeline.merge import MergePrimitives
 from tourserver.pipeline.meshopt_compress import MeshoptCompress
@@ -65,7 +66,12 @@ def plan(options: OptimizeOptions, triangles: int = 0) -> tuple[Transform, ...]:
     """The transforms a preset and its overrides amount to, in order."""
     budget = options.budget
     lossless = options.preset == "archive"
-    steps: list[Transform] = [Dedup(), Prune(), Weld()]
+    steps: list[Transform] = [Dedup(), Prune()]
+    if not lossless:
+        # Normals that only repeat each face's own go: clients compute flat normals, and the
+        # weld below merges the positions they kept apart (archive keeps the attribute).
+        steps.append(FlatNormals())
+    steps.append(Weld())
     if not lossless:
         # One mesh's primitives with the same material become one draw (archive keeps them).
         steps.append(MergePrimitives())
@@ -156,8 +162,9 @@ def make_lods(doc: Document, source_bytes: int, levels: int,
         _, glb, report = optimize(doc, source_bytes, level_options, source=source, ctx=ctx)
         if glb is None:
             raise TourError(f"{source}: {report.issues[0]}", code=report.issues[0].code)
-        error = max(error, float(ctx.facts.get("simplify.error", 0.0)),
-                    float(ctx.facts.get("quantize.position_error", 0.0)))
+        # Quantization moves the simplified surface again: the two errors add up.
+        error = max(error, float(ctx.facts.get("simplify.error", 0.0))
+                    + float(ctx.facts.get("quantize.position_error", 0.0)))
         lods.append(Lod(level, glb, report.after.triangles, round(error, 6), report))
     return lods
 

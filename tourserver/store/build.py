@@ -34,7 +34,7 @@ from tourserver.store.blobs import BlobRef, BlobStore, atomic_write
 log = logging.getLogger("tourserver.build")
 CATALOG_FORMAT = 1
 # Bump when the variant recipe changes so cached variants are made again.
-BUILD_RECIPE = f"{__version__}/tiers-15"
+BUILD_RECIPE = f"{__version__}/tiers-16"
 
 
 @dataclass(frozen=True)
@@ -165,8 +165,9 @@ def _scene_variants(data: DataDir, source: BlobRef, path: Path) -> tuple[list[di
         stats = scene_stats(out)
         ref = data.blobs.put(glb, "glb")
         # Geometric error must not shrink as detail drops (3D Tiles refinement relies on it).
-        error = max(previous_error, float(ctx.facts.get("simplify.error", 0.0)),
-                    float(ctx.facts.get("quantize.position_error", 0.0)))
+        # Quantization moves the simplified surface again: the two errors add up.
+        error = max(previous_error, float(ctx.facts.get("simplify.error", 0.0))
+                    + float(ctx.facts.get("quantize.position_error", 0.0)))
         previous_error = error
         variants.append({
             "tier": tier.name, "lod": tier.lod, "blob": ref.to_json(),
