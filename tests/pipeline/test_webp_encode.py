@@ -10,6 +10,7 @@ from PIL import Image
 from support import corpus_file
 
 from tourserver.ingest.images import psnr, rgba_pixels
+from tourserver.ingest.loaders import load_asset
 from tourserver.pipeline import webp_encode
 from tourserver.pipeline.image_sample import TILE, _starts, sample_of
 from tourserver.pipeline.quality_search import prober, search_lowest
@@ -157,3 +158,23 @@ def test_near_lossless_chosen_on_a_small_sample_holds_on_the_whole_image():
     result = encode_webp(img, rgba_pixels(img), 45.0, OPTIONS, "t")
     assert result is not None and result.near_lossless is not None
     assert 45.0 <= _measured(result.data, img) < np.inf
+
+
+def test_near_lossless_that_hardly_helps_on_the_sample_is_not_encoded_at_full_size(
+        monkeypatch):
+    # Fox's texture: flat colour areas; near-lossless saves 0.3 % on the sample and would
+    # come out 17 % larger than lossless at full size.
+    doc = load_asset(corpus_file("Fox/Fox.glb"))
+    image = doc.json["images"][0]
+    with Image.open(io.BytesIO(doc.buffer_view_bytes(image["bufferView"]))) as img:
+        img = img.convert("RGB")
+    sizes: list[tuple[int, int]] = []
+    original = webp_encode._near_lossless_encoder
+
+    def recording(image, opts):
+        sizes.append(image.size)
+        return original(image, opts)
+    monkeypatch.setattr(webp_encode, "_near_lossless_encoder", recording)
+    result = encode_webp(img, rgba_pixels(img), 40.0, OPTIONS, "t")
+    assert result is not None and result.psnr == np.inf  # lossless won
+    assert sizes and img.size not in sizes
