@@ -1,0 +1,59 @@
+"""The benchmark's own judgement: which peer output counts as comparable, and surface
+sampling that does not depend on triangle order. Its verdicts go into docs/benchmarks.md,
+so they are tested like the rest."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import trimesh
+from support import REPO
+
+sys.path.insert(0, str(REPO / "tools" / "bench"))
+import compare_peers  # noqa: E402
+import peers  # noqa: E402
+
+
+def _result(ours_psnr, ours_geo, **others) -> dict:
+    """A bench_model()-shaped result: ours plus peers given as (gzip, psnr, geo, dropped)."""
+    tools = {"ours": {"gzip_bytes": 1000, "psnr": {"min": ours_psnr},
+                      "geo": {"rel_max": ours_geo}, "dropped": []}}
+    for name, (gzip, psnr, geo, dropped) in others.items():
+        tools[name] = {"gzip_bytes": gzip, "psnr": {"min": psnr}, "geo": {"rel_max": geo},
+                       "dropped": dropped}
+    return {"tools": tools}
+
+
+def test_a_peer_counts_only_at_equal_or_better_texture_quality_and_geometry():
+    res = _result(42.0, 1e-4,
+                  worse_textures=(800, 41.0, 1e-4, []),
+                  lossless=(1200, "inf", 1e-4, []),
+                  coarser=(700, 45.0, 2e-4, []),  # 2x our error
+                  within_noise=(900, 42.0, 1.2e-4, []))  # 1.2x: sampling noise
+    assert compare_peers.comparable_peers(res) == [("within_noise", 900), ("lossless", 1200)]
+
+
+def test_negligible_geometric_error_always_counts():
+    res = _result(None, 1e-6, tiny=(500, None, 4e-5, []))
+    assert compare_peers.comparable_peers(res) == [("tiny", 500)]
+
+
+def test_a_peer_that_dropped_data_does_not_count_but_names_and_extras_do_not_matter():
+    res = _result(None, 1e-4,
+                  no_metadata=(100, None, 1e-4, ["EXT_structural_metadata"]),
+                  no_points=(200, None, 1e-4, ["point primitives 1/1"]),
+                  no_names=(300, None, 1e-4, ["node names 6/7", "extras 1/6"]))
+    assert compare_peers.comparable_peers(res) == [("no_names", 300)]
+
+
+def test_sampling_does_not_depend_on_triangle_order_or_first_corner():
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    rng = np.random.default_rng(0)
+    faces = sphere.faces[rng.permutation(len(sphere.faces))]
+    faces = np.roll(faces, 1, axis=1)  # same triangles, same winding, other first corner
+    a = peers.canonical_mesh(peers.Geometry(sphere.vertices, sphere.faces, np.zeros((0, 3))))
+    b = peers.canonical_mesh(peers.Geometry(sphere.vertices, faces, np.zeros((0, 3))))
+    assert np.array_equal(a.faces, b.faces)
+    assert np.array_equal(trimesh.sample.sample_surface(a, 500, seed=3)[0],
+                          trimesh.sample.sample_surface(b, 500, seed=3)[0])
