@@ -37,9 +37,14 @@ def image_size(data: bytes, where: str = "image") -> tuple[int, int]:
         width, height = struct.unpack_from("<II", data, 20)
         return width, height
     try:
-        with Image.open(io.BytesIO(data)) as img:  # lazy: reads the header, decodes nothing
-            return img.size
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:  # lazy: reads the header only
+                return img.size
+    except Image.DecompressionBombError as exc:
+        raise GltfInvalid(f"{where}: image is over the decode limit ({exc})",
+                          code="image_too_large") from None
+    except (OSError, ValueError) as exc:
         raise GltfInvalid(f"{where}: unreadable image: {exc}", code="image_invalid") from None
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from tourserver.ingest.gltf_io import Document
-from tourserver.ingest.images import MAX_DECODE_PIXELS, decode_image
+from tourserver.ingest.images import MAX_DECODE_PIXELS, decode_image, image_size
 from tourserver.pipeline.base import Context
 from tourserver.pipeline.repack import repack
 
@@ -83,11 +83,12 @@ def target_size(width: int, height: int, max_px: int, power_of_two: bool) -> tup
 def resize_image(data: bytes, mime: str, max_px: int, where: str,
                  power_of_two: bool = False) -> bytes | None:
     """Return the re-encoded image, or None if it already fits."""
+    w, h = image_size(data, where)  # the header says whether it fits: no decode for that
+    if target_size(w, h, max_px, power_of_two) == (w, h) and w * h <= MAX_DECODE_PIXELS:
+        return None
     with decode_image(data, where) as img:
         w, h = img.size
         size = target_size(w, h, max_px, power_of_two)
-        if size == (w, h):
-            return None
         out = io.BytesIO()
         mode = img.mode
         # Resample in a full-colour mode, then return to the source's mode so a palette
