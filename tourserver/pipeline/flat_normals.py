@@ -41,6 +41,16 @@ NORMAL_TEXTURE_SLOTS = ("normalTexture", "clearcoatNormalTexture")
 
 
 @dataclass(frozen=True)
+class _Change:
+    """What happens to one primitive's data: with `smooth` None every triangle is flat and
+    NORMAL simply goes; otherwise both parts' {"attributes", "indices"} references."""
+
+    triangles: int  # triangles now drawn with flat normals
+    flat: dict | None
+    smooth: dict | None
+
+
+@dataclass(frozen=True)
 class FlatNormals:
     max_angle_deg: float = 1.0  # int8 normals alone are off by up to ~0.5 degrees
     min_flat_share: float = 0.9  # split a primitive only when this share of it is flat
@@ -55,7 +65,7 @@ class FlatNormals:
         builder = BufferBuilder(new_json)
         dropped = split = triangles = 0
         # Primitives that share their data (instances of one mesh part) change together.
-        done: dict[tuple, tuple[dict, dict | None] | None] = {}
+        done: dict[tuple, _Change | None] = {}
         for mesh in new_json.get("meshes", []):
             added: list[dict] = []
             for prim in mesh.get("primitives", []):
@@ -67,21 +77,21 @@ class FlatNormals:
                     done[key] = self._rewrite(doc, new_json, builder, prim)
                     if done[key] is not None:
                         dropped += 1
-                        split += done[key][1] is not None
-                        triangles += done[key][0].pop("_flat")
+                        split += done[key].smooth is not None
+                        triangles += done[key].triangles
                 change = done[key]
                 if change is None:
                     continue
-                flat_part, smooth_part = change
-                if smooth_part is None:
+                if change.smooth is None:
                     prim["attributes"].pop("NORMAL")
                     continue
-                prim["attributes"] = dict(smooth_part["attributes"])
-                prim["indices"] = smooth_part["indices"]
+                assert change.flat is not None
+                prim["attributes"] = dict(change.smooth["attributes"])
+                prim["indices"] = change.smooth["indices"]
                 added.append({**{k: v for k, v in prim.items()
                                  if k not in ("attributes", "indices")},
-                              "attributes": dict(flat_part["attributes"]),
-                              "indices": flat_part["indices"]})
+                              "attributes": dict(change.flat["attributes"]),
+                              "indices": change.flat["indices"]})
             mesh.get("primitives", []).extend(added)
         ctx.add("flat_normals.primitives", dropped)
         ctx.add("flat_normals.split", split)
@@ -94,14 +104,13 @@ class FlatNormals:
         return finish(doc, new_json, builder)
 
     def _rewrite(self, doc: Document, new_json: dict, builder: BufferBuilder,
-                 prim: dict) -> tuple[dict, dict | None] | None:
-        """None when `prim` keeps its normals; else (the flat part, the smooth part or None
-        when every triangle is flat), as {"attributes", "indices"} references."""
+                 prim: dict) -> _Change | None:
+        """None when `prim` keeps its normals; else what changes."""
         flat = self._flat_triangles(doc, prim)
         if flat is None or not flat.any():
             return None
         if flat.all():
-            return {"_flat": int(flat.sum())}, None
+            return _Change(int(flat.sum()), None, None)
         if flat.mean() < self.min_flat_share:
             return None
         n = new_json["accessors"][prim["attributes"]["POSITION"]]["count"]
@@ -111,8 +120,7 @@ class FlatNormals:
         smooth_part = {"attributes": dict(prim["attributes"])}
         _compact(doc, new_json, builder, flat_part, triangles[flat])
         _compact(doc, new_json, builder, smooth_part, triangles[~flat])
-        flat_part["_flat"] = int(flat.sum())
-        return flat_part, smooth_part
+        return _Change(int(flat.sum()), flat_part, smooth_part)
 
     def _blocked(self, doc_json: dict, prim: dict) -> bool:
         attrs = prim.get("attributes", {})
