@@ -489,3 +489,33 @@ def test_clearcoat_test_model_no_new_errors():
         assert validator_errors(out)[0] <= before
         assert out.json["extensionsUsed"][: len(src.json["extensionsUsed"])] == \
             src.json["extensionsUsed"]
+
+
+def test_a_second_run_on_the_same_images_reuses_the_results(monkeypatch):
+    texture_encode.RESULTS.clear()
+    calls: list[str] = []
+    original = TextureEncode._encode
+
+    def counting(self, data, mime, role, where, basisu):
+        calls.append(where)
+        return original(self, data, mime, role, where, basisu)
+    monkeypatch.setattr(TextureEncode, "_encode", counting)
+    src = textured_doc()
+    first, _ = run(src, TextureEncode())
+    encoded = len(calls)
+    assert encoded == 4
+    second, ctx = run(src, TextureEncode(name="again"))  # the name does not matter
+    assert len(calls) == encoded  # nothing encoded again
+    assert write_glb(second) == write_glb(first)
+    assert ctx.facts["texture_encode.images"] >= 3
+    run(src, TextureEncode(psnr_floor=42.0))  # other settings: encoded anew
+    assert len(calls) == 2 * encoded
+
+
+def test_the_result_cache_is_bounded():
+    cache = texture_encode._ResultCache(max_bytes=10)
+    for i in range(5):
+        cache.put(("k", i), texture_encode.Encoded(b"x" * 4, "image/webp", 40.0, 80))
+    assert [cache.get(("k", i))[0] for i in range(5)] == [False, False, False, True, True]
+    cache.put(("big",), texture_encode.Encoded(b"x" * 11, "image/webp", 40.0, 80))
+    assert cache.get(("big",)) == (False, None)  # larger than the whole cache: not kept

@@ -48,6 +48,7 @@ that already has an image extension are left as they are, with a log line saying
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import os
 import platform
@@ -55,8 +56,10 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +73,7 @@ except (ImportError, OSError):  # without it JPEGs are only ever re-encoded loss
 from tourserver.errors import TourError
 from tourserver.ingest.gltf_io import Document
 from tourserver.ingest.images import MAX_DECODE_PIXELS, decode_image, rgba_pixels
+from tourserver.pipeline import webp_encode
 from tourserver.pipeline.base import Context
 from tourserver.pipeline.quality_search import Encoded, prober, search_lowest
 from tourserver.pipeline.repack import BufferBuilder, repack
@@ -130,10 +134,21 @@ class TextureEncode:
         added_ext = False
         required = False
 
+        # What a result depends on besides the image: settings and the encoders at hand.
+        settings = (replace(self, name="", workers=0), basisu, mozjpeg is not None,
+                    webp_encode.pyvips is not None)
+
         def encode(i: int) -> Encoded | None:
             image = images[i]
-            return self._encode(doc.buffer_view_bytes(image["bufferView"]), image["mimeType"],
-                                roles.get(i, "data"), f"{doc.source}#/images/{i}", basisu)
+            data = doc.buffer_view_bytes(image["bufferView"])
+            role = roles.get(i, "data")
+            key = (hashlib.sha256(data).digest(), image["mimeType"], role, settings)
+            found, result = RESULTS.get(key)
+            if not found:
+                result = self._encode(data, image["mimeType"], role,
+                                      f"{doc.source}#/images/{i}", basisu)
+                RESULTS.put(key, result)
+            return result
 
         # Encoders release the GIL: images are encoded in parallel, then applied in order,
         # so the output does not depend on which finished first.
@@ -304,6 +319,47 @@ class TextureEncode:
             payloads[view] = data  # the view is this image's alone: new bytes in place
         else:
             image["bufferView"] = builder.add_view(data)
+
+
+class _ResultCache:
+    """Results of `_encode` by (image bytes' hash, MIME type, role, settings), up to
+    `max_bytes` of encoded data, least recently used out first. Encoding is deterministic,
+    so a build that makes several tiers of one scene, whose images are often the same after
+    resizing, encodes each once (the demo tour: 18 variants of 6 scenes)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple, Encoded | None] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> tuple[bool, Encoded | None]:
+        with self._lock:
+            if key not in self._items:
+                return False, None
+            self._items.move_to_end(key)
+            return True, self._items[key]
+
+    def put(self, key: tuple, value: Encoded | None) -> None:
+        size = len(value.data) if value is not None else 0
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = value
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= len(old.data) if old is not None else 0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+RESULTS = _ResultCache(max_bytes=64 << 20)
 
 
 def _doc_copy(doc: Document, new_json: dict) -> Document:
