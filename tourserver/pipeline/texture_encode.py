@@ -81,8 +81,6 @@ from tourserver.pipeline.webp_encode import WebpOptions, encode_lossless, encode
 
 FORMATS = ("webp", "png", "jpeg", "ktx2", "keep")
 EXTENSION_FOR = {"webp": "EXT_texture_webp", "ktx2": "KHR_texture_basisu"}
-MIME_FOR = {"webp": "image/webp", "png": "image/png", "jpeg": "image/jpeg",
-            "ktx2": "image/ktx2"}
 # Texture extensions that carry their own image: a texture with one is left untouched.
 IMAGE_EXTENSIONS = ("EXT_texture_webp", "KHR_texture_basisu", "MSFT_texture_dds",
                     "EXT_texture_avif")

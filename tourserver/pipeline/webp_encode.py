@@ -4,8 +4,9 @@ Candidates: lossy (quality searched), and for sources that are not JPEG, lossles
 near-lossless (level searched). Every choice is made on a sample of the image
 (`image_sample`): each candidate's setting and its bytes, scaled to the image. Then the
 candidates are encoded at full size in order of those estimates, each measured there and
-stepped up until it holds the floor, until the next estimate is clearly larger than the
-best full-size result. So an image costs about one full-size encode, not the ~5 of a
+corrected (up where the sample was optimistic, down where it was cautious and the saving
+is worth another encode), until the next estimate is clearly larger than the best
+full-size result. So an image costs one to three full-size encodes, not the ~5 of a
 search; the result is always measured on the whole image.
 
 Lossy WebP goes through libvips when it is there, for libwebp's sharp RGB->YUV conversion
