@@ -269,8 +269,9 @@ def _near_lossless_plan(sample: Sample, floor: float, opts: WebpOptions, where: 
 
 def _confirm(plan: _Plan, image: Image.Image, reference: np.ndarray, floor: float,
              opts: WebpOptions, where: str, cap: int | None) -> Encoded | None:
-    """Encode `plan` at full size, measured; step its setting up until the whole image
-    holds the floor. None when it cannot, or cannot come in under `cap` bytes."""
+    """Encode `plan` at full size, measured, its setting corrected until the whole image
+    holds the floor (see `_confirm_lossy`; near-lossless only steps up). None when it
+    cannot, or cannot come in under `cap` bytes."""
     if plan.kind == "lossless":
         data = encode_lossless(image, opts)
         return Encoded(data, WEBP, np.inf, None)
