@@ -170,5 +170,36 @@ def test_near_lossless_that_hardly_helps_on_the_sample_is_not_encoded_at_full_si
         return original(image, opts)
     monkeypatch.setattr(webp_encode, "_near_lossless_encoder", recording)
     result = encode_webp(img, rgba_pixels(img), 40.0, OPTIONS, "t")
-    assert result is not None and result.psnr == np.inf  # lossless won
+    assert result is not None and result.near_lossless is None  # lossless or a palette won
     assert sizes and img.size not in sizes
+
+
+def _few_colours(size: int = 256) -> Image.Image:
+    """A UV-test-like card: flat coloured cells with dark grid lines and a little
+    anti-aliasing noise, the kind of synthetic texture a palette codes best."""
+    rng = np.random.default_rng(8)
+    cells = rng.integers(40, 230, (8, 8, 3)).repeat(size // 8, 0).repeat(size // 8, 1)
+    cells[:: size // 8] = 20
+    cells[:, :: size // 8] = 20
+    noisy = cells + rng.integers(-1, 2, cells.shape) * (rng.random(cells.shape[:2]) < 0.05)[
+        ..., None]
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def test_a_few_colour_image_takes_the_fewest_colours_that_hold_the_floor():
+    img = _few_colours()
+    result = encode_webp(img, rgba_pixels(img), 40.0, OPTIONS, "t")
+    assert result is not None and result.palette is not None
+    assert _measured(result.data, img) >= 40.0
+    lossless = webp_encode.encode_lossless(img, OPTIONS)
+    assert len(result.data) < len(lossless)
+    # The fewest: the next smaller palette misses the floor.
+    smaller = webp_encode.PALETTE_SIZES[webp_encode.PALETTE_SIZES.index(result.palette) - 1]
+    assert _measured(webp_encode._palette_encoder(img, OPTIONS)(smaller), img) < 40.0
+
+
+def test_a_photograph_rules_the_palette_out():
+    rng = np.random.default_rng(9)
+    img = Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8))
+    sample = sample_of(img, rgba_pixels(img))
+    assert webp_encode._palette_plan(sample, 40.0, OPTIONS, "t") is None

@@ -29,6 +29,7 @@ class Encoded:
     psnr: float  # worst channel against the source pixels, dB (inf when lossless)
     quality: int | None  # lossy quality; None when lossless, near-lossless (or KTX2)
     near_lossless: int | None = None  # libwebp near-lossless level, when that won
+    palette: int | None = None  # colours, when a reduced palette (lossless-coded) won
 
 
 def measure(data: bytes, reference: np.ndarray, where: str, max_pixels: int) -> float:

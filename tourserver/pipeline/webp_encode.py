@@ -1,13 +1,14 @@
 """The smallest WebP encoding of an image that holds a PSNR floor.
 
-Candidates: lossy (quality searched), and for sources that are not JPEG, lossless and
-near-lossless (level searched). Every choice is made on a sample of the image
-(`image_sample`): each candidate's setting and its bytes, scaled to the image. Then the
-candidates are encoded at full size in order of those estimates, each measured there and
-corrected (up where the sample was optimistic, down where it was cautious and the saving
-is worth another encode), until the next estimate is clearly larger than the best
-full-size result. So an image costs one to three full-size encodes, not the ~5 of a
-search; the result is always measured on the whole image.
+Candidates: lossy (quality searched), and for sources that are not JPEG, lossless,
+near-lossless (level searched) and a reduced palette coded losslessly (colours
+searched). Every choice is made on a sample of the image (`image_sample`): each
+candidate's setting and its bytes, scaled to the image. Then the candidates are encoded
+at full size in order of those estimates, each measured there and corrected (up where
+the sample was optimistic, down where it was cautious and the saving is worth another
+encode), until the next estimate is clearly larger than the best full-size result. So an
+image costs one to three full-size encodes, not the ~5 of a search; the result is always
+measured on the whole image.
 
 Lossy WebP goes through libvips when it is there, for libwebp's sharp RGB->YUV conversion
 (Pillow has no switch for it): it keeps colour edges through 4:2:0 (FlightHelmet's colour
@@ -62,6 +63,10 @@ NEAR_LOSSLESS_START = 40  # usually the smallest level; PSNR rises with the leve
 NEAR_LOSSLESS_STEP_DB = 1.5
 NEAR_LOSSLESS_SAMPLE_PIXELS = 128 * 128
 NEAR_LOSSLESS_MIN_GAIN = 0.05  # of lossless's bytes on the same sample
+# Flat synthetic images (UV grids, labels, icons) often hold the floor with a few colours:
+# the fewest of these that does, coded losslessly, is a candidate too (as pngquant does for
+# PNG). Photographs miss the floor even at 256 and cost a few milliseconds to rule out.
+PALETTE_SIZES = (2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 # Lossy settings are chosen on a sample of at least this many pixels: a 256 px mosaic of a
 # 512 px texture put a colour texture's quality 4 steps too low, and encodes up to 512 px
 # cost milliseconds (images under twice this are searched whole).
@@ -89,8 +94,8 @@ class WebpOptions:
 @dataclass(frozen=True)
 class _Plan:
     estimate: float  # full-size bytes, from the sample
-    kind: str  # lossy | lossless | near-lossless
-    setting: int | None  # quality or near-lossless level
+    kind: str  # lossy | lossless | near-lossless | palette
+    setting: int | None  # quality, near-lossless level or palette colours
     result: Encoded | None  # the final result already, when the sample is the whole image
     sample: Probe | None = None  # lossy: the sample's quality -> (bytes, PSNR)
     sharp: bool = False  # lossy: libwebp's sharp RGB->YUV conversion
@@ -152,7 +157,39 @@ def _lossless_plans(image: Image.Image, reference: np.ndarray, floor: float,
         gain = 0.0 if sample.whole else NEAR_LOSSLESS_MIN_GAIN
         if near is not None and near.estimate < (1 - gain) * plans[0].estimate:
             plans.append(near)
+    palette = _palette_plan(sample, floor, opts, where)
+    if palette is not None and palette.estimate < plans[0].estimate:
+        plans.append(palette)
     return plans
+
+
+def _palette_encoder(image: Image.Image, opts: WebpOptions) -> Callable[[int], bytes]:
+    def encode(colours: int) -> bytes:
+        # Fast octree: the one Pillow quantizer that keeps alpha.
+        reduced = image.quantize(colours, method=Image.Quantize.FASTOCTREE)
+        return encode_lossless(reduced.convert(image.mode), opts)
+    return encode
+
+
+def _palette_plan(sample: Sample, floor: float, opts: WebpOptions,
+                  where: str) -> _Plan | None:
+    """The fewest colours (of PALETTE_SIZES) whose palette holds the floor on the sample:
+    a bisection, as PSNR grows with the colours."""
+    probe = prober(_palette_encoder(sample.image, opts), sample.reference, where,
+                   opts.max_pixels)
+    lo, hi = 0, len(PALETTE_SIZES) - 1
+    if probe(PALETTE_SIZES[hi])[1] < floor:
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if probe(PALETTE_SIZES[mid])[1] >= floor:
+            hi = mid
+        else:
+            lo = mid + 1
+    colours = PALETTE_SIZES[hi]
+    data, value = probe(colours)
+    result = (Encoded(data, WEBP, value, None, palette=colours) if sample.whole else None)
+    return _Plan(len(data) * sample.scale, "palette", colours, result)
 
 
 def _first_that_holds(plans: list[_Plan], image: Image.Image, reference: np.ndarray,
@@ -275,6 +312,17 @@ def _confirm(plan: _Plan, image: Image.Image, reference: np.ndarray, floor: floa
     if plan.kind == "lossless":
         data = encode_lossless(image, opts)
         return Encoded(data, WEBP, np.inf, None)
+    if plan.kind == "palette":
+        encode = _palette_encoder(image, opts)
+        assert plan.setting is not None
+        for colours in PALETTE_SIZES[PALETTE_SIZES.index(plan.setting):]:
+            data = encode(colours)
+            if cap is not None and len(data) >= cap:
+                return None  # more colours are larger still
+            value = measure(data, reference, where, opts.max_pixels)
+            if value >= floor:
+                return Encoded(data, WEBP, value, None, palette=colours)
+        return None
     if plan.kind == "near-lossless":
         encode = _near_lossless_encoder(image, opts)
         assert plan.setting is not None
