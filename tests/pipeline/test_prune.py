@@ -17,8 +17,9 @@ from support import corpus_file
 from tourserver.ingest.gltf_io import Document, parse_glb, write_glb
 from tourserver.ingest.loaders import load_asset
 from tourserver.pipeline.base import Context, run
+from tourserver.pipeline.optimize import OptimizeOptions, plan
 from tourserver.pipeline.prune import Prune
-from tourserver.pipeline.repack import BufferBuilder
+from tourserver.pipeline.repack import BufferBuilder, repack
 
 
 def with_garbage(doc: Document) -> Document:
@@ -122,3 +123,94 @@ def test_point_cloud_metadata_survives():
     assert out.json["extensions"]["EXT_structural_metadata"] == \
         doc.json["extensions"]["EXT_structural_metadata"]
     assert parse_glb(write_glb(out)).json["meshes"] == out.json["meshes"]
+
+
+# -- vertex attributes no material reads ------------------------------------------------
+
+PNG_1PX = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+                        "0000000d49444154789c6300010000050001a5f645400000000049454e44ae426082")
+
+
+def _quad(materials: list[dict], prims: list[dict]) -> Document:
+    """A quad with POSITION, NORMAL, TANGENT, TEXCOORD_0 and TEXCOORD_1, drawn by each of
+    `prims` (attributes shared), with one texture every material may sample."""
+    j: dict = {"asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}],
+               "nodes": [{"mesh": 0}], "meshes": [{"primitives": []}],
+               "materials": materials, "samplers": [{}]}
+    builder = BufferBuilder(j)
+    attrs = {
+        "POSITION": builder.add_accessor(j, np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0],
+                                                      [0, 1, 0]], np.float32),
+                                         target=34962, with_bounds=True),
+        "NORMAL": builder.add_accessor(j, np.tile(np.float32([0, 0, 1]), (4, 1)),
+                                       target=34962),
+        "TANGENT": builder.add_accessor(j, np.tile(np.float32([1, 0, 0, 1]), (4, 1)),
+                                        target=34962),
+        "TEXCOORD_0": builder.add_accessor(j, np.float32([[0, 0], [1, 0], [1, 1], [0, 1]]),
+                                           target=34962),
+        "TEXCOORD_1": builder.add_accessor(j, np.float32([[0, 0], [.5, 0], [.5, .5],
+                                                          [0, .5]]), target=34962),
+    }
+    indices = builder.add_accessor(j, np.uint16([0, 1, 2, 0, 2, 3]), target=34963)
+    for prim in prims:
+        j["meshes"][0]["primitives"].append({"attributes": dict(attrs), "indices": indices,
+                                             **prim})
+    j["images"] = [{"bufferView": builder.add_view(PNG_1PX), "mimeType": "image/png"}]
+    j["textures"] = [{"source": 0, "sampler": 0}]
+    return repack(Document(j), j, builder.payloads)
+
+
+def _attributes(doc: Document) -> list[set[str]]:
+    return [set(p["attributes"]) for p in doc.json["meshes"][0]["primitives"]]
+
+
+def test_unused_texture_coordinates_and_tangents_go(tmp_path):
+    doc = _quad([{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}],
+                [{"material": 0}])
+    out, ctx = run(doc, Prune())
+    assert _attributes(out) == [{"POSITION", "NORMAL", "TEXCOORD_0"}]
+    assert ctx.facts["prune.attributes"] == 2
+    assert len(out.bin) < len(doc.bin)
+    assert validator_errors(out, tmp_path / "quad.glb") == 0
+
+
+def test_a_used_set_keeps_the_unused_sets_below_it():
+    doc = _quad([{"occlusionTexture": {"index": 0, "texCoord": 1}}], [{"material": 0}])
+    out, _ = run(doc, Prune())
+    assert {"TEXCOORD_0", "TEXCOORD_1"} <= _attributes(out)[0]
+
+
+def test_what_a_variant_or_a_normal_map_reads_stays():
+    doc = _quad([{"normalTexture": {"index": 0}},
+                 {"extensions": {"KHR_materials_clearcoat": {
+                     "clearcoatNormalTexture": {"index": 0}}}},
+                 {"pbrMetallicRoughness": {"baseColorTexture": {"index": 0, "extensions": {
+                     "KHR_texture_transform": {"texCoord": 1}}}}}],
+                [{"material": 0},
+                 {"material": 1, "extensions": {"KHR_materials_variants": {"mappings": [
+                     {"material": 2, "variants": [0]}]}}}])
+    doc.json["extensionsUsed"] = ["KHR_materials_clearcoat", "KHR_materials_variants",
+                                  "KHR_texture_transform"]
+    doc.json["extensions"] = {"KHR_materials_variants": {"variants": [{"name": "v"}]}}
+    out, _ = run(doc, Prune())
+    first, second = _attributes(out)
+    assert "TANGENT" in first  # its normal map
+    assert {"TANGENT", "TEXCOORD_0", "TEXCOORD_1"} <= second  # clearcoat normal, variant
+
+
+def test_shared_vertex_data_is_kept_where_any_sharer_reads_it():
+    # Both primitives draw the same accessors; only the second samples TEXCOORD_1. Dropping
+    # it from the first would stop the two sharing their vertex data.
+    doc = _quad([{}, {"occlusionTexture": {"index": 0, "texCoord": 1}}],
+                [{"material": 0}, {"material": 1}])
+    out, _ = run(doc, Prune())
+    first, second = _attributes(out)
+    assert "TEXCOORD_1" in first and "TEXCOORD_1" in second
+    assert "TANGENT" not in first and "TANGENT" not in second  # no sharer reads tangents
+
+
+def test_the_archive_preset_keeps_every_attribute():
+    prunes = [t for t in plan(OptimizeOptions(preset="archive")) if isinstance(t, Prune)]
+    assert prunes and not any(t.attributes for t in prunes)
+    assert any(t.attributes for t in plan(OptimizeOptions(preset="phone"))
+               if isinstance(t, Prune))

@@ -66,7 +66,8 @@ def plan(options: OptimizeOptions, triangles: int = 0) -> tuple[Transform, ...]:
     """The transforms a preset and its overrides amount to, in order."""
     budget = options.budget
     lossless = options.preset == "archive"
-    steps: list[Transform] = [Dedup(), Prune()]
+    # Archive keeps vertex attributes no material reads (a later material may read them).
+    steps: list[Transform] = [Dedup(), Prune(attributes=not lossless)]
     if not lossless:
         # Normals that only repeat each face's own go: clients compute flat normals, and the
         # weld below merges the positions they kept apart (archive keeps the attribute).
@@ -98,7 +99,7 @@ def plan(options: OptimizeOptions, triangles: int = 0) -> tuple[Transform, ...]:
                       Prune()))
     if compress == "meshopt":
         steps.append(MeshoptCompress(rotate_triangles=True))
-    steps.append(Prune())
+    steps.append(Prune(attributes=not lossless))
     if not lossless:
         steps.append(CompactJson())
     return tuple(steps)

@@ -1,5 +1,7 @@
 """Remove what nothing refers to: meshes, skins, materials, textures, samplers, images and
-accessors (whose bufferViews `repack` then drops).
+accessors (whose bufferViews `repack` then drops), and vertex attributes no material reads
+(texture coordinate sets no texture samples, tangents without a normal map; see
+`drop_unused_attributes`), as glTF-Transform's prune and gltfpack do.
 
 Why: exporters leave behind materials of deleted objects, textures no material samples and
 accessors of replaced geometry; after `dedup` the merged copies are unreferenced too. Every
@@ -202,10 +204,91 @@ def drop_unused_extension_names(doc_json: dict) -> None:
             doc_json.pop(field)
 
 
+# Material extensions that read tangents (besides a normalTexture anywhere in a material).
+_TANGENT_EXTENSIONS = frozenset({"KHR_materials_anisotropy"})
+# Material extensions known not to read tangents or texture coordinates beyond their own
+# texture infos (which `material_texture_infos` finds); with any other, nothing is dropped.
+_PLAIN_MATERIAL_EXTENSIONS = frozenset(
+    e for e in KNOWN_EXTENSIONS if e.startswith("KHR_materials_")) | {"KHR_texture_transform"}
+
+
+def drop_unused_attributes(doc_json: dict) -> int:
+    """Remove vertex attributes no material of a primitive can read: the highest-numbered
+    TEXCOORD_n sets no texture info samples (the sets must stay numbered from 0 without
+    gaps, so an unused set below a used one stays) and TANGENT where no material has a
+    normal texture or anisotropy. Every material a primitive can show counts (its own, the
+    default when it has none, and every KHR_materials_variants mapping). An accessor shared
+    by several primitives goes only where none of them reads it: otherwise primitives that
+    share vertex data would stop sharing it and the file would grow. Left alone: primitives
+    with morph targets or other extensions, and documents with EXT_structural_metadata or
+    EXT_mesh_features (their textures sample TEXCOORD sets too). Returns how many
+    attribute references were removed."""
+    if {"EXT_structural_metadata", "EXT_mesh_features"} & set(
+            doc_json.get("extensionsUsed", [])):
+        return 0
+    prims = list(_primitives(doc_json))
+    unused = [_unused_attributes(doc_json, prim) for prim in prims]
+    # (semantic, accessor) pairs that some primitive still reads
+    needed = {(name, acc) for prim, drop in zip(prims, unused, strict=True)
+              for name, acc in prim.get("attributes", {}).items() if name not in drop}
+    removed = 0
+    for prim, drop in zip(prims, unused, strict=True):
+        attributes = prim.get("attributes", {})
+        # Highest sets first, so TEXCOORD_n stay numbered without gaps.
+        sets = sorted((n for n in drop if n.startswith("TEXCOORD_")),
+                      key=lambda n: int(n[9:]), reverse=True)
+        for name in sets:
+            if (name, attributes[name]) in needed:
+                break  # a lower set cannot go while this one stays
+            del attributes[name]
+            removed += 1
+        if "TANGENT" in drop and ("TANGENT", attributes["TANGENT"]) not in needed:
+            del attributes["TANGENT"]
+            removed += 1
+    return removed
+
+
+def _unused_attributes(doc_json: dict, prim: dict) -> set[str]:
+    """The attributes of `prim` that none of its materials reads (see
+    drop_unused_attributes); empty where that cannot be known."""
+    extensions = set(prim.get("extensions", {})) - {"KHR_materials_variants"}
+    if extensions or prim.get("targets"):
+        return set()
+    materials = doc_json.get("materials", [])
+    shown = [prim.get("material")] + [
+        m.get("material") for m in
+        prim.get("extensions", {}).get("KHR_materials_variants", {}).get("mappings", [])]
+    chosen = [materials[i] if isinstance(i, int) and 0 <= i < len(materials) else {}
+              for i in shown]
+    if any(carried_extensions(m) - _PLAIN_MATERIAL_EXTENSIONS for m in chosen):
+        return set()
+    sampled: set[int] = set()
+    tangents = False
+    for material in chosen:
+        tangents |= bool(_TANGENT_EXTENSIONS & carried_extensions(material))
+        # normalTexture, clearcoatNormalTexture, ...: any normal map reads tangents
+        tangents |= "normaltexture" in repr(material).lower()
+        for info in material_texture_infos(material):
+            transform = info.get("extensions", {}).get("KHR_texture_transform", {})
+            sampled.add(int(transform.get("texCoord", info.get("texCoord", 0))))
+    attributes = prim.get("attributes", {})
+    out: set[str] = set()
+    for index in sorted((int(k[9:]) for k in attributes
+                         if k.startswith("TEXCOORD_") and k[9:].isdigit()), reverse=True):
+        if index in sampled:
+            break  # this set stays, so every lower one does too
+        out.add(f"TEXCOORD_{index}")
+    if "TANGENT" in attributes and not tangents:
+        out.add("TANGENT")
+    return out
+
+
 @dataclass(frozen=True)
 class Prune:
-    """Remove unreferenced meshes, skins, materials, textures, samplers, images, accessors."""
+    """Remove unreferenced meshes, skins, materials, textures, samplers, images, accessors,
+    and (with `attributes`) vertex attributes no material reads."""
 
+    attributes: bool = True  # unused TEXCOORD_n sets and tangents (see drop_unused_attributes)
     name: str = "prune"
 
     def __call__(self, doc: Document, ctx: Context) -> Document:
@@ -215,6 +298,8 @@ class Prune:
             ctx.logger.info("prune: nothing pruned: the extensions %s may refer to objects "
                             "by index", ", ".join(unknown))
             return Document(new_json, doc.bin, doc.source)
+        if self.attributes:
+            ctx.add("prune.attributes", drop_unused_attributes(new_json))
         # Order matters: a mesh's removal can free materials, a material's textures, ...
         for kind in ("meshes", "skins", "materials", "textures", "samplers", "images"):
             removed = remove_items(new_json, kind, used(new_json, kind))
