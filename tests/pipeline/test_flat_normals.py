@@ -122,7 +122,11 @@ def test_tangents_normal_maps_and_morph_targets_keep_their_normals():
     normal_mapped = mesh_doc(flat_soup(box), indices)
     normal_mapped.json["materials"] = [{"normalTexture": {"index": 0}}]
     normal_mapped.json["meshes"][0]["primitives"][0]["material"] = 0
-    for doc in (mesh_doc(with_tangent, indices), morphed, normal_mapped):
+    clearcoat_mapped = mesh_doc(flat_soup(box), indices)
+    clearcoat_mapped.json["materials"] = [{"extensions": {"KHR_materials_clearcoat": {
+        "clearcoatNormalTexture": {"index": 0}}}}]
+    clearcoat_mapped.json["meshes"][0]["primitives"][0]["material"] = 0
+    for doc in (mesh_doc(with_tangent, indices), morphed, normal_mapped, clearcoat_mapped):
         out, ctx = run(doc, FlatNormals())
         assert "NORMAL" in out.json["meshes"][0]["primitives"][0]["attributes"]
         assert ctx.facts["flat_normals.primitives"] == 0

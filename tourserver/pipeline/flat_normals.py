@@ -28,6 +28,7 @@ import numpy as np
 
 from tourserver.ingest.gltf_io import MODE_TRIANGLES, Document
 from tourserver.pipeline.base import Context
+from tourserver.pipeline.prune import samples_normal_map
 from tourserver.pipeline.repack import BufferBuilder
 from tourserver.pipeline.weld import (
     document_skip_reason,
@@ -36,8 +37,6 @@ from tourserver.pipeline.weld import (
     rewrite_primitive,
     skip_reason,
 )
-
-NORMAL_TEXTURE_SLOTS = ("normalTexture", "clearcoatNormalTexture")
 
 
 @dataclass(frozen=True)
@@ -131,8 +130,7 @@ class FlatNormals:
         material = prim.get("material")
         if material is None:
             return False
-        text = repr(doc_json.get("materials", [])[material])
-        return any(f"'{slot}'" in text for slot in NORMAL_TEXTURE_SLOTS)
+        return samples_normal_map(doc_json.get("materials", [])[material])
 
     def _flat_triangles(self, doc: Document, prim: dict) -> np.ndarray | None:
         """Per triangle: whether its three vertex normals are its face normal."""

@@ -212,6 +212,24 @@ _PLAIN_MATERIAL_EXTENSIONS = frozenset(
     e for e in KNOWN_EXTENSIONS if e.startswith("KHR_materials_")) | {"KHR_texture_transform"}
 
 
+def samples_normal_map(material: dict) -> bool:
+    """Whether a material samples a normal map anywhere (normalTexture, or an extension's
+    clearcoatNormalTexture, ...): a normal map reads tangents, and bends normals."""
+    stack: list = [material]
+    while stack:
+        obj = stack.pop()
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                if key == "extras":
+                    continue
+                if key.lower().endswith("normaltexture") and isinstance(value, dict):
+                    return True
+                stack.append(value)
+        elif isinstance(obj, list):
+            stack.extend(obj)
+    return False
+
+
 def drop_unused_attributes(doc_json: dict) -> int:
     """Remove vertex attributes no material of a primitive can read: the highest-numbered
     TEXCOORD_n sets no texture info samples (the sets must stay numbered from 0 without
@@ -266,8 +284,7 @@ def _unused_attributes(doc_json: dict, prim: dict) -> set[str]:
     tangents = False
     for material in chosen:
         tangents |= bool(_TANGENT_EXTENSIONS & carried_extensions(material))
-        # normalTexture, clearcoatNormalTexture, ...: any normal map reads tangents
-        tangents |= "normaltexture" in repr(material).lower()
+        tangents |= samples_normal_map(material)
         for info in material_texture_infos(material):
             transform = info.get("extensions", {}).get("KHR_texture_transform", {})
             sampled.add(int(transform.get("texCoord", info.get("texCoord", 0))))

@@ -84,11 +84,10 @@ def resize_image(data: bytes, mime: str, max_px: int, where: str,
                  power_of_two: bool = False) -> bytes | None:
     """Return the re-encoded image, or None if it already fits."""
     w, h = image_size(data, where)  # the header says whether it fits: no decode for that
-    if target_size(w, h, max_px, power_of_two) == (w, h) and w * h <= MAX_DECODE_PIXELS:
+    size = target_size(w, h, max_px, power_of_two)
+    if size == (w, h) and w * h <= MAX_DECODE_PIXELS:
         return None
-    with decode_image(data, where) as img:
-        w, h = img.size
-        size = target_size(w, h, max_px, power_of_two)
+    with decode_image(data, where) as img:  # checks the header against our pixel cap
         out = io.BytesIO()
         mode = img.mode
         # Resample in a full-colour mode, then return to the source's mode so a palette

@@ -307,36 +307,38 @@ def _near_lossless_plan(sample: Sample, floor: float, opts: WebpOptions, where: 
 def _confirm(plan: _Plan, image: Image.Image, reference: np.ndarray, floor: float,
              opts: WebpOptions, where: str, cap: int | None) -> Encoded | None:
     """Encode `plan` at full size, measured, its setting corrected until the whole image
-    holds the floor (see `_confirm_lossy`; near-lossless only steps up). None when it
-    cannot, or cannot come in under `cap` bytes."""
+    holds the floor (see `_confirm_lossy`; near-lossless and palettes only step up). None
+    when it cannot, or cannot come in under `cap` bytes."""
     if plan.kind == "lossless":
         data = encode_lossless(image, opts)
         return Encoded(data, WEBP, np.inf, None)
     if plan.kind == "palette":
-        encode = _palette_encoder(image, opts)
-        assert plan.setting is not None
-        for colours in PALETTE_SIZES[PALETTE_SIZES.index(plan.setting):]:
-            data = encode(colours)
-            if cap is not None and len(data) >= cap:
-                return None  # more colours are larger still
-            value = measure(data, reference, where, opts.max_pixels)
-            if value >= floor:
-                return Encoded(data, WEBP, value, None, palette=colours)
-        return None
+        return _step_up(_palette_encoder(image, opts), PALETTE_SIZES, plan.setting,
+                        reference, floor, opts, where, cap,
+                        lambda d, v, s: Encoded(d, WEBP, v, None, palette=s))
     if plan.kind == "near-lossless":
-        encode = _near_lossless_encoder(image, opts)
-        assert plan.setting is not None
-        for level in NEAR_LOSSLESS_LEVELS[NEAR_LOSSLESS_LEVELS.index(plan.setting):]:
-            data = encode(level)
-            if cap is not None and len(data) >= cap:
-                return None  # higher levels are larger still
-            value = measure(data, reference, where, opts.max_pixels)
-            if value >= floor:
-                return Encoded(data, WEBP, value, None, near_lossless=level)
-        return None
+        return _step_up(_near_lossless_encoder(image, opts), NEAR_LOSSLESS_LEVELS,
+                        plan.setting, reference, floor, opts, where, cap,
+                        lambda d, v, s: Encoded(d, WEBP, v, None, near_lossless=s))
     assert plan.setting is not None and plan.sample is not None
     return _confirm_lossy(plan.setting, plan.sample, plan.scale, image, reference, floor,
                           opts, where, plan.sharp, cap)
+
+
+def _step_up(encode: Callable[[int], bytes], ladder: tuple[int, ...], start: int | None,
+             reference: np.ndarray, floor: float, opts: WebpOptions, where: str,
+             cap: int | None, result: Callable[[bytes, float, int], Encoded]) -> Encoded | None:
+    """The first setting from `start` up `ladder` (larger and closer to the source at each
+    step) whose full-size encoding holds the floor; None once one reaches `cap` bytes."""
+    assert start is not None
+    for setting in ladder[ladder.index(start):]:
+        data = encode(setting)
+        if cap is not None and len(data) >= cap:
+            return None  # the settings above are larger still
+        value = measure(data, reference, where, opts.max_pixels)
+        if value >= floor:
+            return result(data, value, setting)
+    return None
 
 
 def _confirm_lossy(quality: int, sample: Probe, scale: float, image: Image.Image,
