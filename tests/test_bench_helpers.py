@@ -57,3 +57,16 @@ def test_sampling_does_not_depend_on_triangle_order_or_first_corner():
     assert np.array_equal(a.faces, b.faces)
     assert np.array_equal(trimesh.sample.sample_surface(a, 500, seed=3)[0],
                           trimesh.sample.sample_surface(b, 500, seed=3)[0])
+
+
+def test_texture_psnr_counts_only_the_channels_a_material_reads():
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    source = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    grey = source.copy()
+    grey[..., 1:] = source[..., :1]  # what our encoder stores for an occlusion-only image
+    a, b = Image.fromarray(source), Image.fromarray(grey)
+    assert peers.psnr(a, b, "R") == float("inf")
+    assert peers.psnr(a, b, "RGB") < 10
+    assert peers.psnr(a, b) == peers.psnr(a, b, "RGB")  # no alpha in the source

@@ -26,6 +26,7 @@ from tourserver.ingest.gltf_io import (
     write_glb,
 )
 from tourserver.ingest.meshopt_decode import decode_meshopt
+from tourserver.pipeline.texture_slots import image_channels
 
 MESHOPT_EXTENSIONS = ("EXT_meshopt_compression",)
 # Largest value of each normalized integer type (glTF 2.0 §3.11, "normalized" accessors).
@@ -349,24 +350,29 @@ def decode_image(doc: Document, image: int):
     return img
 
 
-def psnr(a, b) -> float:
-    """PSNR in dB of image b against reference a (b resized to a's size first)."""
+def psnr(a, b, channels: str = "RGBA") -> float:
+    """PSNR in dB of image b against reference a (b resized to a's size first), over the
+    `channels` materials read from it (alpha only where a has alpha)."""
     from PIL import Image
 
     mode = "RGBA" if ("A" in a.getbands() or "transparency" in a.info) else "RGB"
-    ra = np.asarray(a.convert(mode), dtype=np.float64)
+    read = [mode.index(c) for c in channels if c in mode]
+    ra = np.asarray(a.convert(mode), dtype=np.float64)[..., read]
     bb = b.convert(mode)
     if bb.size != a.size:
         bb = bb.resize(a.size, Image.Resampling.BILINEAR)
-    mse = float(np.mean((ra - np.asarray(bb, dtype=np.float64)) ** 2))
+    mse = float(np.mean((ra - np.asarray(bb, dtype=np.float64)[..., read]) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
 
 
 def texture_psnr(src: Document, out: Document, cache: dict | None = None) -> dict:
-    """PSNR per (source image, output image) pair found through matching material slots.
-    Returns {"min", "mean", "pairs", "ktx2", "missing_slots", "unmatched_materials"}."""
+    """PSNR per (source image, output image) pair found through matching material slots,
+    over the channels the source's materials read from the image (an occlusion map's R,
+    say: what a renderer shows). Returns {"min", "mean", "pairs", "ktx2", "missing_slots",
+    "unmatched_materials"}."""
     cache = cache if cache is not None else {}
     sj, oj = src.json, out.json
+    channels = image_channels(sj)
     match = _match_materials(sj.get("materials", []), oj.get("materials", []))
     pairs: dict[tuple[int, int], float | None] = {}
     missing = 0
@@ -387,7 +393,8 @@ def texture_psnr(src: Document, out: Document, cache: dict | None = None) -> dic
             if s_img not in cache:
                 cache[s_img] = decode_image(src, s_img)
             ref, got = cache[s_img], decode_image(out, o_img)
-            pairs[(s_img, o_img)] = None if ref is None or got is None else psnr(ref, got)
+            pairs[(s_img, o_img)] = (None if ref is None or got is None
+                                     else psnr(ref, got, channels.get(s_img, "RGBA")))
     values = [v for v in pairs.values() if v is not None]
     finite = [v for v in values if np.isfinite(v)]
     return {

@@ -16,6 +16,11 @@ than as colour noise. Data textures are therefore held to the stricter `data_psn
 (default 45 dB in every channel: an RMS error under 1.5/255, under a degree of normal
 direction) or, with `lossless_data=True`, stored losslessly (lossless WebP or PNG).
 
+Channels: only the channels materials read from an image are held to the floor
+(`texture_slots`): an image only an occlusion slot reads (R) is stored grey, one no
+blended or masked material reads alpha from loses its alpha. Errors elsewhere cannot show.
+`fill_unread_channels=False` keeps every channel as it was.
+
 Formats:
 - webp: the WebP image goes in `texture.extensions.EXT_texture_webp.source`. Without a
   fallback (the default) the image is replaced in place, the texture keeps only the
@@ -78,6 +83,7 @@ from tourserver.pipeline import webp_encode
 from tourserver.pipeline.base import Context
 from tourserver.pipeline.quality_search import Encoded, prober, search_lowest
 from tourserver.pipeline.repack import BufferBuilder, repack
+from tourserver.pipeline.texture_slots import ALL_CHANNELS, fill_unread, image_channels, image_roles
 from tourserver.pipeline.webp_encode import WebpOptions, encode_lossless, encode_webp
 
 FORMATS = ("webp", "png", "jpeg", "ktx2", "keep")
@@ -85,10 +91,6 @@ EXTENSION_FOR = {"webp": "EXT_texture_webp", "ktx2": "KHR_texture_basisu"}
 # Texture extensions that carry their own image: a texture with one is left untouched.
 IMAGE_EXTENSIONS = ("EXT_texture_webp", "KHR_texture_basisu", "MSFT_texture_dds",
                     "EXT_texture_avif")
-# Material slots whose texture holds colour; every other *Texture slot holds data.
-COLOUR_SLOTS = frozenset({"baseColorTexture", "emissiveTexture", "sheenColorTexture",
-                          "specularColorTexture", "diffuseTexture",
-                          "diffuseTransmissionColorTexture"})
 # Facts are JSON-safe numbers: a lossless (identical) result is reported as this many dB.
 PSNR_LOSSLESS = 100.0
 BASISU_TIMEOUT_S = 600.0
@@ -109,6 +111,9 @@ class TextureEncode:
     ktx2_rdo_lambda: float = 0.0  # UASTC RDO for colour textures (smaller, slower); 0 = off
     max_pixels: int = MAX_DECODE_PIXELS
     workers: int = 0  # images encoded at once; 0 = up to 4, by CPU count
+    # Fill channels no material reads so they cost nothing (`texture_slots.fill_unread`);
+    # errors are then measured where they can show. False keeps every channel as it was.
+    fill_unread_channels: bool = True
     name: str = "texture-encode"
 
     def __post_init__(self) -> None:
@@ -123,6 +128,8 @@ class TextureEncode:
         images = new_json.get("images", [])
         textures = new_json.get("textures", [])
         roles = image_roles(new_json)
+        channels = (image_channels(new_json) if self.fill_unread_channels
+                    else dict.fromkeys(range(len(images)), ALL_CHANNELS))
         work = [i for i in range(len(images)) if self._eligible(new_json, i, ctx, doc.source)]
         basisu = find_basisu() if self.format == "ktx2" and work else None
         builder = BufferBuilder(new_json)
@@ -141,10 +148,11 @@ class TextureEncode:
             image = images[i]
             data = doc.buffer_view_bytes(image["bufferView"])
             role = roles.get(i, "data")
-            key = (hashlib.sha256(data).digest(), image["mimeType"], role, settings)
+            read = channels.get(i, ALL_CHANNELS)
+            key = (hashlib.sha256(data).digest(), image["mimeType"], role, read, settings)
             found, result = RESULTS.get(key)
             if not found:
-                result = self._encode(data, image["mimeType"], role,
+                result = self._encode(data, image["mimeType"], role, read,
                                       f"{doc.source}#/images/{i}", basisu)
                 RESULTS.put(key, result)
             return result
@@ -259,7 +267,7 @@ class TextureEncode:
 
     # -- encoding ----------------------------------------------------------------------
 
-    def _encode(self, data: bytes, mime: str, role: str, where: str,
+    def _encode(self, data: bytes, mime: str, role: str, channels: str, where: str,
                 basisu: str | None) -> Encoded | None:
         with decode_image(data, where, self.max_pixels) as img:
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "F") or img.info.get("bits", 8) > 8:
@@ -271,16 +279,21 @@ class TextureEncode:
                 recoded = _jpeg_lossless_recode(data)
             # A new encoding must come in under what we already have to be kept at all.
             limit = min(len(data), len(recoded)) if recoded is not None else len(data)
-            result = self._encode_decoded(img, data, mime, role, where, basisu, limit)
+            result = self._encode_decoded(img, mime, role, channels, where, basisu, limit)
         if recoded is not None and (result is None or len(recoded) <= len(result.data)):
             return Encoded(recoded, "image/jpeg", np.inf, None)
         return result
 
-    def _encode_decoded(self, img: Image.Image, data: bytes, mime: str, role: str,
+    def _encode_decoded(self, img: Image.Image, mime: str, role: str, channels: str,
                         where: str, basisu: str | None, limit: int) -> Encoded | None:
         reference = rgba_pixels(img)
+        filled = fill_unread(reference, channels)
+        if filled is not reference:
+            # From here on the filled pixels are the source: what is encoded and measured.
+            reference, img = filled, Image.fromarray(filled, "RGBA")
         alpha = bool((reference[..., 3] < 255).any())
-        grey = img.mode in ("L", "LA") or (img.mode == "P" and _palette_is_grey(img))
+        grey = (img.mode in ("L", "LA") or (img.mode == "P" and _palette_is_grey(img))
+                or sum(c in channels for c in "RGB") <= 1)  # filled grey
         floor = self.psnr_floor if role == "colour" else self.data_psnr_floor
         lossless = role == "data" and self.lossless_data
         target = self.format
@@ -367,37 +380,6 @@ RESULTS = _ResultCache(max_bytes=64 << 20)
 
 def _doc_copy(doc: Document, new_json: dict) -> Document:
     return Document(new_json, doc.bin, doc.source)
-
-
-def image_roles(doc_json: dict) -> dict[int, str]:
-    """{image index: "colour" or "data"} from the material slots that use each image.
-
-    An image used by any data slot is data (the stricter treatment wins)."""
-    textures = doc_json.get("textures", [])
-    roles: dict[int, str] = {}
-
-    def visit(node: object, slot: str | None) -> None:
-        if isinstance(node, dict):
-            if slot is not None and isinstance(node.get("index"), int):
-                index = node["index"]
-                if 0 <= index < len(textures):
-                    tex = textures[index]
-                    sources = [tex.get("source")] + [
-                        e.get("source") for e in tex.get("extensions", {}).values()
-                        if isinstance(e, dict)]
-                    role = "colour" if slot in COLOUR_SLOTS else "data"
-                    for s in sources:
-                        if isinstance(s, int) and roles.get(s) != "data":
-                            roles[s] = role
-            for key, value in node.items():
-                visit(value, key if key.endswith("Texture") else None)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value, None)
-
-    for material in doc_json.get("materials", []):
-        visit(material, None)
-    return roles
 
 
 def _has_image_extension(texture: dict) -> bool:
