@@ -273,7 +273,7 @@ def _flat_synthetic_doc() -> tuple[Document, np.ndarray]:
     return parse_glb(write_glb(out), "flat.glb"), pixels_
 
 
-def test_near_lossless_where_lossy_cannot_hold_the_floor():
+def test_a_lossless_coded_approximation_where_lossy_cannot_hold_the_floor():
     src, source_pixels = _flat_synthetic_doc()
     out, ctx = run(src, TextureEncode(format="webp"))
     _, new = texture_image(out, 1)
@@ -281,7 +281,8 @@ def test_near_lossless_where_lossy_cannot_hold_the_floor():
     decoded = pixels(out, new)
     value = psnr(decoded, rgba_pixels(Image.fromarray(source_pixels)))
     assert DATA_FLOOR <= value < np.inf  # held the data floor, and is not lossless
-    assert ctx.facts["texture_encode.image.1.near_lossless"] in (0, 20, 40, 60, 80)
+    assert (ctx.facts.get("texture_encode.image.1.near_lossless") in (0, 20, 40, 60, 80)
+            or ctx.facts.get("texture_encode.image.1.posterize") in webp_encode.POSTERIZE_STEPS)
     assert "texture_encode.image.1.quality" not in ctx.facts  # no lossy quality to report
     lossless, _ = run(src, TextureEncode(format="webp", lossless_data=True))
     assert (out.json["bufferViews"][new["bufferView"]]["byteLength"]
@@ -289,13 +290,15 @@ def test_near_lossless_where_lossy_cannot_hold_the_floor():
                 "byteLength"])
 
 
-def test_without_libvips_near_lossless_is_skipped_and_lossless_holds(monkeypatch):
+def test_without_libvips_near_lossless_is_skipped_and_the_floor_holds(monkeypatch):
     monkeypatch.setattr(webp_encode, "pyvips", None)
     src, source_pixels = _flat_synthetic_doc()
     out, ctx = run(src, TextureEncode(format="webp"))
     _, new = texture_image(out, 1)
-    assert np.array_equal(pixels(out, new), rgba_pixels(Image.fromarray(source_pixels)))
+    assert psnr(pixels(out, new), rgba_pixels(Image.fromarray(source_pixels))) >= DATA_FLOOR
     assert "texture_encode.image.1.near_lossless" not in ctx.facts
+    # Posterizing needs no libvips: it is still a candidate.
+    assert ctx.facts["texture_encode.image.1.posterize"] in webp_encode.POSTERIZE_STEPS
 
 
 def test_jpeg_is_recoded_losslessly_when_no_reencoding_holds_the_floor():

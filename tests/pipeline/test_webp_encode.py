@@ -143,12 +143,15 @@ def test_grey_images_skip_sharp_yuv_and_colour_images_use_it(monkeypatch):
     assert made and all(sharp for _, sharp in made)
 
 
+def _corpus_png(name: str) -> Image.Image:
+    with Image.open(corpus_file(f"FlightHelmet/{name}")) as img:
+        return img.convert("RGB")
+
+
 def test_near_lossless_chosen_on_a_small_sample_holds_on_the_whole_image():
-    # Flat patches with fine noise, 768 px: lossy cannot hold 45 dB on its colour edges.
-    rng = np.random.default_rng(3)
-    patches = rng.integers(60, 200, (48, 48, 3)).repeat(16, 0).repeat(16, 1)
-    pixels = np.clip(patches + rng.integers(-2, 3, patches.shape), 0, 255).astype(np.uint8)
-    img = Image.fromarray(pixels)
+    # A leather normal map, 512 px: lossy cannot hold 45 dB (4:2:0 chroma), and libwebp's
+    # near-lossless codes it ~10 % smaller than posterizing does.
+    img = _corpus_png("FlightHelmet_Materials_LeatherPartsMat_Normal.png")
     result = encode_webp(img, rgba_pixels(img), 45.0, OPTIONS, "t")
     assert result is not None and result.near_lossless is not None
     assert 45.0 <= _measured(result.data, img) < np.inf
@@ -172,6 +175,37 @@ def test_near_lossless_that_hardly_helps_on_the_sample_is_not_encoded_at_full_si
     result = encode_webp(img, rgba_pixels(img), 40.0, OPTIONS, "t")
     assert result is not None and result.near_lossless is None  # lossless or a palette won
     assert sizes and img.size not in sizes
+
+
+def test_a_normal_map_is_posterized_to_the_largest_step_that_holds_the_floor():
+    img = _corpus_png("FlightHelmet_Materials_GlassPlasticMat_OcclusionRoughMetal.png")
+    reference = rgba_pixels(img)
+    result = encode_webp(img, reference, 45.0, OPTIONS, "t")
+    assert result is not None and result.posterize is not None
+    # Lossless coding of the posterized pixels: what decodes is exactly them.
+    with Image.open(io.BytesIO(result.data)) as decoded:
+        assert np.array_equal(rgba_pixels(decoded),
+                              rgba_pixels(webp_encode.posterize(img, result.posterize)))
+    assert 45.0 <= _measured(result.data, img) == pytest.approx(result.psnr)
+    steps = webp_encode.POSTERIZE_STEPS
+    larger = steps[steps.index(result.posterize) - 1]
+    assert psnr(rgba_pixels(webp_encode.posterize(img, larger)), reference) < 45.0
+    # Smaller than either other way of holding 45 dB losslessly coded.
+    near = webp_encode._near_lossless_encoder(img, OPTIONS)
+    holding = [d for d in map(near, webp_encode.NEAR_LOSSLESS_LEVELS)
+               if _measured(d, img) >= 45.0]
+    assert len(result.data) < min(len(d) for d in holding)
+    assert len(result.data) < 0.8 * len(webp_encode.encode_lossless(img, OPTIONS))
+
+
+def test_posterize_leaves_alpha_alone_and_keeps_the_extremes():
+    rng = np.random.default_rng(4)
+    pixels = rng.integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    pixels[0, 0, :3] = (0, 255, 128)
+    out = np.asarray(webp_encode.posterize(Image.fromarray(pixels, "RGBA"), 4.5))
+    assert np.array_equal(out[..., 3], pixels[..., 3])
+    assert tuple(out[0, 0, :2]) == (0, 255)  # black and white stay exact
+    assert np.abs(out[..., :3].astype(int) - pixels[..., :3]).max() <= 3  # half a step, rounded
 
 
 def _few_colours(size: int = 256) -> Image.Image:

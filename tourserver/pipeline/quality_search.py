@@ -30,6 +30,7 @@ class Encoded:
     quality: int | None  # lossy quality; None when lossless, near-lossless (or KTX2)
     near_lossless: int | None = None  # libwebp near-lossless level, when that won
     palette: int | None = None  # colours, when a reduced palette (lossless-coded) won
+    posterize: float | None = None  # the step, when posterized values (lossless-coded) won
 
 
 def measure(data: bytes, reference: np.ndarray, where: str, max_pixels: int) -> float:

@@ -35,8 +35,9 @@ Formats:
   that wins whenever no re-encoding that holds the floor is smaller.
 - WebP candidates (`webp_encode`): lossy at the lowest quality that holds the floor
   (libvips with libwebp's sharp RGB->YUV when libvips is there, else Pillow); for sources
-  that are not JPEG, lossless, near-lossless and a reduced palette (the fewest colours
-  that hold the floor, coded losslessly) too. Settings are chosen on a mosaic
+  that are not JPEG, lossless, near-lossless, a reduced palette (the fewest colours
+  that hold the floor, coded losslessly) and posterized values (rounded to the largest
+  step that holds the floor, coded losslessly) too. Settings are chosen on a mosaic
   sample of the image (`image_sample`) and confirmed at full size, so a large texture costs
   about one full-size encode; the smallest result that holds the floor wins.
 - ktx2: UASTC in KTX2 with Zstandard supercompression and mipmaps, written by the Basis
@@ -191,11 +192,15 @@ class TextureEncode:
                 ctx.facts[f"{prefix}.near_lossless"] = float(result.near_lossless)
             if result.palette is not None:
                 ctx.facts[f"{prefix}.palette"] = float(result.palette)
+            if result.posterize is not None:
+                ctx.facts[f"{prefix}.posterize"] = float(result.posterize)
             how = ("lossless" if result.quality is None else f"q{result.quality}")
             if result.near_lossless is not None:
                 how = f"near-lossless {result.near_lossless}"
             if result.palette is not None:
                 how = f"{result.palette}-colour palette"
+            if result.posterize is not None:
+                how = f"posterized (step {result.posterize:g})"
             ctx.logger.info("%s: %s %s, %d -> %d bytes, %.1f dB", where, mime, how,
                             len(data), len(out), min(value, PSNR_LOSSLESS))
             ext = EXTENSION_FOR.get(self.format) if mime != image["mimeType"] else None

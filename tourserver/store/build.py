@@ -34,7 +34,7 @@ from tourserver.store.blobs import BlobRef, BlobStore, atomic_write
 log = logging.getLogger("tourserver.build")
 CATALOG_FORMAT = 1
 # Bump when the variant recipe changes so cached variants are made again.
-BUILD_RECIPE = f"{__version__}/tiers-18"
+BUILD_RECIPE = f"{__version__}/tiers-19"
 
 
 @dataclass(frozen=True)
