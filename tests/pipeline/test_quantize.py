@@ -93,13 +93,13 @@ def extent(doc: Document) -> float:
     return float((pts.max(axis=0) - pts.min(axis=0)).max())
 
 
-def tiny_png() -> bytes:
+def tiny_png(size: tuple[int, int] = (4, 4)) -> bytes:
     buf = io.BytesIO()
-    Image.new("RGB", (4, 4), (200, 30, 30)).save(buf, format="PNG")
+    Image.new("RGB", size, (200, 30, 30)).save(buf, format="PNG")
     return buf.getvalue()
 
 
-def generated_scene() -> Document:
+def generated_scene(texture_size: tuple[int, int] = (4, 4)) -> Document:
     """A textured, morphing grid with UVs outside [0, 1], colors and tangents, drawn by a
     node that has a child and an animated translation (so the mesh must move to a new
     child), by a plain node (folded in place), and a line primitive."""
@@ -130,7 +130,7 @@ def generated_scene() -> Document:
                            with_bounds=True)
     moves = b.add_accessor(doc_json, np.array([[0, 0, 0], [1, 0, 0]], np.float32), target=None)
     weights = b.add_accessor(doc_json, np.array([0.0, 1.0], np.float32), target=None)
-    png = b.add_view(tiny_png())
+    png = b.add_view(tiny_png(texture_size))
     attrs = {"POSITION": acc["p"], "NORMAL": acc["n"], "TANGENT": acc["t"],
              "TEXCOORD_0": acc["uv"], "COLOR_0": acc["c"]}
     doc_json.update({
@@ -470,7 +470,7 @@ def test_uvs_on_a_small_patch_of_a_texture_store_small_numbers():
     from tourserver.pipeline.repack import repack
 
     doc = repack(doc, j, b.payloads)
-    out, ctx = run(doc, Quantize())
+    out, ctx = run(doc, Quantize(texcoord_steps_per_texel=0))  # the texel cap: next test
     prim = out.json["meshes"][0]["primitives"][0]
     q = out.read_accessor(prim["attributes"]["TEXCOORD_0"]).astype(np.int64)
     assert q.max() <= int(np.ceil(0.1 * 4095)) + 1  # ~410 steps, not 4095
@@ -480,6 +480,30 @@ def test_uvs_on_a_small_patch_of_a_texture_store_small_numbers():
         "TEXCOORD_0"]).astype(np.float64)
     assert np.allclose(want.min(axis=0), 0.2, atol=1e-6)  # the patch, as read back
     assert np.abs(got - want).max() <= 0.5 / 4095 + 1e-6
+
+
+@pytest.mark.parametrize("texture_size, steps_per_repeat", [
+    ((256, 128), (1024, 1024)),  # small: the minimum, not a quarter texel (512 and 1024)
+    ((256, 384), (1024, 1536)),  # the minimum across, a quarter texel down
+    ((2048, 2048), (8192, 8192)),  # 12 bits (4095 steps) are coarser: they stay
+])
+def test_uv_steps_are_no_finer_than_a_quarter_texel(texture_size, steps_per_repeat):
+    doc = generated_scene(texture_size)
+    out, ctx = run(doc, Quantize())
+    prim = out.json["meshes"][0]["primitives"][0]
+    q = out.read_accessor(prim["attributes"]["TEXCOORD_0"]).astype(np.int64)
+    uv = doc.read_accessor(doc.json["meshes"][0]["primitives"][0]["attributes"][
+        "TEXCOORD_0"]).astype(np.float64)
+    span = np.maximum(uv.max(axis=0) - uv.min(axis=0), 1.0)  # spans 4 repeats each way
+    levels = np.minimum(np.ceil(span * np.array(steps_per_repeat)), 4095)
+    assert np.array_equal(q.max(axis=0), levels)
+    # The bound holds in texels: half a step of the texture.
+    ext = out.json["materials"][0]["normalTexture"]["extensions"]["KHR_texture_transform"]
+    base = doc.json["materials"][0]["normalTexture"].get("extensions", {}).get(
+        "KHR_texture_transform", {})
+    got = q / 65535 * np.array(ext["scale"]) + np.array(ext["offset"])
+    want = uv * np.array(base.get("scale", [1, 1])) + np.array(base.get("offset", [0, 0]))
+    assert (np.abs(got - want) <= span / levels / 2 + 1e-6).all()
 
 
 def test_a_simplified_document_takes_fewer_position_bits_within_a_share_of_its_error():

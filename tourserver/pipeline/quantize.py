@@ -43,7 +43,9 @@ How each attribute is stored (as gltfpack does, see zeux/meshoptimizer gltf/stre
   Morph target normal/tangent deltas stay float (allowed by the extension).
 - TEXCOORD_n: unsigned normalized shorts on a grid of 1/(2^`texcoord_bits` - 1) of the
   texture (of the set's range when it spans more, as gltfpack's 12 bits over [0, 1]; an
-  existing transform's scale is taken into account), starting at the set's minimum, with a
+  existing transform's scale is taken into account), but no finer than a quarter texel of
+  the largest image the set samples (at least 1,024 steps per repeat: a 512 px lightmap
+  takes 11 bits), starting at the set's minimum, with a
   KHR_texture_transform (offset + scale) added to, or composed with,
   every texture info of every material that samples that set (gltfpack's way; the range is
   shared by all primitives using those materials, and by every variant material; an
@@ -72,7 +74,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tourserver.ingest.gltf_io import TYPE_SIZES, Document, texture_infos
+from tourserver.ingest.gltf_io import TYPE_SIZES, Document, GltfInvalid, texture_infos
+from tourserver.ingest.images import image_size
 from tourserver.model import geo
 from tourserver.pipeline.base import Context
 from tourserver.pipeline.repack import BufferBuilder, _pack_accessor, repack
@@ -91,6 +94,12 @@ class Quantize:
     position_bits: int = 14  # gltfpack's default (-vp 14): 1/16383 of the largest extent
     normal_bits: int = 8  # 8 -> int8 normalized, above -> int16 normalized
     texcoord_bits: int = 12  # for UVs outside [0, 1] (stored in uint16 with a transform)
+    # ...but no finer than this many steps per texel of the largest texture the set
+    # samples (a rounding error under 1/8 texel; gltfpack's 12 bits give a 2048 px texture
+    # half a texel), and never under `min_texcoord_steps` per texture repeat, so a small
+    # palette texture's bilinear filter does not blend in a neighbouring colour. 0: no cap.
+    texcoord_steps_per_texel: float = 4.0
+    min_texcoord_steps: int = 1024
     color_bits: int = 8  # 8 -> uint8 normalized, above -> uint16 normalized
     weight_bits: int = 8  # skin weights, renormalised so they sum exactly to one
     # Meshes share one position grid (gltfpack's scene-wide box) unless the grid's box would
@@ -587,6 +596,32 @@ class _Run:
                     out.append(info)
         return out
 
+    def _largest_texture(self, infos: list[dict]) -> np.ndarray | None:
+        """(width, height) in texels, the largest of the images these texture infos show
+        (each texture's own source and its extensions' sources); None when one cannot be
+        read (external, or not an image we know): then no texel cap applies."""
+        textures = self.json.get("textures", [])
+        images = self.json.get("images", [])
+        largest = np.zeros(2)
+        for info in infos:
+            index = info.get("index")
+            if not isinstance(index, int) or not 0 <= index < len(textures):
+                return None
+            tex = textures[index]
+            sources = [tex.get("source")] + [e.get("source") for e in
+                                              tex.get("extensions", {}).values()
+                                              if isinstance(e, dict)]
+            for source in (s for s in sources if isinstance(s, int)):
+                image = images[source] if 0 <= source < len(images) else {}
+                if "bufferView" not in image:
+                    return None
+                try:
+                    size = image_size(self.doc.buffer_view_bytes(image["bufferView"]))
+                except GltfInvalid:
+                    return None
+                largest = np.maximum(largest, size)
+        return largest if largest.all() else None
+
     def _quantize_uv_group(self, data: dict[int, np.ndarray], lo: np.ndarray, hi: np.ndarray,
                            infos: list[dict]) -> None:
         levels = (1 << self.s.texcoord_bits) - 1
@@ -599,6 +634,13 @@ class _Run:
                   .get("scale", [1.0, 1.0])]
         texture_scale = max(scales, default=1.0) or 1.0
         span = np.maximum(hi - lo, 1.0 / texture_scale)
+        texels = self._largest_texture(infos)
+        if texels is not None and self.s.texcoord_steps_per_texel > 0:
+            # Steps per texture repeat: a quarter texel, or the minimum; over the span.
+            per_repeat = np.maximum(texels * self.s.texcoord_steps_per_texel,
+                                    self.s.min_texcoord_steps)
+            needed = np.ceil(span * texture_scale * per_repeat)
+            levels = np.minimum(levels, needed).astype(np.int64)
         for i, uv in data.items():
             q = np.clip(np.floor((uv - lo) / span * levels + 0.5), 0, levels).astype(np.uint16)
             recon = q / levels * span + lo
