@@ -164,7 +164,10 @@ def image_bytes(doc: Document) -> int:
 
 
 def floor_for(doc: Document, image: int) -> float:
-    return FLOOR if image_roles(doc.json).get(image) == "colour" else DATA_FLOOR
+    """Colour textures and single scalars (one channel read) hold FLOOR, the rest
+    DATA_FLOOR."""
+    scalar = len(image_channels(doc.json)[image]) == 1
+    return FLOOR if scalar or image_roles(doc.json).get(image) == "colour" else DATA_FLOOR
 
 
 # -- WebP ----------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ an image no material uses is treated as data too), where independent values shar
 and lossy codecs' chroma subsampling mixes them, and errors show as lighting faults rather
 than as colour noise. Data textures are therefore held to the stricter `data_psnr_floor`
 (default 45 dB in every channel: an RMS error under 1.5/255, under a degree of normal
-direction) or, with `lossless_data=True`, stored losslessly (lossless WebP or PNG).
+direction) or, with `lossless_data=True`, stored losslessly (lossless WebP or PNG). A
+data image materials read one channel of (occlusion alone, roughness alone) is a single
+scalar with nothing to mix: it holds `psnr_floor`, as colour does.
 
 Channels: only the channels materials read from an image are held to the floor
 (`texture_slots`): an image only an occlusion slot reads (R) is stored grey, one no
@@ -299,7 +301,10 @@ class TextureEncode:
         alpha = bool((reference[..., 3] < 255).any())
         grey = (img.mode in ("L", "LA") or (img.mode == "P" and _palette_is_grey(img))
                 or sum(c in channels for c in "RGB") <= 1)  # filled grey
-        floor = self.psnr_floor if role == "colour" else self.data_psnr_floor
+        # A single scalar (occlusion alone, roughness alone...) has no channels to mix and
+        # no direction to bend: an error shows as it does in colour, and takes its floor.
+        floor = (self.psnr_floor if role == "colour" or len(channels) == 1
+                 else self.data_psnr_floor)
         lossless = role == "data" and self.lossless_data
         target = self.format
         if target == "keep":
