@@ -7,13 +7,14 @@ Every offset and length from the file is checked against the real sizes before u
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jsonschema
+import jsonschema_rs
 import numpy as np
 
 from tourserver.errors import TourError
@@ -133,12 +134,16 @@ def texture_infos(value) -> list[dict]:
     return found
 
 
+@functools.cache
+def _structure_validator() -> jsonschema_rs.Draft202012Validator:
+    return jsonschema_rs.Draft202012Validator(GLTF_STRUCTURE)
+
+
 def check_structure(doc_json: dict, source: str) -> None:
     """Types of every field we read, then every index in range and no node cycles."""
-    validator = jsonschema.Draft202012Validator(GLTF_STRUCTURE)
-    error = next(iter(validator.iter_errors(doc_json)), None)
+    error = next(iter(_structure_validator().iter_errors(doc_json)), None)
     if error is not None:
-        where = "/" + "/".join(map(str, error.absolute_path))
+        where = "/" + "/".join(map(str, error.instance_path))
         raise GltfInvalid(f"{source}{'#' + where}: {error.message[:200]}", code="gltf_schema",
                           field=where)
 

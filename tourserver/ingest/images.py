@@ -15,7 +15,16 @@ import struct
 import warnings
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+
+# The three plugins are registered up front: Pillow otherwise imports all of its ~40
+# format plugins (~20 ms) the first time it meets a format its pre-init set lacks (WebP).
+from PIL import (  # noqa: F401
+    Image,
+    JpegImagePlugin,
+    PngImagePlugin,
+    UnidentifiedImageError,
+    WebPImagePlugin,
+)
 
 from tourserver.ingest.gltf_io import GltfInvalid
 

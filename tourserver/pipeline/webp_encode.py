@@ -83,6 +83,11 @@ LOSSY_SAMPLE_PIXELS = 512 * 512
 # many bytes per megapixel of the image (a full-size encode costs ~0.17 s per megapixel).
 LOWER_MIN_SAVING = 0.04
 LOWER_MIN_BYTES_PER_MP = 4096
+# Sharp YUV buys ~4-10 % of a colour texture's lossy bytes for ~0.12 s per megapixel per
+# encode. Below this many bytes per megapixel at the top quality (on the sample) that
+# saving is under the exchange rate LOWER_MIN_BYTES_PER_MP sets (~24 KB per second of
+# encoding), so it is not used: DamagedHelmet's mostly black emissive map, 17 KB.
+SHARP_MIN_BYTES_PER_MP = 64 * 1024
 # Full-size encodes per lossy candidate, at most (usually 1 or 2); more for images up to
 # CHEAP_PIXELS, whose encodes take milliseconds.
 MAX_FULL_ENCODES = 3
@@ -281,6 +286,12 @@ def _lossy_plan(sample: Sample, floor: float, opts: WebpOptions, where: str,
     probe = prober(_lossy_encoder(sample.image, opts, sharp), sample.reference, where,
                    opts.max_pixels)
     top_data, top_value = probe(opts.max_quality)
+    pixels = sample.image.width * sample.image.height
+    if sharp and len(top_data) / pixels * 1e6 < SHARP_MIN_BYTES_PER_MP:
+        sharp = False  # too few bytes for sharp YUV's saving to pay for its time
+        probe = prober(_lossy_encoder(sample.image, opts, sharp), sample.reference, where,
+                       opts.max_pixels)
+        top_data, top_value = probe(opts.max_quality)
     if top_value < floor:
         if sample.whole or top_value < floor - PROXY_MISS_DB:
             return None
