@@ -143,6 +143,20 @@ def test_grey_images_skip_sharp_yuv_and_colour_images_use_it(monkeypatch):
     assert made and all(sharp for _, sharp in made)
 
 
+def test_a_colour_image_that_codes_small_skips_sharp_yuv_after_one_probe(monkeypatch):
+    # Mostly black with a few lit specks, like an emissive map: a few KB per megapixel,
+    # where sharp YUV's few per cent are not worth its encode time.
+    made = _recording_encoders(monkeypatch)
+    pixels = np.zeros((512, 512, 3), np.uint8)
+    pixels[100:104, 200:230] = (255, 180, 40)
+    pixels[300:340, 50:53] = (40, 200, 255)
+    img = Image.fromarray(pixels)
+    result = encode_webp(img, rgba_pixels(img), 40.0, OPTIONS, "t", lossless=False)
+    assert result is not None and _measured(result.data, img) >= 40.0
+    assert [sharp for _, sharp in made][:1] == [True]  # the top-quality probe decides
+    assert made[1:] and not any(sharp for _, sharp in made[1:])
+
+
 def _corpus_png(name: str) -> Image.Image:
     with Image.open(corpus_file(f"FlightHelmet/{name}")) as img:
         return img.convert("RGB")
