@@ -1,6 +1,6 @@
 """A small mosaic of tiles from across an image, to choose encoder settings on.
 
-Why: each encode of a 2048 px texture costs up to 0.7 s (libwebp with sharp YUV), and
+Why: each encode of a 2048 px texture costs up to 0.8 s, and
 choosing a quality takes about five. Encoding a sixteenth of the pixels instead makes the
 choice ~16x cheaper; the chosen setting is then encoded once at full size and measured
 there. Tiles spread evenly over the image (rather than one centre crop) estimate the whole

@@ -36,7 +36,7 @@ Formats:
   (progressive, optimised Huffman tables: the same DCT coefficients, so the same pixels);
   that wins whenever no re-encoding that holds the floor is smaller.
 - WebP candidates (`webp_encode`): lossy at the lowest quality that holds the floor
-  (libvips with libwebp's sharp RGB->YUV when libvips is there, else Pillow); for sources
+  (from pixels converted once by `sharp_yuv`; libvips when it is there, else Pillow); for sources
   that are not JPEG, lossless, near-lossless, a reduced palette (the fewest colours
   that hold the floor, coded losslessly) and posterized values (rounded to the largest
   step that holds the floor, coded losslessly) too. Settings are chosen on a mosaic

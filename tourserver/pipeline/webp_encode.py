@@ -7,15 +7,16 @@ the image (`image_sample`): each
 candidate's setting and its bytes, scaled to the image. Then the candidates are encoded
 at full size in order of those estimates, each measured there and corrected (up where
 the sample was optimistic, down where it was cautious and the saving is worth another
-encode), until the next estimate is clearly larger than the best full-size result. So an
-image costs one to three full-size encodes, not the ~5 of a search; the result is always
+encode); the first that holds wins, unless the sample measured a smaller one exactly. So
+an image costs one or two full-size encodes, not the ~5 of a search; the result is always
 measured on the whole image.
 
-Lossy WebP goes through libvips when it is there, for libwebp's sharp RGB->YUV conversion
-(Pillow has no switch for it): it keeps colour edges through 4:2:0 (FlightHelmet's colour
-textures hold 40 dB 6 % smaller; one that lossy could not hold at all does, in 37 KB, not
-118 KB). It costs ~0.3 s per 4 MP per encode, and does nothing on grey images, which skip
-it. Near-lossless needs libvips too (Pillow has no option for it).
+Lossy WebP is encoded from pixels converted once by `sharp_yuv` (the same least-squares
+conversion as libwebp's sharp RGB->YUV option, which would cost ~0.3 s per megapixel in
+every encode): it keeps colour edges through 4:2:0 (FlightHelmet's colour textures hold
+40 dB 1.5-26 % smaller than plainly converted on four of five, 8 % larger on one;
+DamagedHelmet's normal map holds 45 dB at all). Grey images skip it: their chroma is
+flat. Near-lossless needs libvips (Pillow has no option for it).
 """
 
 from __future__ import annotations
@@ -36,22 +37,19 @@ except (ImportError, OSError):  # no libvips: Pillow's lossy WebP, no near-lossl
 from tourserver.ingest.images import psnr, rgba_pixels
 from tourserver.pipeline.image_sample import Sample, sample_of
 from tourserver.pipeline.quality_search import (
-    SEARCH_SLOPE_DB,
     Encoded,
     Probe,
     measure,
     prober,
     search_lowest,
 )
+from tourserver.pipeline.sharp_yuv import sharp_rgb
 
 WEBP = "image/webp"
 # A sample that misses the floor by this much at the top quality is taken for the image.
 PROXY_MISS_DB = 1.0
 # Estimates over this x the bytes to beat are not worth a full-size encode.
 PROXY_OVER_LIMIT = 1.25
-# Candidates whose estimate is within this share of the best full-size result are encoded
-# too: the sample ranks close candidates less surely than it ranks distant ones.
-RANK_MARGIN = 0.10
 # Near-lossless WebP (lossless coding of slightly adjusted pixels) beats lossy WebP on data
 # textures and flat synthetic images, where lossy's 4:2:0 chroma cannot reach the floor; on
 # photographic colour textures lossy wins below about this many bits per pixel.
@@ -83,10 +81,10 @@ LOSSY_SAMPLE_PIXELS = 512 * 512
 # many bytes per megapixel of the image (a full-size encode costs ~0.17 s per megapixel).
 LOWER_MIN_SAVING = 0.04
 LOWER_MIN_BYTES_PER_MP = 4096
-# Sharp YUV buys ~4-10 % of a colour texture's lossy bytes for ~0.12 s per megapixel per
-# encode. Below this many bytes per megapixel at the top quality (on the sample) that
-# saving is under the exchange rate LOWER_MIN_BYTES_PER_MP sets (~24 KB per second of
-# encoding), so it is not used: DamagedHelmet's mostly black emissive map, 17 KB.
+# Sharp YUV buys ~4-25 % of a colour texture's lossy bytes for one conversion of ~0.15 s
+# per megapixel. Below this many bytes per megapixel at the top quality (on the sample)
+# that saving is under the exchange rate LOWER_MIN_BYTES_PER_MP sets, so it is not used:
+# DamagedHelmet's mostly black emissive map, 17 KB.
 SHARP_MIN_BYTES_PER_MP = 64 * 1024
 # Full-size encodes per lossy candidate, at most (usually 1 or 2); more for images up to
 # CHEAP_PIXELS, whose encodes take milliseconds.
@@ -133,7 +131,7 @@ def encode_webp(image: Image.Image, reference: np.ndarray, floor: float, opts: W
     grey = _is_grey(reference)
     sample = sample_of(image, reference, LOSSY_SAMPLE_PIXELS)
     # Sharp YUV gives grey images the same bytes (their chroma is flat) at twice the cost.
-    lossy = _lossy_plan(sample, floor, opts, where, sharp=pyvips is not None and not grey)
+    lossy = _lossy_plan(sample, floor, opts, where, sharp=not grey)
     plans = [lossy] if lossy is not None else []
     pixels = image.width * image.height
     costly = lossy is None or lossy.estimate * 8 > NEAR_LOSSLESS_BPP * pixels
@@ -238,15 +236,19 @@ def _palette_plan(sample: Sample, floor: float, opts: WebpOptions,
 def _first_that_holds(plans: list[_Plan], image: Image.Image, reference: np.ndarray,
                       floor: float, opts: WebpOptions, where: str,
                       limit: int | None) -> Encoded | None:
-    """Confirm plans at full size in order of their estimates; the smallest result that
-    holds the floor, once the next estimate is clearly larger than it."""
+    """Confirm plans at full size in order of their estimates: the first that holds the
+    floor under the cap, or a smaller one the sample already measured exactly."""
     best: Encoded | None = None
     cap = limit
     for plan in sorted(plans, key=lambda p: p.estimate):
         if cap is not None and plan.estimate > PROXY_OVER_LIMIT * cap:
             break  # this and every later estimate is well over what we have
-        if best is not None and plan.estimate > (1 + RANK_MARGIN) * len(best.data):
-            break
+        if best is not None and plan.result is None:
+            # Ranked behind a result that holds. The sample's estimates are 10-15 % off,
+            # but its ranking held on FlightHelmet's data textures wherever two
+            # candidates were over 3 % apart; a second full-size encode won once in six,
+            # by 0.1 %. Results the sample measured exactly (small images) cost nothing.
+            continue
         result = plan.result or _confirm(plan, image, reference, floor, opts, where, cap)
         if result is not None and (cap is None or len(result.data) < cap):
             best, cap = result, len(result.data)
@@ -260,21 +262,26 @@ def _is_grey(reference: np.ndarray) -> bool:
 
 def _lossy_encoder(image: Image.Image, opts: WebpOptions,
                    sharp: bool) -> Callable[[int], bytes]:
-    # exact: keep RGB under transparent pixels (libwebp would otherwise rewrite them, which
-    # shows at alpha-blended and alpha-tested edges); alpha is lossless.
-    if pyvips is not None:
-        vimg = pyvips.Image.new_from_array(np.ascontiguousarray(np.asarray(image)),
+    # sharp: the pixels are converted once (`sharp_yuv`), so no encode pays libwebp's own
+    # sharp conversion. exact: keep RGB under transparent pixels (libwebp would otherwise
+    # rewrite them, which shows at alpha-blended and alpha-tested edges); alpha is lossless.
+    pixels = np.asarray(image)
+    if sharp:
+        pixels = sharp_rgb(pixels)
+    if pyvips is not None:  # libvips' writer is ~10 % faster than Pillow's here
+        vimg = pyvips.Image.new_from_array(np.ascontiguousarray(pixels),
                                            interpretation="srgb")
 
         def lossy_vips(q: int) -> bytes:
-            return vimg.webpsave_buffer(Q=q, effort=opts.effort, smart_subsample=sharp,
-                                        exact=True, alpha_q=100, keep="none")
+            return vimg.webpsave_buffer(Q=q, effort=opts.effort, exact=True, alpha_q=100,
+                                        keep="none")
         return lossy_vips
+    source = Image.fromarray(pixels, image.mode) if sharp else image
 
     def lossy_pillow(q: int) -> bytes:
         out = io.BytesIO()
-        image.save(out, format="WEBP", quality=q, method=opts.effort, exact=True,
-                   alpha_quality=100)
+        source.save(out, format="WEBP", quality=q, method=opts.effort, exact=True,
+                    alpha_quality=100)
         return out.getvalue()
     return lossy_pillow
 
@@ -409,7 +416,7 @@ def _confirm_lossy(quality: int, sample: Probe, scale: float, image: Image.Image
     answer, in a few full-size encodes. Between a full-size miss and hit the next quality
     is interpolated; beyond them, the whole image's PSNR curve is taken as the sample's
     shifted by what the last full-size encode showed (the sample is searched again, its
-    encodes cached) or, going down, stepped by a typical slope, whichever goes further.
+    encodes cached).
     A lower quality is tried only while the sample expects it to save enough bytes."""
     full = prober(_lossy_encoder(image, opts, sharp), reference, where, opts.max_pixels)
     pixels = image.width * image.height
@@ -455,9 +462,10 @@ def _next_quality(sample: Probe, floor: float, max_quality: int, last: int,
         assert missed is not None
         following = max(from_sample, missed[0] + 1)
         return following if following <= max_quality else None
-    by_slope = held[0] - math.floor((held[1] - floor) / SEARCH_SLOPE_DB)
-    following = max(0, min(from_sample, by_slope))
-    return following if following < held[0] else None
+    # Down from a hit: the shifted sample's answer only. Stepping further by a typical
+    # slope found one quality more at the price of a full-size miss in most cases
+    # (DamagedHelmet's base colour and normal map: three full-size encodes, now two).
+    return from_sample if from_sample < held[0] else None
 
 
 def _worth_a_lower(sample: Probe, scale: float, pixels: int, lower: int,
