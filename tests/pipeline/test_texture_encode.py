@@ -529,3 +529,22 @@ def test_the_result_cache_is_bounded():
     assert [cache.get(("k", i))[0] for i in range(5)] == [False, False, False, True, True]
     cache.put(("big",), texture_encode.Encoded(b"x" * 11, "image/webp", 40.0, 80))
     assert cache.get(("big",)) == (False, None)  # larger than the whole cache: not kept
+
+
+def test_images_with_the_most_pixels_are_encoded_first(monkeypatch):
+    # Encoding time grows with pixels, not with the source's bytes: the barn lamp's 1024 px
+    # normal map (64 KB of PNG) starts before its 512 px maps (135-228 KB), so the last
+    # image to finish on the worker pool is a quick one.
+    texture_encode.RESULTS.clear()
+    started: list[int] = []
+
+    def recording(self, data, mime, role, channels, where, basisu):
+        started.append(int(where.rsplit("/", 1)[1]))
+        return None
+    monkeypatch.setattr(TextureEncode, "_encode", recording)
+    doc = load_asset(corpus_file("AnisotropyBarnLamp/AnisotropyBarnLamp.gltf"))
+    run(doc, TextureEncode(workers=1))
+    sizes = [Image.open(io.BytesIO(doc.buffer_view_bytes(im["bufferView"]))).size
+             for im in doc.json["images"]]
+    assert [sizes[i][0] for i in started] == [1024, 1024, 512, 512]
+    assert started == [2, 0, 1, 3]  # then by bytes: the 260 KB JPEG before the 64 KB PNG

@@ -251,3 +251,40 @@ def test_a_photograph_rules_the_palette_out():
     img = Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8))
     sample = sample_of(img, rgba_pixels(img))
     assert webp_encode._palette_plan(sample, 40.0, OPTIONS, "t") is None
+
+
+def _full_size_near_lossless(monkeypatch) -> list[tuple[int, int]]:
+    sizes: list[tuple[int, int]] = []
+    original = webp_encode._near_lossless_encoder
+
+    def recording(image, opts):
+        sizes.append(image.size)
+        return original(image, opts)
+    monkeypatch.setattr(webp_encode, "_near_lossless_encoder", recording)
+    return sizes
+
+
+def test_near_lossless_tied_on_the_sample_gives_way_to_the_cheaper_candidate(monkeypatch):
+    # The barn lamp's occlusion-roughness-metal map: near-lossless and posterized values
+    # tie on the sample; posterized is a lossless encode, a third of near-lossless's time,
+    # and comes out smaller at full size.
+    with Image.open(corpus_file("AnisotropyBarnLamp/AnisotropyBarnLamp_"
+                                "occlusionroughnessmetal.png")) as img:
+        img = img.convert("RGB")
+    sizes = _full_size_near_lossless(monkeypatch)
+    result = encode_webp(img, rgba_pixels(img), 45.0, OPTIONS, "t")
+    assert result is not None and result.posterize is not None
+    assert 45.0 <= _measured(result.data, img) < np.inf
+    assert img.size not in sizes  # near-lossless was never encoded at full size
+
+
+def test_a_candidate_ranked_behind_one_that_holds_is_not_encoded_at_full_size(monkeypatch):
+    # The metal parts' occlusion-roughness-metal map: posterized values are estimated ~15 %
+    # under near-lossless and hold the floor, so near-lossless is not tried at full size
+    # (its full-size encode used to be made and lost, at three times the cost).
+    img = _corpus_png("FlightHelmet_Materials_MetalPartsMat_OcclusionRoughMetal.png")
+    sizes = _full_size_near_lossless(monkeypatch)
+    result = encode_webp(img, rgba_pixels(img), 45.0, OPTIONS, "t")
+    assert result is not None and result.posterize is not None
+    assert 45.0 <= _measured(result.data, img)
+    assert sizes and img.size not in sizes  # tried on the sample only

@@ -80,8 +80,8 @@ except (ImportError, OSError):  # without it JPEGs are only ever re-encoded loss
     mozjpeg = None
 
 from tourserver.errors import TourError
-from tourserver.ingest.gltf_io import Document
-from tourserver.ingest.images import MAX_DECODE_PIXELS, decode_image, rgba_pixels
+from tourserver.ingest.gltf_io import Document, GltfInvalid
+from tourserver.ingest.images import MAX_DECODE_PIXELS, decode_image, image_size, rgba_pixels
 from tourserver.pipeline import webp_encode
 from tourserver.pipeline.base import Context
 from tourserver.pipeline.quality_search import Encoded, prober, search_lowest
@@ -163,8 +163,10 @@ class TextureEncode:
         # Encoders release the GIL: images are encoded in parallel, then applied in order,
         # so the output does not depend on which finished first.
         workers = self.workers or min(4, os.cpu_count() or 1)
-        # Largest first, so the last image to finish is a small one.
-        order = sorted(work, key=lambda i: -_image_bytes(doc, images[i]))
+        # Most pixels first (an image's encoding time grows with them), then most bytes, so
+        # the last image to finish is a quick one.
+        order = sorted(work, key=lambda i: (-_pixels(doc, images[i]),
+                                            -_image_bytes(doc, images[i])))
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(work) or 1))) as pool:
             by_index = dict(zip(order, pool.map(encode, order), strict=True))
         for i in work:
@@ -406,6 +408,14 @@ def _image_bytes(doc: Document, image: dict) -> int:
     if view is None:
         return 0
     return int(doc.json["bufferViews"][view]["byteLength"])
+
+
+def _pixels(doc: Document, image: dict) -> int:
+    try:
+        width, height = image_size(doc.buffer_view_bytes(image["bufferView"]))
+    except GltfInvalid:
+        return 0  # its encode reports what is wrong with it
+    return width * height
 
 
 def _palette_is_grey(img: Image.Image) -> bool:

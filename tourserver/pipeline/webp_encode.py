@@ -63,6 +63,13 @@ NEAR_LOSSLESS_START = 40  # usually the smallest level; PSNR rises with the leve
 NEAR_LOSSLESS_STEP_DB = 1.5
 NEAR_LOSSLESS_SAMPLE_PIXELS = 128 * 128
 NEAR_LOSSLESS_MIN_GAIN = 0.05  # of lossless's bytes on the same sample
+# A full-size near-lossless encode costs ~3x a lossless one (0.45-0.6 s against 0.15-0.2
+# s for a 512 px texture), and only one candidate is confirmed: near-lossless goes first
+# only where the sample expects it to be this share smaller than the next candidate
+# (AnisotropyBarnLamp's occlusion-roughness-metal map: a tie on the sample, posterized 3 %
+# smaller in a third of the time; FlightHelmet's leather normal map: 5.5 % ahead on the
+# sample, 10 % at full size).
+NEAR_LOSSLESS_RANK_PENALTY = 0.05
 # Flat synthetic images (UV grids, labels, icons) often hold the floor with a few colours:
 # the fewest of these that does, coded losslessly, is a candidate too (as pngquant does for
 # PNG). Photographs miss the floor even at 256 and cost a few milliseconds to rule out.
@@ -236,13 +243,14 @@ def _palette_plan(sample: Sample, floor: float, opts: WebpOptions,
 def _first_that_holds(plans: list[_Plan], image: Image.Image, reference: np.ndarray,
                       floor: float, opts: WebpOptions, where: str,
                       limit: int | None) -> Encoded | None:
-    """Confirm plans at full size in order of their estimates: the first that holds the
-    floor under the cap, or a smaller one the sample already measured exactly."""
+    """Confirm plans at full size in order of their estimates (near-lossless, the costly
+    one, handicapped): the first that holds the floor under the cap, or a smaller one the
+    sample already measured exactly."""
     best: Encoded | None = None
     cap = limit
-    for plan in sorted(plans, key=lambda p: p.estimate):
+    for plan in sorted(plans, key=_rank):
         if cap is not None and plan.estimate > PROXY_OVER_LIMIT * cap:
-            break  # this and every later estimate is well over what we have
+            continue  # well over what we have
         if best is not None and plan.result is None:
             # Ranked behind a result that holds. The sample's estimates are 10-15 % off,
             # but its ranking held on FlightHelmet's data textures wherever two
@@ -253,6 +261,12 @@ def _first_that_holds(plans: list[_Plan], image: Image.Image, reference: np.ndar
         if result is not None and (cap is None or len(result.data) < cap):
             best, cap = result, len(result.data)
     return best
+
+
+def _rank(plan: _Plan) -> float:
+    if plan.kind == "near-lossless" and plan.result is None:
+        return plan.estimate * (1 + NEAR_LOSSLESS_RANK_PENALTY)
+    return plan.estimate
 
 
 def _is_grey(reference: np.ndarray) -> bool:
