@@ -16,8 +16,10 @@ import numpy as np
 
 from tourserver.ingest.images import decode_image, psnr, rgba_pixels
 
-# dB of PSNR per quality step near the top of libwebp's range (corpus textures: 0.2-0.35).
-SEARCH_SLOPE_DB = 0.25
+# dB of PSNR per quality step just below libwebp's top qualities, for the first guess down
+# from the top (corpus textures: 0.3-0.6 there; the curve flattens further down, where
+# each later guess follows the measured slope instead).
+FIRST_SLOPE_DB = 0.45
 
 
 @dataclass(frozen=True)
@@ -61,39 +63,43 @@ def search_lowest(probe: Probe, floor: float,
     """(bytes, quality, PSNR) at the lowest quality in 0..max_quality whose decoded pixels
     hold `floor` dB, as `probe` measures them; None when even max_quality misses it.
 
-    A safeguarded interpolation search: PSNR grows smoothly with quality, so the next probe
-    is interpolated between the best miss and the best hit, with a bisection whenever that
-    did not halve the interval: ~5 encodes instead of a binary search's ~8, the same answer
-    where PSNR is monotone in quality."""
+    "Lowest" as a search can know it: the quality found holds and the one below misses
+    (PSNR is not strictly monotone in libwebp's quality). Each probe aims at the floor
+    along the measured curve: the secant through the nearest miss and hit, or below the
+    lowest hit, the secant through the two lowest hits (from the top, a typical slope).
+    Every probe narrows the range, so the search ends; within a bracket, one that did not
+    halve it is followed by a bisection. 3-5 encodes where a binary search over 0..95
+    needs 8."""
     data, value = probe(max_quality)
     if value < floor:
         return None
-    best = (data, max_quality, value)
-    lo, hi = 0, max_quality  # invariant: hi holds the floor
-    hi_value = value
+    hits = [(max_quality, value, data)]  # every hit, lowest quality last
     miss: tuple[int, float] | None = None  # the highest quality seen missing, its PSNR
-    # The first probe is guessed from the headroom at the top quality and a typical slope
-    # there, so most searches start next to their answer.
-    guess = (max_quality - (hi_value - floor) / SEARCH_SLOPE_DB
-             if math.isfinite(hi_value) else None)
-    bisect = guess is None
-    while lo < hi:
+    bisect = False
+    while True:
+        hi, hi_value, hi_data = hits[-1]
+        lo = miss[0] + 1 if miss is not None else 0
+        if lo >= hi:
+            return hi_data, hi, hi_value
         width = hi - lo
-        interpolated = not bisect and (guess is not None or (
-            miss is not None and hi_value > miss[1]))
-        if guess is not None:
-            q, guess = round(guess), None
-        elif interpolated:
-            assert miss is not None
-            t = (floor - miss[1]) / (hi_value - miss[1])
+        if bisect:
+            q = (lo + hi) // 2
+        elif miss is not None:
+            t = (floor - miss[1]) / (hi_value - miss[1]) if hi_value > miss[1] else 0.5
             q = math.ceil(miss[0] + t * (hi - miss[0]))
         else:
-            q = (lo + hi) // 2
+            slope = FIRST_SLOPE_DB
+            if len(hits) > 1 and hits[-2][1] > hi_value:
+                slope = (hits[-2][1] - hi_value) / (hits[-2][0] - hi)
+            headroom = hi_value - floor
+            q = math.floor(hi - headroom / slope) if math.isfinite(headroom) else (lo + hi) // 2
         q = min(hi - 1, max(lo, q))
         data, value = probe(q)
         if value >= floor:
-            hi, hi_value, best = q, value, (data, q, value)
+            hits.append((q, value, data))
         else:
-            lo, miss = q + 1, (q, value)
-        bisect = interpolated and (hi - lo) > width // 2
-    return best
+            miss = (q, value)
+        # Within a bracket, a probe that did not halve it is followed by a bisection.
+        bracketed = miss is not None and lo > 0
+        new_width = hits[-1][0] - (miss[0] + 1 if miss is not None else 0)
+        bisect = bracketed and not bisect and new_width > width // 2

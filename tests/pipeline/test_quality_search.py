@@ -1,0 +1,60 @@
+"""search_lowest on synthetic quality -> PSNR curves: the answer, and how many encodes."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tourserver.pipeline.quality_search import search_lowest
+
+
+def _probe_of(curve, calls: list[int]):
+    def probe(q: int) -> tuple[bytes, float]:
+        calls.append(q)
+        return bytes(q), curve(q)
+    return probe
+
+
+def _convex(top: float, slope_top: float, slope_low: float):
+    """Steep near the top, flat further down, as libwebp's PSNR against quality."""
+    def curve(q: int) -> float:
+        return top - slope_low * (95 - q) - (slope_top - slope_low) * 20 * (
+            1 - math.exp(-(95 - q) / 20))
+    return curve
+
+
+def test_a_libwebp_like_curve_takes_few_encodes():
+    worst = 0
+    for top, slope_top, slope_low in [(48, 0.6, 0.1), (43, 0.35, 0.15), (44, 0.5, 0.2)]:
+        curve = _convex(top, slope_top, slope_low)
+        for floor in (38.0, 40.0, 41.5):
+            calls: list[int] = []
+            found = search_lowest(_probe_of(curve, calls), floor, 95)
+            if curve(95) < floor:
+                assert found is None
+                continue
+            assert found is not None
+            _, q, value = found
+            assert value >= floor and (q == 0 or curve(q - 1) < floor)
+            assert len(calls) == len(set(calls))  # no quality encoded twice
+            worst = max(worst, len(calls))
+    assert worst <= 6  # a binary search over 0..95 needs 8 after the top
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-3, 3), min_size=96, max_size=96), st.floats(0, 60))
+def test_any_curve_ends_with_a_quality_that_holds_where_one_less_misses(noise, floor):
+    # Rising on the whole, not monotone: libwebp's PSNR can dip by a step.
+    curve = lambda q: 20 + 0.3 * q + noise[q]  # noqa: E731
+    calls: list[int] = []
+    found = search_lowest(_probe_of(curve, calls), floor, 95)
+    assert len(calls) <= 96
+    if curve(95) < floor:
+        assert found is None
+    else:
+        assert found is not None
+        _, q, value = found
+        assert value == curve(q) >= floor
+        assert q == 0 or (q - 1 in calls and curve(q - 1) < floor)  # measured, not assumed
