@@ -288,3 +288,18 @@ def test_a_candidate_ranked_behind_one_that_holds_is_not_encoded_at_full_size(mo
     assert result is not None and result.posterize is not None
     assert 45.0 <= _measured(result.data, img)
     assert sizes and img.size not in sizes  # tried on the sample only
+
+
+def test_a_smooth_map_is_not_coded_at_the_quality_its_sample_seams_ask_for():
+    # DamagedHelmet's occlusion map (2048 px, grey, smooth): every seam of the lossy sample's
+    # mosaic is an edge the image does not have. On 64 px tiles the sample asked for q73
+    # (111 KB); on 128 px tiles the whole image is coded at a lower quality that holds.
+    doc = load_asset(corpus_file("DamagedHelmet/DamagedHelmet.glb"))
+    occlusion = doc.json["materials"][0]["occlusionTexture"]["index"]
+    image = doc.json["images"][doc.json["textures"][occlusion]["source"]]
+    with Image.open(io.BytesIO(doc.buffer_view_bytes(image["bufferView"]))) as img:
+        grey = img.convert("L").convert("RGB")  # as texture_slots fills an R-only map
+    result = encode_webp(grey, rgba_pixels(grey), 40.0, OPTIONS, "t", lossless=False)
+    assert result is not None and result.quality is not None
+    assert result.quality < 73 and len(result.data) < 105_000
+    assert _measured(result.data, grey) >= 40.0

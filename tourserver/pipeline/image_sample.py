@@ -32,33 +32,33 @@ class Sample:
 
 
 def sample_of(image: Image.Image, reference: np.ndarray,
-              min_pixels: int = SAMPLE_MIN_PIXELS) -> Sample:
-    """A mosaic of TILE px tiles on an even grid over `image` (any mode Pillow can turn into
+              min_pixels: int = SAMPLE_MIN_PIXELS, tile: int = TILE) -> Sample:
+    """A mosaic of `tile` px tiles on an even grid over `image` (any mode Pillow can turn into
     an array), with the matching tiles of `reference` (H x W x 4): 1/SAMPLE_SHARE of the
     pixels, at least `min_pixels`. Images under twice that are their own sample."""
     width, height = image.size
     pixels = width * height
     target = max(min_pixels, pixels // SAMPLE_SHARE)
-    if pixels < 2 * target or width < 2 * TILE or height < 2 * TILE:
+    if pixels < 2 * target or width < 2 * tile or height < 2 * tile:
         return Sample(image, reference, 1.0)
-    tiles = target / (TILE * TILE)
-    across = max(1, min(width // TILE, round((tiles * width / height) ** 0.5)))
-    down = max(1, min(height // TILE, round(tiles / across)))
-    xs = _starts(width, across)
-    ys = _starts(height, down)
+    tiles = target / (tile * tile)
+    across = max(1, min(width // tile, round((tiles * width / height) ** 0.5)))
+    down = max(1, min(height // tile, round(tiles / across)))
+    xs = _starts(width, across, tile)
+    ys = _starts(height, down, tile)
     source = np.asarray(image)
-    mosaic = _assemble(source, xs, ys)
-    mosaic_reference = _assemble(reference, xs, ys)
+    mosaic = _assemble(source, xs, ys, tile)
+    mosaic_reference = _assemble(reference, xs, ys, tile)
     return Sample(Image.fromarray(mosaic, image.mode), mosaic_reference,
                   pixels / (mosaic.shape[0] * mosaic.shape[1]))
 
 
-def _starts(length: int, count: int) -> list[int]:
+def _starts(length: int, count: int, tile: int = TILE) -> list[int]:
     if count == 1:
-        return [(length - TILE) // 2 // 8 * 8]
-    return [(i * (length - TILE) // (count - 1)) // 8 * 8 for i in range(count)]
+        return [(length - tile) // 2 // 8 * 8]
+    return [(i * (length - tile) // (count - 1)) // 8 * 8 for i in range(count)]
 
 
-def _assemble(pixels: np.ndarray, xs: list[int], ys: list[int]) -> np.ndarray:
-    rows = [np.concatenate([pixels[y:y + TILE, x:x + TILE] for x in xs], axis=1) for y in ys]
+def _assemble(pixels: np.ndarray, xs: list[int], ys: list[int], tile: int) -> np.ndarray:
+    rows = [np.concatenate([pixels[y:y + tile, x:x + tile] for x in xs], axis=1) for y in ys]
     return np.ascontiguousarray(np.concatenate(rows, axis=0))
