@@ -171,6 +171,17 @@ def test_near_lossless_chosen_on_a_small_sample_holds_on_the_whole_image():
     assert 45.0 <= _measured(result.data, img) < np.inf
 
 
+def _full_size_near_lossless(monkeypatch) -> list[tuple[int, int]]:
+    sizes: list[tuple[int, int]] = []
+    original = webp_encode._near_lossless_encoder
+
+    def recording(image, opts):
+        sizes.append(image.size)
+        return original(image, opts)
+    monkeypatch.setattr(webp_encode, "_near_lossless_encoder", recording)
+    return sizes
+
+
 def test_near_lossless_that_hardly_helps_on_the_sample_is_not_encoded_at_full_size(
         monkeypatch):
     # Fox's texture: flat colour areas; near-lossless saves 0.3 % on the sample and would
@@ -179,13 +190,7 @@ def test_near_lossless_that_hardly_helps_on_the_sample_is_not_encoded_at_full_si
     image = doc.json["images"][0]
     with Image.open(io.BytesIO(doc.buffer_view_bytes(image["bufferView"]))) as img:
         img = img.convert("RGB")
-    sizes: list[tuple[int, int]] = []
-    original = webp_encode._near_lossless_encoder
-
-    def recording(image, opts):
-        sizes.append(image.size)
-        return original(image, opts)
-    monkeypatch.setattr(webp_encode, "_near_lossless_encoder", recording)
+    sizes = _full_size_near_lossless(monkeypatch)
     result = encode_webp(img, rgba_pixels(img), 40.0, OPTIONS, "t")
     assert result is not None and result.near_lossless is None  # lossless or a palette won
     assert sizes and img.size not in sizes
@@ -251,17 +256,6 @@ def test_a_photograph_rules_the_palette_out():
     img = Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8))
     sample = sample_of(img, rgba_pixels(img))
     assert webp_encode._palette_plan(sample, 40.0, OPTIONS, "t") is None
-
-
-def _full_size_near_lossless(monkeypatch) -> list[tuple[int, int]]:
-    sizes: list[tuple[int, int]] = []
-    original = webp_encode._near_lossless_encoder
-
-    def recording(image, opts):
-        sizes.append(image.size)
-        return original(image, opts)
-    monkeypatch.setattr(webp_encode, "_near_lossless_encoder", recording)
-    return sizes
 
 
 def test_near_lossless_tied_on_the_sample_gives_way_to_the_cheaper_candidate(monkeypatch):
