@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-try:  # libvips' WebP writer has near-lossless and sharp YUV, which Pillow's does not expose
+try:  # libvips' WebP writer has near-lossless, which Pillow's does not expose
     import pyvips
 except (ImportError, OSError):  # no libvips: Pillow's lossy WebP, no near-lossless
     pyvips = None
@@ -142,7 +142,7 @@ def encode_webp(image: Image.Image, reference: np.ndarray, floor: float, opts: W
     whose noise codes 3-5x larger losslessly than the JPEG)."""
     grey = _is_grey(reference)
     sample = sample_of(image, reference, LOSSY_SAMPLE_PIXELS, LOSSY_TILE)
-    # Sharp YUV gives grey images the same bytes (their chroma is flat) at twice the cost.
+    # Grey images have flat chroma: sharp YUV would give them the same bytes.
     lossy = _lossy_plan(sample, floor, opts, where, sharp=not grey)
     plans = [lossy] if lossy is not None else []
     pixels = image.width * image.height
@@ -482,8 +482,8 @@ def _next_quality(sample: Probe, floor: float, max_quality: int, last: int,
         following = max(from_sample, missed[0] + 1)
         return following if following <= max_quality else None
     # Down from a hit: the shifted sample's answer only. Stepping further by a typical
-    # slope found one quality more at the price of a full-size miss in most cases
-    # (DamagedHelmet's base colour and normal map: three full-size encodes, now two).
+    # slope found one quality more at the price of a full-size miss in most cases (it cost
+    # DamagedHelmet's base colour and normal map one full-size encode each).
     return from_sample if from_sample < held[0] else None
 
 
