@@ -10,6 +10,7 @@ from PIL import Image
 from support import corpus_file
 
 from tourserver.ingest.images import psnr_channels, rgba_pixels
+from tourserver.pipeline import sharp_yuv
 from tourserver.pipeline.quality_search import prober, search_lowest
 from tourserver.pipeline.sharp_yuv import sharp_rgb
 
@@ -68,3 +69,14 @@ def test_any_size_keeps_its_shape_and_alpha(shape):
     assert out.shape == pixels.shape and out.dtype == np.uint8
     if shape[2] == 4:
         assert np.array_equal(out[..., 3], pixels[..., 3])
+
+
+@pytest.mark.parametrize("shape", [(301, 203, 4), (256, 64, 3), (129, 130, 3)])
+def test_bands_give_the_pixels_one_whole_image_solve_gives(shape, monkeypatch):
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+    monkeypatch.setattr(sharp_yuv, "BAND_BLOCKS", 1 << 20)  # one band: the whole image
+    whole = sharp_rgb(pixels)
+    for blocks in (1, 7, 32):
+        monkeypatch.setattr(sharp_yuv, "BAND_BLOCKS", blocks)
+        assert np.array_equal(sharp_rgb(pixels), whole), blocks

@@ -11,7 +11,7 @@ NumPy, and returns RGB pixels whose plain conversion gives those luma and chroma
 (every pixel of a 2x2 block carries the block's chroma): encoding them without libwebp's
 option decodes as close to the source as encoding the source with it (DamagedHelmet's
 base colour at quality 87: 40.64/41.11/40.10 dB against libwebp's 40.66/41.04/40.06, in
-0.1 % fewer bytes), for one pass of ~0.15 s per megapixel however many qualities follow.
+0.1 % fewer bytes), for one pass of ~0.1 s per megapixel however many qualities follow.
 
 The maths is libwebp's: BT.601 limited-range YUV, chroma sited between each pair of
 pixels, decoded with 9-3-3-1 bilinear weights and clipped to 0..255. Each iteration
@@ -26,6 +26,7 @@ import numpy as np
 
 F = np.float32
 ITERATIONS = 2
+BAND_BLOCKS = 64  # 2x2 block rows per band: 128 pixel rows
 # BT.601 limited range, as libwebp's VP8RGBToY/U/V and VP8YUVToR/G/B.
 _Y = (F(0.2567890625), F(0.50412), F(0.09790625))
 _U = (F(-0.14822), F(-0.29099), F(0.439453))
@@ -40,9 +41,20 @@ def sharp_rgb(pixels: np.ndarray, iterations: int = ITERATIONS) -> np.ndarray:
     rgb = pixels[..., :3]
     if height % 2 or width % 2:  # whole 2x2 blocks: repeat the last row or column
         rgb = np.pad(rgb, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-    luma, u, v = _solve(rgb, iterations)
     out = pixels.copy()
-    out[..., :3] = _to_rgb(luma, u, v)[:height, :width]
+    # Bands of rows, each solved with a margin of `halo` block rows either side: an
+    # iteration reaches one block row further, so the margin keeps every band's own rows
+    # exactly what a solve of the whole image gives, while the band's arrays stay in the
+    # CPU cache (0.40 s against 0.67 s for a 2048 px texture).
+    blocks = rgb.shape[0] // 2
+    halo = iterations + 1
+    for top in range(0, blocks, BAND_BLOCKS):
+        bottom = min(blocks, top + BAND_BLOCKS)
+        lo, hi = max(0, top - halo), min(blocks, bottom + halo)
+        luma, u, v = _solve(rgb[2 * lo:2 * hi], iterations)
+        band = _to_rgb(luma, u, v)[2 * (top - lo):2 * (bottom - lo)]
+        rows = min(height, 2 * bottom) - 2 * top
+        out[2 * top:2 * top + rows, :, :3] = band[:rows, :width]
     return out
 
 

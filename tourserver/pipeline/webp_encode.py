@@ -93,7 +93,7 @@ LOSSY_TILE = 128
 # many bytes per megapixel of the image (a full-size encode costs ~0.17 s per megapixel).
 LOWER_MIN_SAVING = 0.04
 LOWER_MIN_BYTES_PER_MP = 4096
-# Sharp YUV buys ~4-25 % of a colour texture's lossy bytes for one conversion of ~0.15 s
+# Sharp YUV buys ~4-25 % of a colour texture's lossy bytes for one conversion of ~0.1 s
 # per megapixel. Below this many bytes per megapixel at the top quality (on the sample)
 # that saving is under the exchange rate LOWER_MIN_BYTES_PER_MP sets, so it is not used:
 # DamagedHelmet's mostly black emissive map, 17 KB.
