@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image
 
 from tourserver.ingest.images import rgba_pixels
-from tourserver.pipeline.image_sample import SAMPLE_SHARE, TILE, sample_of
+from tourserver.pipeline.image_sample import SAMPLE_SHARE, TILE, activity_sample, sample_of
 
 
 def _image(height: int, width: int, mode: str = "RGB") -> Image.Image:
@@ -58,3 +58,51 @@ def test_non_square_images_keep_their_aspect():
     width, height = sample.image.size
     assert width > 4 * height
     assert sample.scale == 512 * 4096 / (width * height)
+
+
+def test_activity_tiles_sample_busy_and_calm_parts_in_their_share():
+    # A quarter of the image is noise, the rest flat grey: a grid of tiles could land on
+    # either; tiles taken at even quantiles of activity hold a quarter noise, like the image.
+    pixels = np.full((2048, 2048, 3), 90, np.uint8)
+    rng = np.random.default_rng(2)
+    pixels[1024 + 16:, 1024 + 16:] = rng.integers(0, 256, (1024 - 16, 1024 - 16, 3))
+    img = Image.fromarray(pixels)
+    sample = activity_sample(img, rgba_pixels(img), 512 * 512, 64, 8)
+    mosaic = np.asarray(sample.image)
+    assert mosaic.shape == (512, 512, 3) and sample.scale == 16
+    busy = [mosaic[y:y + 64, x:x + 64].std() > 20 for y in range(0, 512, 64)
+            for x in range(0, 512, 64)]
+    assert abs(sum(busy) / len(busy) - 0.25) <= 1 / 16
+    assert np.array_equal(sample.reference[..., :3], mosaic)
+
+
+def test_activity_tiles_measure_away_from_the_seams():
+    img = _image(1024, 1024)
+    sample = activity_sample(img, rgba_pixels(img), 256 * 256, 64, 8)
+    inside = sample.inside
+    assert inside is not None and inside.shape == sample.reference.shape[:2]
+    assert not inside[:, 56:72].any() and not inside[56:72, :].any()  # a seam at 64
+    assert inside[8:56, 8:56].all()
+    assert inside.mean() == (48 / 64) ** 2
+
+
+def test_edges_on_a_power_of_two_grid_fall_inside_activity_tiles():
+    # A texture laid out in 256 px cells: every cell edge is a multiple of 64. Tiles that
+    # started there would have them all on their seams, measured nowhere.
+    y, x = np.mgrid[0:1024, 0:1024]
+    pixels = np.stack([x % 256, y % 256, np.full_like(x, 128)], -1).astype(np.uint8)
+    img = Image.fromarray(pixels)
+    sample = activity_sample(img, rgba_pixels(img), 256 * 256, 64, 8)
+    red = sample.reference[..., 0].astype(int)
+    across_an_edge = 0
+    for ty in range(0, red.shape[0], 64):
+        for tx in range(0, red.shape[1], 64):
+            interior = red[ty + 8:ty + 56, tx + 8:tx + 56]
+            across_an_edge += interior.min() < 16 and interior.max() > 240
+    assert across_an_edge >= 2  # both sides of a cell edge, away from the seams
+
+
+def test_small_images_are_their_own_activity_sample():
+    img = _image(512, 512)
+    sample = activity_sample(img, rgba_pixels(img), 512 * 512, 64, 8)
+    assert sample.whole and sample.inside is None

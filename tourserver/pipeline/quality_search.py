@@ -35,27 +35,46 @@ class Encoded:
     posterize: float | None = None  # the step, when posterized values (lossless-coded) won
 
 
-def measure(data: bytes, reference: np.ndarray, where: str, max_pixels: int) -> float:
-    """PSNR (worst channel) of encoded `data` against the `reference` RGBA pixels."""
+def measure(data: bytes, reference: np.ndarray, where: str, max_pixels: int,
+            inside: np.ndarray | None = None) -> float:
+    """PSNR (worst channel) of encoded `data` against the `reference` RGBA pixels; only
+    over the pixels `inside` marks, when given."""
     with decode_image(data, where, max_pixels) as decoded:
-        return psnr(rgba_pixels(decoded), reference)
+        pixels = rgba_pixels(decoded)
+    if inside is None:
+        return psnr(pixels, reference)
+    return psnr(pixels[inside][None], reference[inside][None])
 
 
 Probe = Callable[[int], tuple[bytes, float]]
 
 
-def prober(encode: Callable[[int], bytes], reference: np.ndarray, where: str,
-           max_pixels: int) -> Probe:
-    """quality -> (bytes, PSNR): encodes and measures each quality once (cached), so
-    searches that revisit a quality cost nothing."""
-    seen: dict[int, tuple[bytes, float]] = {}
+class Prober:
+    """quality -> (bytes, PSNR, over the pixels `inside` marks when given): encodes and
+    measures each quality once (cached), so searches that revisit a quality cost nothing."""
 
-    def probe(quality: int) -> tuple[bytes, float]:
-        if quality not in seen:
-            data = encode(quality)
-            seen[quality] = (data, measure(data, reference, where, max_pixels))
-        return seen[quality]
-    return probe
+    def __init__(self, encode: Callable[[int], bytes], reference: np.ndarray, where: str,
+                 max_pixels: int, inside: np.ndarray | None = None) -> None:
+        self._encode, self._reference, self._where = encode, reference, where
+        self._max_pixels, self._inside = max_pixels, inside
+        self._seen: dict[int, tuple[bytes, float]] = {}
+
+    def __call__(self, quality: int) -> tuple[bytes, float]:
+        if quality not in self._seen:
+            data = self._encode(quality)
+            self._seen[quality] = (data, measure(data, self._reference, self._where,
+                                                 self._max_pixels, self._inside))
+        return self._seen[quality]
+
+    def measured(self) -> dict[int, tuple[bytes, float]]:
+        """Every quality encoded so far, with its bytes and PSNR."""
+        return dict(self._seen)
+
+
+def prober(encode: Callable[[int], bytes], reference: np.ndarray, where: str,
+           max_pixels: int, inside: np.ndarray | None = None) -> Prober:
+    """A `Prober` of `encode` against `reference`."""
+    return Prober(encode, reference, where, max_pixels, inside)
 
 
 def search_lowest(probe: Probe, floor: float,

@@ -35,10 +35,11 @@ except (ImportError, OSError):  # no libvips: Pillow's lossy WebP, no near-lossl
     pyvips = None
 
 from tourserver.ingest.images import psnr, rgba_pixels
-from tourserver.pipeline.image_sample import Sample, sample_of
+from tourserver.pipeline.image_sample import Sample, activity_sample, sample_of
 from tourserver.pipeline.quality_search import (
     Encoded,
     Probe,
+    Prober,
     measure,
     prober,
     search_lowest,
@@ -84,11 +85,10 @@ POSTERIZE_STEPS = (16, 12, 10, 8, 7, 6, 5.5, 5, 4.5, 4, 3.5, 3, 2.5, 2)
 # 512 px texture put a colour texture's quality 4 steps too low, and encodes up to 512 px
 # cost milliseconds (images under twice this are searched whole).
 LOSSY_SAMPLE_PIXELS = 512 * 512
-# Lossy samples take 128 px tiles: every seam between tiles is an edge the image does not
-# have, which a lossy codec pays for in error, most at low qualities on smooth images
-# (DamagedHelmet's occlusion map at q73: 40.5 dB on 64 px tiles, 40.1 on 128 px, 42.0 dB
-# whole; its base colour at q87: 39.6 and 40.3, against 40.1).
-LOSSY_TILE = 128
+# Lossy samples: 64 px tiles chosen by activity, error measured 8 px or more from the
+# seams (`image_sample.activity_sample`; 128 px tiles were 0.9 dB off, root mean square).
+LOSSY_TILE = 64
+LOSSY_MARGIN = 8
 # A lower quality is tried at full size when the sample says it saves this share and this
 # many bytes per megapixel of the image (a full-size encode costs ~0.17 s per megapixel).
 LOWER_MIN_SAVING = 0.04
@@ -100,6 +100,9 @@ LOWER_MIN_BYTES_PER_MP = 4096
 SHARP_MIN_BYTES_PER_MP = 64 * 1024
 # Full-size encodes per lossy candidate, at most (usually 1 or 2); more for images up to
 # CHEAP_PIXELS, whose encodes take milliseconds.
+# Down from a full-size hit, a quality the shifted sample puts this far under the floor
+# is still tried (a full-size miss there costs one encode; the floor always holds).
+DOWN_SLACK_DB = 0.1
 MAX_FULL_ENCODES = 3
 MAX_FULL_ENCODES_CHEAP = 5
 CHEAP_PIXELS = 1024 * 1024
@@ -141,7 +144,7 @@ def encode_webp(image: Image.Image, reference: np.ndarray, floor: float, opts: W
     `lossless`: also consider lossless and near-lossless (not worth it for decoded JPEGs,
     whose noise codes 3-5x larger losslessly than the JPEG)."""
     grey = _is_grey(reference)
-    sample = sample_of(image, reference, LOSSY_SAMPLE_PIXELS, LOSSY_TILE)
+    sample = activity_sample(image, reference, LOSSY_SAMPLE_PIXELS, LOSSY_TILE, LOSSY_MARGIN)
     # Grey images have flat chroma: sharp YUV would give them the same bytes.
     lossy = _lossy_plan(sample, floor, opts, where, sharp=not grey)
     plans = [lossy] if lossy is not None else []
@@ -310,13 +313,13 @@ def _lossy_plan(sample: Sample, floor: float, opts: WebpOptions, where: str,
     """The lossy candidate: the lowest quality that holds the floor on the sample, and
     its bytes scaled to the image."""
     probe = prober(_lossy_encoder(sample.image, opts, sharp), sample.reference, where,
-                   opts.max_pixels)
+                   opts.max_pixels, sample.inside)
     top_data, top_value = probe(opts.max_quality)
     pixels = sample.image.width * sample.image.height
     if sharp and len(top_data) / pixels * 1e6 < SHARP_MIN_BYTES_PER_MP:
         sharp = False  # too few bytes for sharp YUV's saving to pay for its time
         probe = prober(_lossy_encoder(sample.image, opts, sharp), sample.reference, where,
-                       opts.max_pixels)
+                       opts.max_pixels, sample.inside)
         top_data, top_value = probe(opts.max_quality)
     if top_value < floor:
         if sample.whole or top_value < floor - PROXY_MISS_DB:
@@ -327,9 +330,31 @@ def _lossy_plan(sample: Sample, floor: float, opts: WebpOptions, where: str,
     found = search_lowest(probe, floor, opts.max_quality)
     assert found is not None
     data, quality, value = found
+    if not sample.whole:
+        quality = _safest_worth_it(probe, floor, quality, sample.scale, sample.scale * pixels)
+        data, value = probe(quality)
     result = Encoded(data, WEBP, value, quality) if sample.whole else None
     return _Plan(len(data) * sample.scale, "lossy", quality, result, probe, sharp,
                  sample.scale)
+
+
+def _safest_worth_it(sample: Prober, floor: float, lowest: int, scale: float,
+                     pixels: int) -> int:
+    """The highest quality the sample saw holding the floor that `lowest` does not save
+    enough bytes per megapixel under to be worth a full-size encode: more margin
+    against the sample's error where it costs little. DamagedHelmet's mostly black emissive
+    map held 40 dB on the sample at q1, and at q59 for 2.3 KB more per megapixel of the
+    image; q1 missed by 2 dB on the whole image, q59 holds it with 9 dB to spare."""
+    measured = sample.measured()
+    least = len(measured[lowest][0])
+    held = sorted(q for q, (_, value) in measured.items() if q > lowest and value >= floor)
+    for quality in reversed(held):
+        # Bytes per megapixel only: a small share of a large texture is still worth having
+        # (SheenChair's 1024 x 512 base colour: q84 3 % under q85, 5 KB per megapixel).
+        saving = (len(measured[quality][0]) - least) * scale
+        if saving < LOWER_MIN_BYTES_PER_MP * pixels / 1e6:
+            return quality
+    return lowest
 
 
 def _near_lossless_encoder(image: Image.Image, opts: WebpOptions) -> Callable[[int], bytes]:
@@ -428,7 +453,7 @@ def _step_up(encode: Callable[[int], bytes], ladder: tuple[int, ...], start: int
     return None
 
 
-def _confirm_lossy(quality: int, sample: Probe, scale: float, image: Image.Image,
+def _confirm_lossy(quality: int, sample: Prober, scale: float, image: Image.Image,
                    reference: np.ndarray, floor: float, opts: WebpOptions, where: str,
                    sharp: bool, cap: int | None) -> Encoded | None:
     """The lowest quality that holds the floor at full size, starting from the sample's
@@ -456,6 +481,9 @@ def _confirm_lossy(quality: int, sample: Probe, scale: float, image: Image.Image
                 break  # higher qualities are larger still
         if not math.isfinite(value):
             break
+        if missed is None and not _worth_a_lower(sample, scale, pixels,
+                                                 _smallest_below(sample, quality), quality):
+            break  # nothing the sample saw below saves enough: no need to search it again
         following = _next_quality(sample, floor, opts.max_quality, quality, value, held,
                                   missed)
         if following is None or (held is not None and following < held[0] and not
@@ -475,7 +503,11 @@ def _next_quality(sample: Probe, floor: float, max_quality: int, last: int,
         interpolated = math.ceil(missed[0] + t * (held[0] - missed[0]))
         return min(held[0] - 1, max(missed[0] + 1, interpolated))
     offset = last_value - sample(last)[1]
-    found = search_lowest(sample, floor - offset, max_quality)
+    # Down from a hit, a quality the shifted sample puts just under the floor is tried too:
+    # one step's change is measured better than the level (DamagedHelmet's base colour:
+    # q88 held at full size, the shifted sample put q87 0.02 dB under, and q87 held by 0.1).
+    slack = DOWN_SLACK_DB if held is not None and missed is None else 0.0
+    found = search_lowest(sample, floor - offset - slack, max_quality)
     from_sample = found[1] if found is not None else max_quality
     if held is None:
         assert missed is not None
@@ -485,6 +517,13 @@ def _next_quality(sample: Probe, floor: float, max_quality: int, last: int,
     # slope found one quality more at the price of a full-size miss in most cases (it cost
     # DamagedHelmet's base colour and normal map one full-size encode each).
     return from_sample if from_sample < held[0] else None
+
+
+def _smallest_below(sample: Prober, quality: int) -> int:
+    """The quality under `quality` that gave the sample's fewest bytes (`quality` itself
+    when none was tried)."""
+    below = {q: len(data) for q, (data, _) in sample.measured().items() if q < quality}
+    return min(below, key=lambda q: (below[q], q)) if below else quality
 
 
 def _worth_a_lower(sample: Probe, scale: float, pixels: int, lower: int,
