@@ -16,7 +16,8 @@ conversion as libwebp's sharp RGB->YUV option, which would cost ~0.3 s per megap
 every encode): it keeps colour edges through 4:2:0 (FlightHelmet's colour textures hold
 40 dB 1.5-26 % smaller than plainly converted on four of five, 8 % larger on one;
 DamagedHelmet's normal map holds 45 dB at all). Grey images skip it: their chroma is
-flat. Near-lossless needs libvips (Pillow has no option for it).
+flat. Alpha is coded losslessly once per image and joined to each colour-only encode
+(`webp_container`). Near-lossless needs libvips (Pillow has no option for it).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from tourserver.pipeline.quality_search import (
     search_lowest,
 )
 from tourserver.pipeline.sharp_yuv import sharp_rgb
+from tourserver.pipeline.webp_container import riff_chunks, with_alpha
 
 WEBP = "image/webp"
 # A sample that misses the floor by this much at the top quality is taken for the image.
@@ -286,26 +288,43 @@ def _lossy_encoder(image: Image.Image, opts: WebpOptions,
                    sharp: bool) -> Callable[[int], bytes]:
     # sharp: the pixels are converted once (`sharp_yuv`), so no encode pays libwebp's own
     # sharp conversion. exact: keep RGB under transparent pixels (libwebp would otherwise
-    # rewrite them, which shows at alpha-blended and alpha-tested edges); alpha is lossless.
+    # rewrite them, which shows at alpha-blended and alpha-tested edges). Alpha is coded
+    # losslessly once, and joined to each colour-only encode (`webp_container`).
     pixels = np.asarray(image)
     if sharp:
         pixels = sharp_rgb(pixels)
+    height, width = pixels.shape[:2]
+    alpha = None
+    if pixels.shape[2] == 4:
+        alpha = _alpha_chunk(pixels, opts)
+        pixels = pixels[..., :3]
     if pyvips is not None:  # libvips' writer is ~10 % faster than Pillow's here
         vimg = pyvips.Image.new_from_array(np.ascontiguousarray(pixels),
                                            interpretation="srgb")
 
-        def lossy_vips(q: int) -> bytes:
-            return vimg.webpsave_buffer(Q=q, effort=opts.effort, exact=True, alpha_q=100,
-                                        keep="none")
-        return lossy_vips
-    source = Image.fromarray(pixels, image.mode) if sharp else image
+        def colour(q: int) -> bytes:
+            return vimg.webpsave_buffer(Q=q, effort=opts.effort, exact=True, keep="none")
+    else:
+        source = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
 
-    def lossy_pillow(q: int) -> bytes:
-        out = io.BytesIO()
-        source.save(out, format="WEBP", quality=q, method=opts.effort, exact=True,
-                    alpha_quality=100)
-        return out.getvalue()
-    return lossy_pillow
+        def colour(q: int) -> bytes:
+            out = io.BytesIO()
+            source.save(out, format="WEBP", quality=q, method=opts.effort, exact=True)
+            return out.getvalue()
+    if alpha is None:
+        return colour
+    return lambda q: with_alpha(colour(q), alpha, width, height)
+
+
+def _alpha_chunk(pixels: np.ndarray, opts: WebpOptions) -> bytes:
+    """The ALPH chunk libwebp writes for these RGBA pixels: lossless alpha, coded at the
+    encoder's effort (at the lowest colour quality, the cheapest frame to throw away)."""
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels), "RGBA").save(
+        out, format="WEBP", quality=0, method=opts.effort, exact=True, alpha_quality=100)
+    found = [payload for fourcc, payload in riff_chunks(out.getvalue()) if fourcc == b"ALPH"]
+    assert len(found) == 1, "libwebp wrote no alpha chunk for an image with alpha"
+    return found[0]
 
 
 def _lossy_plan(sample: Sample, floor: float, opts: WebpOptions, where: str,
