@@ -375,3 +375,20 @@ def test_alpha_is_coded_once_per_image_not_once_per_quality(monkeypatch):
     with Image.open(io.BytesIO(result.data)) as decoded:
         assert np.array_equal(np.asarray(decoded.convert("RGBA"))[..., 3], reference[..., 3])
     assert _measured(result.data, img) >= 40.0
+
+
+def test_an_alpha_image_whose_sampled_tiles_are_opaque_still_keeps_its_alpha():
+    # Transparency only in a corner strip the lossy sample's tiles may miss: the sample is
+    # coded without alpha, the image with it.
+    y, x = np.mgrid[0:1100, 0:1100]
+    pixels = np.stack([x % 256, y % 256, (x + y) % 256, np.full_like(x, 255)], -1)
+    pixels[:, :8, 3] = 0  # under the activity grid's 16 px offset
+    img = Image.fromarray(pixels.astype(np.uint8), "RGBA")
+    reference = rgba_pixels(img)
+    sample = webp_encode.activity_sample(img, reference, LOSSY_SAMPLE_PIXELS,
+                                         webp_encode.LOSSY_TILE, webp_encode.LOSSY_MARGIN)
+    assert (sample.reference[..., 3] == 255).all()
+    result = encode_webp(img, reference, 30.0, OPTIONS, "t", lossless=False)
+    assert result is not None and result.quality is not None
+    with Image.open(io.BytesIO(result.data)) as decoded:
+        assert np.array_equal(np.asarray(decoded.convert("RGBA"))[..., 3], reference[..., 3])

@@ -100,11 +100,11 @@ LOWER_MIN_BYTES_PER_MP = 4096
 # that saving is under the exchange rate LOWER_MIN_BYTES_PER_MP sets, so it is not used:
 # DamagedHelmet's mostly black emissive map, 17 KB.
 SHARP_MIN_BYTES_PER_MP = 64 * 1024
-# Full-size encodes per lossy candidate, at most (usually 1 or 2); more for images up to
-# CHEAP_PIXELS, whose encodes take milliseconds.
 # Down from a full-size hit, a quality the shifted sample puts this far under the floor
 # is still tried (a full-size miss there costs one encode; the floor always holds).
 DOWN_SLACK_DB = 0.1
+# Full-size encodes per lossy candidate, at most (usually 1 or 2); more for images up to
+# CHEAP_PIXELS, whose encodes take milliseconds.
 MAX_FULL_ENCODES = 3
 MAX_FULL_ENCODES_CHEAP = 5
 CHEAP_PIXELS = 1024 * 1024
@@ -296,7 +296,7 @@ def _lossy_encoder(image: Image.Image, opts: WebpOptions,
     height, width = pixels.shape[:2]
     alpha = None
     if pixels.shape[2] == 4:
-        alpha = _alpha_chunk(pixels, opts)
+        alpha = _alpha_chunk(pixels, opts)  # None: opaque here (a sample's tiles can be)
         pixels = pixels[..., :3]
     if pyvips is not None:  # libvips' writer is ~10 % faster than Pillow's here
         vimg = pyvips.Image.new_from_array(np.ascontiguousarray(pixels),
@@ -316,14 +316,18 @@ def _lossy_encoder(image: Image.Image, opts: WebpOptions,
     return lambda q: with_alpha(colour(q), alpha, width, height)
 
 
-def _alpha_chunk(pixels: np.ndarray, opts: WebpOptions) -> bytes:
+def _alpha_chunk(pixels: np.ndarray, opts: WebpOptions) -> bytes | None:
     """The ALPH chunk libwebp writes for these RGBA pixels: lossless alpha, coded at the
-    encoder's effort (at the lowest colour quality, the cheapest frame to throw away)."""
+    encoder's effort (at the lowest colour quality, the cheapest frame to throw away).
+    None where every pixel is opaque: libwebp then writes no alpha at all."""
+    if (pixels[..., 3] == 255).all():
+        return None
     out = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels), "RGBA").save(
         out, format="WEBP", quality=0, method=opts.effort, exact=True, alpha_quality=100)
     found = [payload for fourcc, payload in riff_chunks(out.getvalue()) if fourcc == b"ALPH"]
-    assert len(found) == 1, "libwebp wrote no alpha chunk for an image with alpha"
+    if len(found) != 1:
+        raise ValueError("libwebp wrote no single alpha chunk for an image with alpha")
     return found[0]
 
 
