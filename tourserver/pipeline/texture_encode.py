@@ -96,10 +96,14 @@ IMAGE_EXTENSIONS = ("EXT_texture_webp", "KHR_texture_basisu", "MSFT_texture_dds"
                     "EXT_texture_avif")
 # Facts are JSON-safe numbers: a lossless (identical) result is reported as this many dB.
 PSNR_LOSSLESS = 100.0
-# MozJPEG's lossless recode of a baseline JPEG came to 0.45-0.99 of it on the corpus (0.45:
-# DamagedHelmet's mostly black emissive map). A new encoding under this share of the JPEG
-# is kept without trying the recode (0.1-0.4 s for a 2048 px texture).
+# MozJPEG's lossless recode of a baseline JPEG came to 0.45-0.99 of it on the corpus: most
+# where the JPEG is sparse (0.45: DamagedHelmet's mostly black emissive map, 0.19 bits per
+# pixel; 0.57 at 0.34), at least 0.79 on the twelve over DENSE_JPEG_BPP. A new encoding
+# under this share of the JPEG is kept without trying the recode (0.1-0.4 s for a
+# 2048 px texture).
 RECODE_BEST_SHARE = 0.4
+RECODE_BEST_SHARE_DENSE = 0.75
+DENSE_JPEG_BPP = 0.5
 BASISU_TIMEOUT_S = 600.0
 
 
@@ -288,11 +292,13 @@ class TextureEncode:
             # A new encoding must come in under what we already have to be kept at all.
             result = self._encode_decoded(img, mime, role, channels, where, basisu, len(data))
             progressive = bool(img.info.get("progressive"))
+            dense = len(data) * 8 > DENSE_JPEG_BPP * img.width * img.height
+        best_share = RECODE_BEST_SHARE_DENSE if dense else RECODE_BEST_SHARE
         if (mime != "image/jpeg" or self.format not in ("webp", "jpeg", "keep") or progressive
-                or (result is not None and len(result.data) < RECODE_BEST_SHARE * len(data))):
+                or (result is not None and len(result.data) < best_share * len(data))):
             # A progressive JPEG already has what MozJPEG would give it (optimised Huffman
             # tables, a scan script): DamagedHelmet's gained 0.3 % for 0.57 s. And a result
-            # under RECODE_BEST_SHARE of the JPEG needs no recode to beat.
+            # under the best share a recode reaches needs no recode to beat.
             return result
         # The same pixels in fewer bytes (baseline JPEGs in the corpus: 1-55 % smaller)
         # beat any re-encoding that is not smaller still.
