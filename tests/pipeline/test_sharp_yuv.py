@@ -11,7 +11,7 @@ from support import corpus_file
 
 from tourserver.ingest.images import psnr_channels, rgba_pixels
 from tourserver.pipeline import sharp_yuv
-from tourserver.pipeline.quality_search import prober, search_lowest
+from tourserver.pipeline.quality_search import Prober, search_lowest
 from tourserver.pipeline.sharp_yuv import sharp_rgb
 
 
@@ -24,7 +24,7 @@ def _webp(pixels: np.ndarray, quality: int) -> tuple[bytes, np.ndarray]:
 
 
 def _smallest_holding(pixels: np.ndarray, floor: float) -> bytes:
-    probe = prober(lambda q: _webp(pixels, q)[0], rgba_pixels(Image.fromarray(pixels)), "t",
+    probe = Prober(lambda q: _webp(pixels, q)[0], rgba_pixels(Image.fromarray(pixels)), "t",
                    1 << 22)
     found = search_lowest(probe, floor, 95)
     assert found is not None
@@ -35,7 +35,7 @@ def test_on_a_colour_texture_the_floor_holds_in_fewer_bytes():
     with Image.open(corpus_file(
             "FlightHelmet/FlightHelmet_Materials_RubberWoodMat_BaseColor.png")) as img:
         source = np.asarray(img.convert("RGB"))
-    probe = prober(lambda q: _webp(sharp_rgb(source), q)[0],
+    probe = Prober(lambda q: _webp(sharp_rgb(source), q)[0],
                    rgba_pixels(Image.fromarray(source)), "t", 1 << 22)
     found = search_lowest(probe, 40.0, 95)  # measured against the source, not its own pixels
     assert found is not None

@@ -13,7 +13,7 @@ from tourserver.ingest.images import psnr, rgba_pixels
 from tourserver.ingest.loaders import load_asset
 from tourserver.pipeline import webp_encode
 from tourserver.pipeline.image_sample import TILE, _starts, sample_of
-from tourserver.pipeline.quality_search import prober, search_lowest
+from tourserver.pipeline.quality_search import Prober, search_lowest
 from tourserver.pipeline.webp_encode import LOSSY_SAMPLE_PIXELS, WebpOptions, encode_webp
 
 OPTIONS = WebpOptions()
@@ -58,7 +58,7 @@ def test_search_finds_a_quality_that_holds_the_floor_where_one_less_misses(name)
     with Image.open(corpus_file(name)) as img:
         img = img.convert("RGB")
     calls: list[int] = []
-    probe = prober(_pillow_webp(img, calls), rgba_pixels(img), "t", 1 << 22)
+    probe = Prober(_pillow_webp(img, calls), rgba_pixels(img), "t", 1 << 22)
     found = search_lowest(probe, 40.0, 95)
     assert found is not None and _measured(found[0], img) >= 40.0
     # "Lowest" as the search can know it (PSNR is not strictly monotone in libwebp's
@@ -70,7 +70,7 @@ def test_search_finds_a_quality_that_holds_the_floor_where_one_less_misses(name)
 def test_the_prober_encodes_each_quality_once():
     img = Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 64, 3), np.uint8))
     calls: list[int] = []
-    probe = prober(_pillow_webp(img, calls), rgba_pixels(img), "t", 1 << 22)
+    probe = Prober(_pillow_webp(img, calls), rgba_pixels(img), "t", 1 << 22)
     assert probe(50) == probe(50)
     search_lowest(probe, 20.0, 95)
     assert len(calls) == len(set(calls))

@@ -44,36 +44,34 @@ class Sample:
 
 
 def sample_of(image: Image.Image, reference: np.ndarray,
-              min_pixels: int = SAMPLE_MIN_PIXELS, tile: int = TILE) -> Sample:
-    """A mosaic of `tile` px tiles on an even grid over `image` (any mode Pillow can turn into
+              min_pixels: int = SAMPLE_MIN_PIXELS) -> Sample:
+    """A mosaic of TILE px tiles on an even grid over `image` (any mode Pillow can turn into
     an array), with the matching tiles of `reference` (H x W x 4): 1/SAMPLE_SHARE of the
     pixels, at least `min_pixels`. Images under twice that are their own sample."""
     width, height = image.size
-    pixels = width * height
-    target = max(min_pixels, pixels // SAMPLE_SHARE)
-    if pixels < 2 * target or width < 2 * tile or height < 2 * tile:
+    target = _target(width, height, min_pixels, TILE)
+    if target is None:
         return Sample(image, reference, 1.0)
-    tiles = target / (tile * tile)
-    across = max(1, min(width // tile, round((tiles * width / height) ** 0.5)))
-    down = max(1, min(height // tile, round(tiles / across)))
-    xs = _starts(width, across, tile)
-    ys = _starts(height, down, tile)
-    source = np.asarray(image)
-    mosaic = _assemble(source, xs, ys, tile)
-    mosaic_reference = _assemble(reference, xs, ys, tile)
-    return Sample(Image.fromarray(mosaic, image.mode), mosaic_reference,
-                  pixels / (mosaic.shape[0] * mosaic.shape[1]))
+    tiles = target / (TILE * TILE)
+    across = max(1, min(width // TILE, round((tiles * width / height) ** 0.5)))
+    down = max(1, min(height // TILE, round(tiles / across)))
+    corners = [(y, x) for y in _starts(height, down) for x in _starts(width, across)]
+    return _mosaic(image, reference, corners, across, TILE)
 
 
-def _starts(length: int, count: int, tile: int = TILE) -> list[int]:
+def _target(width: int, height: int, min_pixels: int, tile: int) -> int | None:
+    """A sample's pixels: 1/SAMPLE_SHARE of the image's, at least `min_pixels`; None when
+    the image should be its own sample (under twice that, or under two tiles across)."""
+    target = max(min_pixels, width * height // SAMPLE_SHARE)
+    if width * height < 2 * target or width < 2 * tile or height < 2 * tile:
+        return None
+    return target
+
+
+def _starts(length: int, count: int) -> list[int]:
     if count == 1:
-        return [(length - tile) // 2 // 8 * 8]
-    return [(i * (length - tile) // (count - 1)) // 8 * 8 for i in range(count)]
-
-
-def _assemble(pixels: np.ndarray, xs: list[int], ys: list[int], tile: int) -> np.ndarray:
-    rows = [np.concatenate([pixels[y:y + tile, x:x + tile] for x in xs], axis=1) for y in ys]
-    return np.ascontiguousarray(np.concatenate(rows, axis=0))
+        return [(length - TILE) // 2 // 8 * 8]
+    return [(i * (length - TILE) // (count - 1)) // 8 * 8 for i in range(count)]
 
 
 def activity_sample(image: Image.Image, reference: np.ndarray,
@@ -83,9 +81,8 @@ def activity_sample(image: Image.Image, reference: np.ndarray,
     in reading order, with the matching tiles of `reference`; `inside` leaves out `margin`
     px along every tile edge. Sizes as `sample_of`."""
     width, height = image.size
-    pixels = width * height
-    target = max(min_pixels, pixels // SAMPLE_SHARE)
-    if pixels < 2 * target or width < 2 * tile or height < 2 * tile:
+    target = _target(width, height, min_pixels, tile)
+    if target is None:
         return Sample(image, reference, 1.0)
     # The grid starts GRID_OFFSET px in, so that edges on the power-of-two grids textures
     # are laid out on (atlas cells, tiled patterns) fall inside tiles, not between them.
@@ -100,14 +97,21 @@ def activity_sample(image: Image.Image, reference: np.ndarray,
     picked = sorted(int(order[(2 * k + 1) * len(order) // (2 * count)]) for k in range(count))
     corners = [(offset + p // grid_across * tile, offset + p % grid_across * tile)
                for p in picked]
-    source = np.asarray(image)
-    mosaic = _assemble_tiles(source, corners, across, tile)
-    mosaic_reference = _assemble_tiles(reference, corners, across, tile)
-    ys, xs = np.arange(mosaic.shape[0]) % tile, np.arange(mosaic.shape[1]) % tile
+    sample = _mosaic(image, reference, corners, across, tile)
+    height_m, width_m = sample.reference.shape[:2]
+    ys, xs = np.arange(height_m) % tile, np.arange(width_m) % tile
     inside = (((ys >= margin) & (ys < tile - margin))[:, None]
               & ((xs >= margin) & (xs < tile - margin))[None, :])
+    return Sample(sample.image, sample.reference, sample.scale, inside)
+
+
+def _mosaic(image: Image.Image, reference: np.ndarray, corners: list[tuple[int, int]],
+            across: int, tile: int) -> Sample:
+    """The tiles at `corners` (top, left), `across` to a row, of `image` and `reference`."""
+    mosaic = _assemble(np.asarray(image), corners, across, tile)
+    mosaic_reference = _assemble(reference, corners, across, tile)
     return Sample(Image.fromarray(mosaic, image.mode), mosaic_reference,
-                  pixels / (mosaic.shape[0] * mosaic.shape[1]), inside)
+                  image.width * image.height / (mosaic.shape[0] * mosaic.shape[1]))
 
 
 def _tile_activity(reference: np.ndarray, tile: int, across: int, down: int) -> np.ndarray:
@@ -121,8 +125,8 @@ def _tile_activity(reference: np.ndarray, tile: int, across: int, down: int) -> 
     return busy.reshape(down, half, across, half).sum(axis=(1, 3)).ravel()
 
 
-def _assemble_tiles(pixels: np.ndarray, corners: list[tuple[int, int]], across: int,
-                    tile: int) -> np.ndarray:
+def _assemble(pixels: np.ndarray, corners: list[tuple[int, int]], across: int,
+              tile: int) -> np.ndarray:
     tiles = [pixels[y:y + tile, x:x + tile] for y, x in corners]
     rows = [np.concatenate(tiles[i:i + across], axis=1) for i in range(0, len(tiles), across)]
     return np.ascontiguousarray(np.concatenate(rows, axis=0))

@@ -71,12 +71,6 @@ class Prober:
         return dict(self._seen)
 
 
-def prober(encode: Callable[[int], bytes], reference: np.ndarray, where: str,
-           max_pixels: int, inside: np.ndarray | None = None) -> Prober:
-    """A `Prober` of `encode` against `reference`."""
-    return Prober(encode, reference, where, max_pixels, inside)
-
-
 def search_lowest(probe: Probe, floor: float,
                   max_quality: int) -> tuple[bytes, int, float] | None:
     """(bytes, quality, PSNR) at the lowest quality in 0..max_quality whose decoded pixels

@@ -84,7 +84,7 @@ from tourserver.ingest.gltf_io import Document, GltfInvalid
 from tourserver.ingest.images import MAX_DECODE_PIXELS, decode_image, image_size, rgba_pixels
 from tourserver.pipeline import webp_encode
 from tourserver.pipeline.base import Context
-from tourserver.pipeline.quality_search import Encoded, prober, search_lowest
+from tourserver.pipeline.quality_search import Encoded, Prober, search_lowest
 from tourserver.pipeline.repack import BufferBuilder, repack
 from tourserver.pipeline.texture_slots import ALL_CHANNELS, fill_unread, image_channels, image_roles
 from tourserver.pipeline.webp_encode import WebpOptions, encode_lossless, encode_webp
@@ -344,7 +344,7 @@ class TextureEncode:
             return encode_webp(src, reference, floor, options, where,
                                lossless=mime != "image/jpeg", limit=limit)
         if target == "jpeg" and not alpha and not lossless:
-            probe = prober(lambda q: _jpeg_bytes(img, q, grey), reference, where,
+            probe = Prober(lambda q: _jpeg_bytes(img, q, grey), reference, where,
                            self.max_pixels)
             found = search_lowest(probe, floor, self.max_quality)
             if found is not None:

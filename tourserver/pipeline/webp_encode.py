@@ -42,7 +42,6 @@ from tourserver.pipeline.quality_search import (
     Probe,
     Prober,
     measure,
-    prober,
     search_lowest,
 )
 from tourserver.pipeline.sharp_yuv import sharp_rgb
@@ -233,7 +232,7 @@ def _palette_plan(sample: Sample, floor: float, opts: WebpOptions,
                   where: str) -> _Plan | None:
     """The fewest colours (of PALETTE_SIZES) whose palette holds the floor on the sample:
     a bisection, as PSNR grows with the colours."""
-    probe = prober(_palette_encoder(sample.image, opts), sample.reference, where,
+    probe = Prober(_palette_encoder(sample.image, opts), sample.reference, where,
                    opts.max_pixels)
     lo, hi = 0, len(PALETTE_SIZES) - 1
     if probe(PALETTE_SIZES[hi])[1] < floor:
@@ -335,13 +334,13 @@ def _lossy_plan(sample: Sample, floor: float, opts: WebpOptions, where: str,
                 sharp: bool) -> _Plan | None:
     """The lossy candidate: the lowest quality that holds the floor on the sample, and
     its bytes scaled to the image."""
-    probe = prober(_lossy_encoder(sample.image, opts, sharp), sample.reference, where,
+    probe = Prober(_lossy_encoder(sample.image, opts, sharp), sample.reference, where,
                    opts.max_pixels, sample.inside)
     top_data, top_value = probe(opts.max_quality)
     pixels = sample.image.width * sample.image.height
     if sharp and len(top_data) / pixels * 1e6 < SHARP_MIN_BYTES_PER_MP:
         sharp = False  # too few bytes for sharp YUV's saving to pay for its time
-        probe = prober(_lossy_encoder(sample.image, opts, sharp), sample.reference, where,
+        probe = Prober(_lossy_encoder(sample.image, opts, sharp), sample.reference, where,
                        opts.max_pixels, sample.inside)
         top_data, top_value = probe(opts.max_quality)
     if top_value < floor:
@@ -374,8 +373,7 @@ def _safest_worth_it(sample: Prober, floor: float, lowest: int, scale: float,
     for quality in reversed(held):
         # Bytes per megapixel only: a small share of a large texture is still worth having
         # (SheenChair's 1024 x 512 base colour: q84 3 % under q85, 5 KB per megapixel).
-        saving = (len(measured[quality][0]) - least) * scale
-        if saving < LOWER_MIN_BYTES_PER_MP * pixels / 1e6:
+        if not _pays_for_an_encode((len(measured[quality][0]) - least) * scale, pixels):
             return quality
     return lowest
 
@@ -485,7 +483,7 @@ def _confirm_lossy(quality: int, sample: Prober, scale: float, image: Image.Imag
     shifted by what the last full-size encode showed (the sample is searched again, its
     encodes cached).
     A lower quality is tried only while the sample expects it to save enough bytes."""
-    full = prober(_lossy_encoder(image, opts, sharp), reference, where, opts.max_pixels)
+    full = Prober(_lossy_encoder(image, opts, sharp), reference, where, opts.max_pixels)
     pixels = image.width * image.height
     budget = MAX_FULL_ENCODES if pixels > CHEAP_PIXELS else MAX_FULL_ENCODES_CHEAP
     best: Encoded | None = None
@@ -554,5 +552,10 @@ def _worth_a_lower(sample: Probe, scale: float, pixels: int, lower: int,
     """Whether the sample expects `lower` to save enough bytes over `quality` to be worth
     another full-size encode of `pixels` pixels."""
     now, then = len(sample(quality)[0]), len(sample(lower)[0])
-    return (then < (1 - LOWER_MIN_SAVING) * now
-            and (now - then) * scale >= LOWER_MIN_BYTES_PER_MP * pixels / 1e6)
+    return then < (1 - LOWER_MIN_SAVING) * now and _pays_for_an_encode((now - then) * scale,
+                                                                       pixels)
+
+
+def _pays_for_an_encode(saved: float, pixels: int) -> bool:
+    """Whether `saved` bytes are worth one more full-size encode of `pixels` pixels."""
+    return saved >= LOWER_MIN_BYTES_PER_MP * pixels / 1e6
