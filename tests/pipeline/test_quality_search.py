@@ -58,3 +58,27 @@ def test_any_curve_ends_with_a_quality_that_holds_where_one_less_misses(noise, f
         _, q, value = found
         assert value == curve(q) >= floor
         assert q == 0 or (q - 1 in calls and curve(q - 1) < floor)  # measured, not assumed
+
+
+def test_a_search_ends_where_no_lower_quality_can_save_more_than_negligible_bytes():
+    # DamagedHelmet's mostly black emissive map: 40 dB held down to q3 on its sample, but
+    # below q15 every quality is within a few hundred bytes of the next.
+    curve = _convex(57.6, 0.3, 0.12)
+    sizes = {q: 700 + 8 * q for q in range(96)}  # 8 bytes a quality step
+
+    def probe(q: int) -> tuple[bytes, float]:
+        calls.append(q)
+        return bytes(sizes[q]), curve(q)
+
+    calls: list[int] = []
+    _, lowest, _ = search_lowest(probe, 48.0, 95)
+    searched_to_the_end = len(calls)
+    calls.clear()
+    data, q, value = search_lowest(probe, 48.0, 95, negligible=100)
+    assert value >= 48.0 and q >= lowest
+    # It stopped once the lowest hit was within 100 bytes of the highest miss...
+    misses = [c for c in calls if curve(c) < 48.0]
+    assert misses and len(data) - sizes[max(misses)] <= 100
+    assert len(calls) < searched_to_the_end
+    # With nothing negligible it searches to the end.
+    assert search_lowest(probe, 48.0, 95, negligible=0)[1] == lowest

@@ -106,6 +106,8 @@ def test_the_sample_s_answer_is_corrected_at_full_size(inside_tiles, monkeypatch
     # And the sample's lowest quality is planned, without the margin a cheap higher one buys.
     monkeypatch.setattr(webp_encode, "_safest_worth_it", lambda sample, floor, lowest, *_:
                         lowest)
+    # The sample is searched to the end, however few bytes a lower quality saves.
+    monkeypatch.setattr(webp_encode, "_negligible", lambda sample_pixels: 0)
     img = _noisy(inside_tiles)
     reference = rgba_pixels(img)
     sample = sample_of(img, reference, LOSSY_SAMPLE_PIXELS)
@@ -223,6 +225,20 @@ def test_a_normal_map_is_posterized_to_the_largest_step_that_holds_the_floor():
                if _measured(d, img) >= 45.0]
     assert len(result.data) < min(len(d) for d in holding)
     assert len(result.data) < 0.8 * len(webp_encode.encode_lossless(img, OPTIONS))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_posterized_error_from_value_pairs_is_the_measured_one(mode):
+    # Counted from (value, reference value) pairs, without posterizing the image: the same
+    # dB as posterizing and measuring, for every step, with a reference that differs.
+    rng = np.random.default_rng(5)
+    img = Image.fromarray(rng.integers(0, 256, (60, 50, len(mode)), dtype=np.uint8), mode)
+    reference = rgba_pixels(img).copy()
+    reference[::7, ::3] ^= 1  # off by one here and there, alpha included
+    error = webp_encode._PosterizeError(img, reference)
+    for step in webp_encode.POSTERIZE_STEPS:
+        measured = psnr(rgba_pixels(webp_encode.posterize(img, step)), reference)
+        assert error(step) == measured
 
 
 def test_posterize_leaves_alpha_alone_and_keeps_the_extremes():

@@ -71,8 +71,8 @@ class Prober:
         return dict(self._seen)
 
 
-def search_lowest(probe: Probe, floor: float,
-                  max_quality: int) -> tuple[bytes, int, float] | None:
+def search_lowest(probe: Probe, floor: float, max_quality: int,
+                  negligible: int = 0) -> tuple[bytes, int, float] | None:
     """(bytes, quality, PSNR) at the lowest quality in 0..max_quality whose decoded pixels
     hold `floor` dB, as `probe` measures them; None when even max_quality misses it.
 
@@ -82,17 +82,19 @@ def search_lowest(probe: Probe, floor: float,
     lowest hit, the secant through the two lowest hits (from the top, a typical slope).
     Every probe narrows the range, so the search ends; within a bracket, one that did not
     halve it is followed by a bisection. 3-5 encodes where a binary search over 0..95
-    needs 8."""
+    needs 8. It also ends once the lowest hit is at most `negligible` bytes over the
+    highest miss: no quality between them saves more (bytes shrink with the quality,
+    near enough)."""
     data, value = probe(max_quality)
     if value < floor:
         return None
     hits = [(max_quality, value, data)]  # every hit, lowest quality last
-    miss: tuple[int, float] | None = None  # the highest quality seen missing, its PSNR
+    miss: tuple[int, float, int] | None = None  # the highest miss: quality, PSNR, bytes
     bisect = False
     while True:
         hi, hi_value, hi_data = hits[-1]
         lo = miss[0] + 1 if miss is not None else 0
-        if lo >= hi:
+        if lo >= hi or (miss is not None and len(hi_data) - miss[2] <= negligible):
             return hi_data, hi, hi_value
         width = hi - lo
         if bisect:
@@ -111,7 +113,7 @@ def search_lowest(probe: Probe, floor: float,
         if value >= floor:
             hits.append((q, value, data))
         else:
-            miss = (q, value)
+            miss = (q, value, len(data))
         # Within a bracket, a probe that did not halve it is followed by a bisection.
         bracketed = miss is not None and lo > 0
         new_width = hits[-1][0] - (miss[0] + 1 if miss is not None else 0)

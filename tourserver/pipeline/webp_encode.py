@@ -35,7 +35,7 @@ try:  # libvips' WebP writer has near-lossless, which Pillow's does not expose
 except (ImportError, OSError):  # no libvips: Pillow's lossy WebP, no near-lossless
     pyvips = None
 
-from tourserver.ingest.images import psnr, rgba_pixels
+from tourserver.ingest.images import psnr
 from tourserver.pipeline.image_sample import Sample, activity_sample, sample_of
 from tourserver.pipeline.quality_search import (
     Encoded,
@@ -196,22 +196,53 @@ def _lossless_plans(image: Image.Image, reference: np.ndarray, floor: float,
 def posterize(image: Image.Image, step: float) -> Image.Image:
     """`image` (RGB or RGBA) with every colour value rounded to the nearest multiple of
     `step` (alpha untouched: cut-out edges show every level)."""
-    pixels = np.asarray(image)
-    out = pixels.copy()
-    levels = np.floor(pixels[..., :3] / np.float32(step) + np.float32(0.5))
-    out[..., :3] = np.minimum(np.rint(levels * np.float32(step)), 255)
+    out = np.asarray(image).copy()
+    out[..., :3] = _posterized_values(step)[out[..., :3]]
     return Image.fromarray(out, image.mode)
 
 
-def _posterize_error(image: Image.Image, reference: np.ndarray, step: float) -> float:
-    return psnr(rgba_pixels(posterize(image, step)), reference)
+def _posterized_values(step: float) -> np.ndarray:
+    """What each 8-bit value 0..255 posterizes to at `step`: one lookup per pixel."""
+    values = np.arange(256, dtype=np.float32)
+    levels = np.floor(values / np.float32(step) + np.float32(0.5))
+    return np.minimum(np.rint(levels * np.float32(step)), 255).astype(np.uint8)
+
+
+class _PosterizeError:
+    """The PSNR (worst channel) of `image` posterized at any step against `reference`,
+    without posterizing it: per channel, how often each (image value, reference value)
+    pair occurs, so a step's squared error is a sum over 65,536 pairs, not over every
+    pixel (the same integer sums as `psnr`: the same dB)."""
+
+    def __init__(self, image: Image.Image, reference: np.ndarray) -> None:
+        pixels = np.asarray(image)
+        self._pairs = [np.bincount(pixels[..., c].ravel().astype(np.int32) * 256
+                                   + reference[..., c].ravel(), minlength=65536)
+                       .reshape(256, 256) for c in range(3)]
+        # Alpha is never posterized: its own error is fixed.
+        alpha = pixels[..., 3] if pixels.shape[2] == 4 else np.full(pixels.shape[:2], 255,
+                                                                    np.uint8)
+        self._alpha = psnr(alpha, reference[..., 3])
+        self._count = pixels.shape[0] * pixels.shape[1]
+        self._target = np.arange(256, dtype=np.int64)
+
+    def __call__(self, step: float) -> float:
+        posterized = _posterized_values(step).astype(np.int64)
+        squared = (posterized[:, None] - self._target[None, :]) ** 2
+        worst = self._alpha
+        for pairs in self._pairs:
+            mse = int((pairs * squared).sum()) / max(self._count, 1)
+            if mse > 0:
+                worst = min(worst, 10.0 * math.log10(255.0**2 / mse))
+        return worst
 
 
 def _posterize_plan(sample: Sample, floor: float, opts: WebpOptions) -> _Plan | None:
     """The largest step whose posterized sample holds the floor (its error is measured on
     the pixels, without encoding), and its lossless bytes."""
+    error = _PosterizeError(sample.image, sample.reference)
     for step in POSTERIZE_STEPS:
-        value = _posterize_error(sample.image, sample.reference, step)
+        value = error(step)
         if value >= floor:
             data = encode_lossless(posterize(sample.image, step), opts)
             result = (Encoded(data, WEBP, value, None, posterize=step) if sample.whole
@@ -349,7 +380,9 @@ def _lossy_plan(sample: Sample, floor: float, opts: WebpOptions, where: str,
         # Just under on the sample: the whole image may still hold at the top quality.
         return _Plan(len(top_data) * sample.scale, "lossy", opts.max_quality, None, probe,
                      sharp, sample.scale)
-    found = search_lowest(probe, floor, opts.max_quality)
+    # On a sample, a saving too small to pay for a full-size encode is not searched for.
+    negligible = 0 if sample.whole else _negligible(pixels)
+    found = search_lowest(probe, floor, opts.max_quality, negligible)
     assert found is not None
     data, quality, value = found
     if not sample.whole:
@@ -441,8 +474,9 @@ def _confirm(plan: _Plan, image: Image.Image, reference: np.ndarray, floor: floa
         # Its error is known before encoding: the largest step that holds at full size
         # (looked for from two above the sample's, which errs either way) is encoded once.
         start = max(0, POSTERIZE_STEPS.index(plan.setting) - 2)
+        error = _PosterizeError(image, reference)
         for step in POSTERIZE_STEPS[start:]:
-            value = _posterize_error(image, reference, step)
+            value = error(step)
             if value >= floor:
                 data = encode_lossless(posterize(image, step), opts)
                 if cap is not None and len(data) >= cap:
@@ -506,7 +540,7 @@ def _confirm_lossy(quality: int, sample: Prober, scale: float, image: Image.Imag
                                                  _smallest_below(sample, quality), quality):
             break  # nothing the sample saw below saves enough: no need to search it again
         following = _next_quality(sample, floor, opts.max_quality, quality, value, held,
-                                  missed)
+                                  missed, _negligible(round(pixels / scale)))
         if following is None or (held is not None and following < held[0] and not
                                  _worth_a_lower(sample, scale, pixels, following, held[0])):
             break
@@ -516,7 +550,7 @@ def _confirm_lossy(quality: int, sample: Prober, scale: float, image: Image.Imag
 
 def _next_quality(sample: Probe, floor: float, max_quality: int, last: int,
                   last_value: float, held: tuple[int, float] | None,
-                  missed: tuple[int, float] | None) -> int | None:
+                  missed: tuple[int, float] | None, negligible: int = 0) -> int | None:
     if held is not None and missed is not None:
         if held[0] - missed[0] <= 1:
             return None  # found: the quality below the lowest hit misses
@@ -528,7 +562,7 @@ def _next_quality(sample: Probe, floor: float, max_quality: int, last: int,
     # one step's change is measured better than the level (DamagedHelmet's base colour:
     # q88 held at full size, the shifted sample put q87 0.02 dB under, and q87 held by 0.1).
     slack = DOWN_SLACK_DB if held is not None and missed is None else 0.0
-    found = search_lowest(sample, floor - offset - slack, max_quality)
+    found = search_lowest(sample, floor - offset - slack, max_quality, negligible)
     from_sample = found[1] if found is not None else max_quality
     if held is None:
         assert missed is not None
@@ -554,6 +588,13 @@ def _worth_a_lower(sample: Probe, scale: float, pixels: int, lower: int,
     now, then = len(sample(quality)[0]), len(sample(lower)[0])
     return then < (1 - LOWER_MIN_SAVING) * now and _pays_for_an_encode((now - then) * scale,
                                                                        pixels)
+
+
+def _negligible(sample_pixels: int) -> int:
+    """The most bytes a sample of `sample_pixels` pixels can save, scaled to the image,
+    without paying for a full-size encode (the exchange rate is per pixel: the same for
+    the sample as for the image)."""
+    return math.ceil(LOWER_MIN_BYTES_PER_MP * sample_pixels / 1e6) - 1
 
 
 def _pays_for_an_encode(saved: float, pixels: int) -> bool:
