@@ -296,10 +296,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings(data_dir=args.data, content_root=args.root, host=args.host,
                         port=args.port, workers=args.workers,
                         limits=Limits(header_timeout_s=args.header_timeout))
-    print(f"tourserver {__version__} serving http://{args.host}:{args.port}/ "
-          f"({args.workers} worker(s), data {args.data})", file=sys.stderr, flush=True)
-    serve(settings, functools.partial(load_published, args.data))
-    return EXIT_OK
+
+    def say_serving() -> None:
+        print(f"tourserver {__version__} serving http://{args.host}:{args.port}/ "
+              f"({args.workers} worker(s), data {args.data})", file=sys.stderr, flush=True)
+
+    try:
+        failed = serve(settings, functools.partial(load_published, args.data), say_serving)
+    except TourError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_INVALID
+    return EXIT_INVALID if failed else EXIT_OK
 
 
 def make_parser() -> argparse.ArgumentParser:

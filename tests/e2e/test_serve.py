@@ -260,3 +260,19 @@ def test_serve_without_tours_says_where_it_looked(tmp_path):
         capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"no tours/ folder in {tmp_path}" in proc.stderr and "--root" in proc.stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_on_a_port_in_use_fails_clearly(tmp_path, demo_data, workers):
+    data = copy_of(demo_data, tmp_path)
+    with socket.socket() as taken:  # a listener that does not share the port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "tourserver", "serve", "--data", str(data), "--port",
+             str(port), "--workers", str(workers)],
+            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+    assert "serving http" not in proc.stderr  # it never said it was serving

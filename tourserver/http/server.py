@@ -17,6 +17,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
 from tourserver.config import Settings
+from tourserver.errors import TourError
 from tourserver.http.app import create_app
 from tourserver.http.responses import error_body
 from tourserver.store.catalog import Catalog, json_bytes
@@ -113,12 +114,39 @@ async def start(settings: Settings, catalog: Catalog, *, reuse_port: bool = Fals
         site = web.SockSite(runner, sock)
     else:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise _listen_failed(settings, exc) from None
     return runner
 
 
-async def _serve_until_signal(settings: Settings, catalog: Catalog, reuse_port: bool) -> None:
+def _listen_failed(settings: Settings, exc: OSError) -> TourError:
+    return TourError(f"cannot listen on {settings.host}:{settings.port}: "
+                     f"{exc.strerror or exc}", code="listen_failed")
+
+
+def _check_port_free(settings: Settings) -> None:
+    """Bind and release the port as the workers will (SO_REUSEPORT), so that a port held
+    by another program fails once, here, before any worker starts."""
+    try:
+        infos = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise _listen_failed(settings, exc) from None
+
+
+async def _serve_until_signal(settings: Settings, catalog: Catalog, reuse_port: bool,
+                              ready: Callable[[], None] | None = None) -> None:
     runner = await start(settings, catalog, reuse_port=reuse_port)
+    if ready is not None:
+        ready()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -130,30 +158,47 @@ async def _serve_until_signal(settings: Settings, catalog: Catalog, reuse_port: 
     await runner.cleanup()  # stops accepting, waits for handlers up to the grace period
 
 
-def serve(settings: Settings, load_catalog: Callable[[], Catalog]) -> None:
-    """Serve in this process, or supervise `settings.workers` processes sharing the port."""
+def serve(settings: Settings, load_catalog: Callable[[], Catalog],
+          ready: Callable[[], None] | None = None) -> int:
+    """Serve in this process, or supervise `settings.workers` processes sharing the port.
+    `ready` is called once the port is bound. Raises TourError if it cannot be bound;
+    returns non-zero if a worker failed."""
     if settings.workers <= 1:
-        asyncio.run(_serve_until_signal(settings, load_catalog(), reuse_port=False))
-        return
+        asyncio.run(_serve_until_signal(settings, load_catalog(), False, ready))
+        return 0
+    _check_port_free(settings)
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_worker, args=(settings, load_catalog), daemon=False)
              for _ in range(settings.workers)]
     for p in procs:
         p.start()
+    if ready is not None:
+        ready()
 
-    def forward(signum, _frame):
+    def stop_all(_signum=None, _frame=None):
         for p in procs:
             if p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for p in procs:
-        p.join()
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    while any(p.is_alive() for p in procs):
+        if any((p.exitcode or 0) > 0 for p in procs):
+            stop_all()  # one worker failing takes the others down: no half-sized server
+        for p in procs:
+            p.join(timeout=0.5)
+    # A worker killed by the stop signal (negative exit code) shut down as asked.
+    return 1 if any((p.exitcode or 0) > 0 for p in procs) else 0
 
 
 def _worker(settings: Settings, load_catalog: Callable[[], Catalog]) -> None:
+    import sys
+
     from tourserver.logs import setup_logging
 
     setup_logging()
-    asyncio.run(_serve_until_signal(settings, load_catalog(), reuse_port=True))
+    try:
+        asyncio.run(_serve_until_signal(settings, load_catalog(), reuse_port=True))
+    except TourError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        sys.exit(1)
