@@ -70,3 +70,48 @@ def test_texture_psnr_counts_only_the_channels_a_material_reads():
     assert peers.psnr(a, b, "R") == float("inf")
     assert peers.psnr(a, b, "RGB") < 10
     assert peers.psnr(a, b) == peers.psnr(a, b, "RGB")  # no alpha in the source
+
+
+def test_the_floor_cost_bench_redoes_each_final_encode_to_the_same_bytes():
+    # texture_floor_cost times only the last encode of each texture; its lower bound means
+    # something only if that encode is the one that made our bytes, for every kind of result.
+    import io
+
+    import texture_floor_cost
+    from PIL import Image
+
+    from tourserver.pipeline.texture_encode import TextureEncode
+    from tourserver.pipeline.webp_encode import WebpOptions
+
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[0:256, 0:256]
+    photo = np.stack([x, y, (x + y) // 2], -1) + rng.integers(0, 40, (256, 256, 3))
+    normals = np.stack([128 + 60 * np.sin(x / 9), 128 + 60 * np.cos(y / 13),
+                        np.full_like(x, 250)], -1) + rng.integers(0, 3, (256, 256, 3))
+    labels = np.where(((x // 32 + y // 32) % 2)[..., None] == 1, [200, 30, 30], [20, 20, 160])
+    labels = labels + rng.integers(-2, 3, (256, 256, 3))
+    orm = np.stack([255 - (x + y) // 4, (x * 3) % 256, (y // 64) * 80], -1)
+    orm = orm + rng.integers(0, 5, (256, 256, 3))
+
+    def encoded(pixels, fmt):
+        out = io.BytesIO()
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(out, format=fmt,
+                                                                       quality=95)
+        return out.getvalue()
+
+    encoder, kinds = TextureEncode(workers=1), set()
+    for data, mime, role in [(encoded(photo, "JPEG"), "image/jpeg", "colour"),
+                             (encoded(photo, "JPEG"), "image/jpeg", "data"),
+                             (encoded(normals, "PNG"), "image/png", "data"),
+                             (encoded(labels, "PNG"), "image/png", "colour"),
+                             (encoded(orm, "PNG"), "image/png", "data")]:
+        result = encoder._encode(data, mime, role, "RGB", "test", None)
+        assert result is not None
+        kinds.add("lossy" if result.quality is not None else
+                  "posterize" if result.posterize else
+                  "near-lossless" if result.near_lossless is not None else
+                  "palette" if result.palette else result.mime)
+        redo = texture_floor_cost.final_encoder(data, "RGB", result, WebpOptions())
+        assert redo is not None and redo() == result.data
+    # Every kind of result: lossy, each lossless family, and MozJPEG's recode of a JPEG.
+    assert kinds == {"lossy", "near-lossless", "palette", "posterize", "image/jpeg"}, kinds
