@@ -124,3 +124,16 @@ def which(cmd: str) -> bool:
 
 
 __all__ = ["np", "require", "corpus_file", "make_mini_root", "MINI_TOUR", "REPO"]
+
+
+def first_loader_only(data: Path, marker: Path):
+    """A catalog loader for `serve` whose first caller gets the catalog and every later one
+    a TourError: one worker of several fails to start."""
+    from tourserver.errors import TourError
+    from tourserver.store.catalog import load_published
+
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        raise TourError("this worker was told to fail", code="test") from None
+    return load_published(data)

@@ -276,3 +276,24 @@ def test_serve_on_a_port_in_use_fails_clearly(tmp_path, demo_data, workers):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
     assert "serving http" not in proc.stderr  # it never said it was serving
+
+
+def test_one_worker_failing_stops_the_others(tmp_path, demo_data):
+    # The second worker cannot load its catalog: the supervisor stops the first, which is
+    # serving, and exits 1 rather than running on at half size.
+    script = f"""
+import functools, sys
+sys.path.insert(0, {str(REPO / "tests")!r})
+from pathlib import Path
+from support import first_loader_only
+from tourserver.config import Settings
+from tourserver.http.server import serve
+settings = Settings(data_dir=Path({str(demo_data)!r}), port={free_port()}, workers=2)
+sys.exit(serve(settings, functools.partial(first_loader_only, Path({str(demo_data)!r}),
+                                           Path({str(tmp_path / "marker")!r}))))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "error: this worker was told to fail" in proc.stderr
+    assert "Traceback" not in proc.stderr

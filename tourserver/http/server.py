@@ -10,7 +10,9 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 from collections.abc import Callable
+from multiprocessing.connection import wait
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -161,8 +163,8 @@ async def _serve_until_signal(settings: Settings, catalog: Catalog, reuse_port: 
 def serve(settings: Settings, load_catalog: Callable[[], Catalog],
           ready: Callable[[], None] | None = None) -> int:
     """Serve in this process, or supervise `settings.workers` processes sharing the port.
-    `ready` is called once the port is bound. Raises TourError if it cannot be bound;
-    returns non-zero if a worker failed."""
+    `ready` is called once the port is bound (with workers: once it is known to be free
+    for them). Raises TourError if it cannot be; returns 1 if a worker failed, else 0."""
     if settings.workers <= 1:
         asyncio.run(_serve_until_signal(settings, load_catalog(), False, ready))
         return 0
@@ -174,26 +176,32 @@ def serve(settings: Settings, load_catalog: Callable[[], Catalog],
         p.start()
     if ready is not None:
         ready()
+    stopping = False
 
     def stop_all(_signum=None, _frame=None):
+        nonlocal stopping
+        stopping = True
         for p in procs:
             if p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop_all)
     signal.signal(signal.SIGINT, stop_all)
-    while any(p.is_alive() for p in procs):
-        if any((p.exitcode or 0) > 0 for p in procs):
+    alive = procs
+    while alive:
+        wait([p.sentinel for p in alive])  # until one of them exits
+        alive = [p for p in alive if p.is_alive()]
+        if not stopping and any(_failed(p) for p in procs):
             stop_all()  # one worker failing takes the others down: no half-sized server
-        for p in procs:
-            p.join(timeout=0.5)
-    # A worker killed by the stop signal (negative exit code) shut down as asked.
-    return 1 if any((p.exitcode or 0) > 0 for p in procs) else 0
+    return 1 if any(_failed(p) for p in procs) else 0
+
+
+def _failed(proc: multiprocessing.process.BaseProcess) -> bool:
+    # A worker the stop signal ended (negative exit code) shut down as asked.
+    return (proc.exitcode or 0) > 0
 
 
 def _worker(settings: Settings, load_catalog: Callable[[], Catalog]) -> None:
-    import sys
-
     from tourserver.logs import setup_logging
 
     setup_logging()
