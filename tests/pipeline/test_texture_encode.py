@@ -8,6 +8,9 @@ import io
 import json
 import subprocess
 import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +25,13 @@ from tourserver.ingest.loaders import load_asset
 from tourserver.ingest.validator import validate_file
 from tourserver.pipeline import texture_encode, webp_encode
 from tourserver.pipeline.base import Context, run
+from tourserver.pipeline.quality_search import Encoded
 from tourserver.pipeline.texture_encode import (
     TextureEncode,
     basisu_available,
     find_basisu,
 )
+from tourserver.pipeline.texture_resize import TextureResize
 from tourserver.pipeline.texture_slots import image_channels, image_roles
 
 FLOOR = 40.0
@@ -608,3 +613,105 @@ def test_images_with_the_most_pixels_are_encoded_first(monkeypatch):
              for im in doc.json["images"]]
     assert [sizes[i][0] for i in started] == [1024, 1024, 512, 512]
     assert started == [2, 0, 1, 3]  # then by bytes: the 260 KB JPEG before the 64 KB PNG
+
+
+# -- encoding ahead, beside the geometry steps (`base.run`) ------------------------------
+
+class _Geometry:
+    """A step that keeps images and waits (up to 10 s) until an encode has started: it
+    only returns early when texture-encode was prepared before it ran."""
+
+    keeps_images = True
+    name = "geometry"
+
+    def __init__(self, started: threading.Event) -> None:
+        self.started = started
+        self.overlapped = False
+
+    def __call__(self, doc: Document, ctx: Context) -> Document:
+        self.overlapped = self.started.wait(10.0)
+        return doc
+
+
+def _recording_encode(monkeypatch, started: threading.Event, calls: list[str]) -> None:
+    original = TextureEncode._encode
+
+    def recording(self, data, mime, role, channels, where, basisu):
+        calls.append(where)
+        started.set()
+        return original(self, data, mime, role, channels, where, basisu)
+    monkeypatch.setattr(TextureEncode, "_encode", recording)
+
+
+def test_texture_encode_starts_beside_the_steps_that_keep_images(monkeypatch):
+    texture_encode.RESULTS.clear()
+    started, calls = threading.Event(), []
+    _recording_encode(monkeypatch, started, calls)
+    src = textured_doc()
+    geometry = _Geometry(started)
+    out, ctx = run(src, geometry, TextureEncode())
+    assert geometry.overlapped  # the images were being encoded while it ran
+    assert len(calls) == 4  # each image once: the step used what was started ahead
+    texture_encode.RESULTS.clear()
+    alone, _ = run(src, TextureEncode())
+    assert write_glb(out) == write_glb(alone)  # and the same bytes as without
+
+
+def test_a_step_that_changes_images_is_not_run_beside(monkeypatch):
+    # TextureResize changes images: encoding may start only once it is done.
+    texture_encode.RESULTS.clear()
+    started, calls = threading.Event(), []
+    _recording_encode(monkeypatch, started, calls)
+    timeline: list[str] = []
+
+    class Resize(TextureResize):
+        def __call__(self, doc, ctx):
+            timeline.append(f"resize after {len(calls)} encodes")
+            return super().__call__(doc, ctx)
+    geometry = _Geometry(started)
+    run(textured_doc(), Resize(max_px=16), geometry, TextureEncode())
+    assert timeline == ["resize after 0 encodes"]
+    assert geometry.overlapped  # prepared after the resize, beside the geometry
+    assert len(calls) == 4
+
+
+def test_encodes_started_ahead_are_cancelled_when_the_pipeline_fails(monkeypatch):
+    texture_encode.RESULTS.clear()
+    release = threading.Event()
+    original = TextureEncode._encode
+    calls: list[str] = []
+
+    def slow(self, data, mime, role, channels, where, basisu):
+        calls.append(where)
+        release.wait(10.0)
+        return original(self, data, mime, role, channels, where, basisu)
+    monkeypatch.setattr(TextureEncode, "_encode", slow)
+
+    class Broken:
+        keeps_images = True
+        name = "broken"
+
+        def __call__(self, doc, ctx):
+            raise TourError("a geometry step failed", code="invalid")
+    with pytest.raises(TourError, match="a geometry step failed"):
+        run(textured_doc(), Broken(), TextureEncode(workers=1))
+    release.set()
+    time.sleep(0.5)
+    assert len(calls) == 1  # the one running finished; the three queued never started
+
+
+def test_a_result_cancelled_elsewhere_is_computed_again():
+    cache = texture_encode._ResultCache(max_bytes=1 << 20)
+    gate = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=1)
+    pool.submit(gate.wait, 10.0)  # the only worker is busy: the next job waits in line
+    queued = cache.submit(("k",), pool, lambda: Encoded(b"old", "image/webp", 40.0, 80))
+    pool.shutdown(wait=False, cancel_futures=True)
+    gate.set()
+    assert queued.cancelled()
+    with ThreadPoolExecutor(max_workers=1) as other:
+        again = cache.submit(("k",), other, lambda: Encoded(b"new", "image/webp", 40.0, 80))
+        assert texture_encode._result(queued, texture_encode._Job(
+            0, ("k",), lambda: Encoded(b"new", "image/webp", 40.0, 80), 1, 1), other).data \
+            == b"new"
+        assert again.result().data == b"new"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,18 +39,50 @@ def fact_prefix(name: str) -> str:
 
 
 class Transform(Protocol):
+    """A step. Two optional attributes let `run` start a step's work early:
+
+    - `keeps_images = True` (class attribute): the step never changes images or textures,
+      nor which material slots sample them (geometry steps; quantize may add a
+      KHR_texture_transform), so work that needs only those can run beside it;
+    - `prepare(doc) -> object with close()`: start this step's work for `doc` in the
+      background. `run` calls it as soon as only steps that keep images stand between,
+      and the step's own call later picks up what still applies (by content: a result
+      that no longer applies costs time, never a wrong output).
+    """
+
     name: str
 
     def __call__(self, doc: Document, ctx: Context) -> Document: ...
 
 
-def run(doc: Document, *transforms: Transform, ctx: Context | None = None) -> tuple[Document,
-                                                                                     Context]:
-    """Apply transforms in order; return the result and the context with facts and timings."""
+def run(doc: Document, *transforms: Transform, ctx: Context | None = None,
+        progress: Callable[[int, int, str], None] | None = None) -> tuple[Document, Context]:
+    """Apply transforms in order; return the result and the context with facts and timings
+    (each step's own wall time: a prepared step's work started earlier, beside others)."""
     ctx = ctx or Context()
     ctx.stack = [t.name for t in transforms]
-    for t in transforms:
-        started = time.perf_counter()
-        doc = t(doc, ctx)
-        ctx.timings[t.name] = ctx.timings.get(t.name, 0.0) + time.perf_counter() - started
+    prepared: dict[int, object] = {}
+    try:
+        for number, t in enumerate(transforms):
+            _prepare_ahead(transforms, number, doc, prepared)
+            if progress is not None:
+                progress(number + 1, len(transforms), t.name)
+            started = time.perf_counter()
+            doc = t(doc, ctx)
+            ctx.timings[t.name] = ctx.timings.get(t.name, 0.0) + time.perf_counter() - started
+    finally:
+        for handle in prepared.values():
+            handle.close()  # type: ignore[attr-defined]
     return doc, ctx
+
+
+def _prepare_ahead(transforms: tuple[Transform, ...], now: int, doc: Document,
+                   prepared: dict[int, object]) -> None:
+    """Prepare every later step that will see `doc`'s images as they are: those with
+    only image-keeping steps from `now` up to them."""
+    for later in range(now, len(transforms)):
+        step = transforms[later]
+        if later > now and later not in prepared and hasattr(step, "prepare"):
+            prepared[later] = step.prepare(doc)
+        if not getattr(step, "keeps_images", False):
+            return

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -54,6 +55,7 @@ class FlatNormals:
     max_angle_deg: float = 1.0  # int8 normals alone are off by up to ~0.5 degrees
     min_flat_share: float = 0.9  # split a primitive only when this share of it is flat
     name: str = "flat-normals"
+    keeps_images: ClassVar[bool] = True  # see base.Transform
 
     def __call__(self, doc: Document, ctx: Context) -> Document:
         new_json = copy.deepcopy(doc.json)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -45,6 +46,7 @@ class Instance:
 
     min_instances: int = 4
     name: str = "instance"
+    keeps_images: ClassVar[bool] = True  # see base.Transform
 
     def __call__(self, doc: Document, ctx: Context) -> Document:
         new_json = copy.deepcopy(doc.json)

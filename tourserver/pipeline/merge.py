@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
+from typing import ClassVar
 
 import meshoptimizer
 import numpy as np
@@ -60,6 +61,7 @@ class MergePrimitives:
     # end up identical anyway. None: compare the exact bytes.
     normal_bits: int | None = 8
     name: str = "merge"
+    keeps_images: ClassVar[bool] = True  # see base.Transform
 
     def __post_init__(self) -> None:
         if self.normal_bits is not None and not 2 <= self.normal_bits <= 16:

@@ -152,15 +152,16 @@ class MeshoptCompress:
                 plan, encoded = _encode_exact(data, plan, self.rotate_triangles)
                 if plan and plan[0] == "INDICES" and plans[i][0] == "TRIANGLES":
                     as_sequence += 1
-            if encoded is not None and not self._worth_it(data, encoded):
+            deflated = _DeflatedSizes()  # each of this view's candidates deflated once
+            if encoded is not None and not self._worth_it(data, encoded, deflated):
                 encoded = None  # keep it plain: the codec does not pay here
             if plans.get(i, ("",))[0] == "ATTRIBUTES" and self.filters != "none":
                 flt = self._filter_view(new_json, i, kinds.get(i), data, animation_ok)
             if flt is not None:
                 f_name, f_data, f_stride, f_error, f_kind, apply = flt
                 f_plan, f_encoded = _encode_exact(f_data, ("ATTRIBUTES", f_stride))
-                if f_encoded is not None and self._worth_it(data, f_encoded) and (
-                        encoded is None or _smaller(f_encoded, encoded)):
+                if f_encoded is not None and self._worth_it(data, f_encoded, deflated) and (
+                        encoded is None or _smaller(f_encoded, encoded, deflated)):
                     apply()
                     data, plan, encoded = f_data, f_plan, f_encoded
                     errors[f_kind] = max(errors[f_kind], f_error)
@@ -211,13 +212,12 @@ class MeshoptCompress:
                 names.append(EXTENSION)
         return Document(new_json, bin_out, doc.source)
 
-    def _worth_it(self, data: bytes, encoded: bytes) -> bool:
+    def _worth_it(self, data: bytes, encoded: bytes, deflated: _DeflatedSizes) -> bool:
         if len(encoded) >= len(data):
             return False
         if self.level == "always":
             return True
-        return (len(zlib.compress(encoded, _DEFLATE_LEVEL))
-                <= len(zlib.compress(data, _DEFLATE_LEVEL)))
+        return deflated(encoded) <= deflated(data)
 
     def _filter_view(self, doc_json: dict, v: int, kind: tuple | None, data: bytes,
                      animation_ok: bool):
@@ -297,9 +297,23 @@ class MeshoptCompress:
 DEFAULTS = MeshoptCompress()
 
 
-def _smaller(a: bytes, b: bytes) -> bool:
+class _DeflatedSizes:
+    """Deflated sizes of byte strings, each compressed once (a view's raw bytes are
+    compared with two or three encodings of it)."""
+
+    def __init__(self) -> None:
+        self._sizes: dict[int, tuple[bytes, int]] = {}  # the bytes kept: ids stay unique
+
+    def __call__(self, data: bytes) -> int:
+        found = self._sizes.get(id(data))
+        if found is None:
+            found = self._sizes[id(data)] = (data, len(zlib.compress(data, _DEFLATE_LEVEL)))
+        return found[1]
+
+
+def _smaller(a: bytes, b: bytes, deflated: _DeflatedSizes) -> bool:
     """a beats b after deflate (what phones fetch), ties going to the smaller raw size."""
-    za, zb = len(zlib.compress(a, _DEFLATE_LEVEL)), len(zlib.compress(b, _DEFLATE_LEVEL))
+    za, zb = deflated(a), deflated(b)
     return za < zb or (za == zb and len(a) < len(b))
 
 

@@ -4,14 +4,13 @@ bytes for the same input."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from tourserver.errors import TourError
 from tourserver.ingest.checks import BUDGETS, Budget, budget_issues, structural_issues
 from tourserver.ingest.gltf_io import Document, write_glb
-from tourserver.pipeline.base import Context, Transform
+from tourserver.pipeline.base import Context, Transform, run
 from tourserver.pipeline.compact_json import CompactJson
 from tourserver.pipeline.dedup import Dedup
 from tourserver.pipeline.flat_normals import FlatNormals
@@ -68,6 +67,13 @@ def plan(options: OptimizeOptions, triangles: int = 0) -> tuple[Transform, ...]:
     lossless = options.preset == "archive"
     # Archive keeps vertex attributes no material reads (a later material may read them).
     steps: list[Transform] = [Dedup(), Prune(attributes=not lossless)]
+    # Images are final from here on: texture-encode starts beside the geometry steps that
+    # follow (`base.run`), and applies its results after them.
+    texture_max = options.texture_max or budget.max_texture_px
+    if texture_max:
+        steps.append(TextureResize(max_px=texture_max, power_of_two=True))
+    texture_format = options.texture_format or ("keep" if lossless else "webp")
+    encode = TextureEncode(format=texture_format) if texture_format != "keep" else None
     if not lossless:
         # Normals that only repeat each face's own go: clients compute flat normals, and the
         # weld below merges the positions they kept apart (archive keeps the attribute).
@@ -83,20 +89,17 @@ def plan(options: OptimizeOptions, triangles: int = 0) -> tuple[Transform, ...]:
     if ratio is not None and ratio < 1:
         steps.append(Simplify(ratio=ratio, target_error=options.simplify_error))
     steps.append(Reorder())
-    texture_max = options.texture_max or budget.max_texture_px
-    if texture_max:
-        steps.append(TextureResize(max_px=texture_max, power_of_two=True))
-    texture_format = options.texture_format or ("keep" if lossless else "webp")
-    if texture_format != "keep":
-        steps.append(TextureEncode(format=texture_format))
     compress = options.compress or "meshopt"
     if not lossless:
         # Vertices that quantize to the same values are the same vertex in the output: weld
         # them, and order again, as seams that close give the strip order longer runs
         # (TilesBuilding 5 % smaller). Quantize appends the new accessors; drop the float
         # ones before compression packs the bytes for good.
-        steps.extend((Quantize(), Weld(name="weld-quantized"), Reorder(name="reorder-quantized"),
-                      Prune()))
+        steps.extend((Quantize(), Weld(name="weld-quantized"), Reorder(name="reorder-quantized")))
+    if encode is not None:
+        steps.append(encode)
+    if not lossless:
+        steps.append(Prune())
     if compress == "meshopt":
         steps.append(MeshoptCompress(rotate_triangles=True))
     steps.append(Prune(attributes=not lossless))
@@ -120,13 +123,8 @@ def optimize(doc: Document, source_bytes: int, options: OptimizeOptions, *,
     report.issues.extend(structural_issues(doc, source))
     if dry_run or report.issues:
         return doc, None, report
-    for number, step in enumerate(steps, 1):
-        if progress is not None:
-            progress(number, len(steps), step.name)
-        started = time.perf_counter()
-        doc = step(doc, ctx)
-        report.timings_s[step.name] = report.timings_s.get(step.name, 0.0) + (
-            time.perf_counter() - started)
+    doc, ctx = run(doc, *steps, ctx=ctx, progress=progress)
+    report.timings_s.update(ctx.timings)
     glb = write_glb(doc)
     report.after = measure(doc, len(glb))
     report.facts = dict(ctx.facts)

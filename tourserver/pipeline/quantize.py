@@ -71,6 +71,7 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -112,6 +113,7 @@ class Quantize:
     simplified_error_share: float = 0.25
     min_position_bits: int = 12
     name: str = "quantize"
+    keeps_images: ClassVar[bool] = True  # see base.Transform
 
     def __post_init__(self) -> None:
         for field_name, low, high in (("position_bits", 1, 16), ("min_position_bits", 1, 16),

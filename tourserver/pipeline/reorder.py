@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import ctypes
 from dataclasses import dataclass
+from typing import ClassVar
 
 import meshoptimizer
 import numpy as np
@@ -97,6 +98,7 @@ class Reorder:
     vertex_fetch: bool = True
     overdraw_threshold: float = 1.05  # allowed ACMR increase for less overdraw
     name: str = "reorder"
+    keeps_images: ClassVar[bool] = True  # see base.Transform
 
     def __call__(self, doc: Document, ctx: Context) -> Document:
         new_json = copy.deepcopy(doc.json)

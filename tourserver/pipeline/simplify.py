@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 from collections import Counter
 from dataclasses import dataclass
+from typing import ClassVar
 
 import meshoptimizer
 import numpy as np
@@ -36,6 +37,7 @@ class Simplify:
     # and locking them stops simplification cold: then unlock, and say so in the facts.
     unlock_if_stuck: bool = True
     name: str = "simplify"
+    keeps_images: ClassVar[bool] = True  # see base.Transform
 
     def __call__(self, doc: Document, ctx: Context) -> Document:
         new_json = copy.deepcopy(doc.json)

@@ -67,8 +67,10 @@ import subprocess
 import tempfile
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -134,15 +136,40 @@ class TextureEncode:
         if not 1 <= self.max_quality <= 100:
             raise TourError(f"max_quality {self.max_quality} is not in 1..100", code="usage")
 
+    def prepare(self, doc: Document) -> Prepared:
+        """Start encoding `doc`'s images in the background. A later call on a document
+        with the same images (steps that keep images ran in between: see `base.run`) picks
+        the results up instead of encoding again; results are found by content, so one
+        that no longer applies costs time, never a wrong output."""
+        basisu = None
+        if self.format == "ktx2":
+            try:
+                basisu = find_basisu()
+            except TourError:
+                return Prepared(None)  # the call itself says what is missing
+        jobs = self._jobs(doc, basisu)
+        if not jobs:
+            return Prepared(None)
+        pool = ThreadPoolExecutor(max_workers=self._workers(len(jobs)),
+                                  thread_name_prefix="texture-encode")
+        for job in jobs:
+            RESULTS.submit(job.key, pool, job.run)
+        return Prepared(pool)
+
     def __call__(self, doc: Document, ctx: Context) -> Document:
         new_json = copy.deepcopy(doc.json)
         images = new_json.get("images", [])
         textures = new_json.get("textures", [])
-        roles = image_roles(new_json)
-        channels = (image_channels(new_json) if self.fill_unread_channels
-                    else dict.fromkeys(range(len(images)), ALL_CHANNELS))
-        work = [i for i in range(len(images)) if self._eligible(new_json, i, ctx, doc.source)]
-        basisu = find_basisu() if self.format == "ktx2" and work else None
+        eligible = 0
+        for i in range(len(images)):
+            reason = self._ineligible(new_json, i)
+            if reason is None:
+                eligible += 1
+            else:
+                ctx.logger.info("%s#/images/%d: %s", doc.source, i, reason)
+        basisu = find_basisu() if self.format == "ktx2" and eligible else None
+        jobs = self._jobs(doc, basisu)
+        work = sorted(job.index for job in jobs)
         builder = BufferBuilder(new_json)
         payloads: dict[int, bytes] = {}
         bytes_before = sum(_image_bytes(doc, im) for im in images)
@@ -151,32 +178,13 @@ class TextureEncode:
         added_ext = False
         required = False
 
-        # What a result depends on besides the image: settings and the encoders at hand.
-        settings = (replace(self, name="", workers=0), basisu, mozjpeg is not None,
-                    webp_encode.pyvips is not None)
-
-        def encode(i: int) -> Encoded | None:
-            image = images[i]
-            data = doc.buffer_view_bytes(image["bufferView"])
-            role = roles.get(i, "data")
-            read = channels.get(i, ALL_CHANNELS)
-            key = (hashlib.sha256(data).digest(), image["mimeType"], role, read, settings)
-            found, result = RESULTS.get(key)
-            if not found:
-                result = self._encode(data, image["mimeType"], role, read,
-                                      f"{doc.source}#/images/{i}", basisu)
-                RESULTS.put(key, result)
-            return result
-
-        # Encoders release the GIL: images are encoded in parallel, then applied in order,
-        # so the output does not depend on which finished first.
-        workers = self.workers or min(4, os.cpu_count() or 1)
-        # Most pixels first (an image's encoding time grows with them), then most bytes, so
-        # the last image to finish is a quick one.
-        order = sorted(work, key=lambda i: (-_pixels(doc, images[i]),
-                                            -_image_bytes(doc, images[i])))
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(work) or 1))) as pool:
-            by_index = dict(zip(order, pool.map(encode, order), strict=True))
+        # Encoders release the GIL: images are encoded in parallel (or were, when prepared
+        # ahead), then applied in order, so the output does not depend on which finished
+        # first.
+        with ThreadPoolExecutor(max_workers=self._workers(len(jobs)),
+                                thread_name_prefix="texture-encode") as pool:
+            futures = [(job, RESULTS.submit(job.key, pool, job.run)) for job in jobs]
+            by_index = {job.index: _result(future, job, pool) for job, future in futures}
         for i in work:
             result = by_index[i]
             image = images[i]
@@ -256,31 +264,55 @@ class TextureEncode:
 
     # -- choosing what to encode -------------------------------------------------------
 
-    def _eligible(self, doc_json: dict, i: int, ctx: Context, source: str) -> bool:
+    def _ineligible(self, doc_json: dict, i: int) -> str | None:
+        """Why image i is left as it is, or None when it is re-encoded."""
         image = doc_json["images"][i]
-        where = f"{source}#/images/{i}"
         mime = image.get("mimeType")
         if "bufferView" not in image:
-            ctx.logger.info("%s: not embedded; left as it is", where)
-            return False
+            return "not embedded; left as it is"
         if mime not in ("image/png", "image/jpeg", "image/webp"):
             if mime == "image/ktx2":
-                ctx.logger.info("%s: KTX2 is GPU-compressed already; left as it is", where)
-            else:
-                ctx.logger.info("%s: %s is not re-encoded", where, mime)
-            return False
+                return "KTX2 is GPU-compressed already; left as it is"
+            return f"{mime} is not re-encoded"
         if mime == "image/webp" and self.format not in ("webp", "keep"):
-            ctx.logger.info("%s: already WebP; left as it is", where)
-            return False
+            return "already WebP; left as it is"
         users = [t for t in doc_json.get("textures", []) if t.get("source") == i]
         if not users:
-            ctx.logger.info("%s: no texture uses it as its source; left as it is", where)
-            return False
+            return "no texture uses it as its source; left as it is"
         if any(_has_image_extension(t) for t in users):
             # It is already another extension's fallback: replacing it would break that.
-            ctx.logger.info("%s: a fallback for a texture extension; left as it is", where)
-            return False
-        return True
+            return "a fallback for a texture extension; left as it is"
+        return None
+
+    def _jobs(self, doc: Document, basisu: str | None) -> list[_Job]:
+        """One encode per image to re-encode, with the key its result is found under: the
+        image's bytes and everything else `_encode` depends on. Most pixels first (an
+        image's encoding time grows with them), then most bytes, so the last image to
+        finish is a quick one."""
+        doc_json = doc.json
+        images = doc_json.get("images", [])
+        roles = image_roles(doc_json)
+        channels = (image_channels(doc_json) if self.fill_unread_channels
+                    else dict.fromkeys(range(len(images)), ALL_CHANNELS))
+        # What a result depends on besides the image: settings and the encoders at hand.
+        settings = (replace(self, name="", workers=0), basisu, mozjpeg is not None,
+                    webp_encode.pyvips is not None)
+        jobs = []
+        for i, image in enumerate(images):
+            if self._ineligible(doc_json, i) is not None:
+                continue
+            data = doc.buffer_view_bytes(image["bufferView"])
+            role = roles.get(i, "data")
+            read = channels.get(i, ALL_CHANNELS)
+            key = (hashlib.sha256(data).digest(), image["mimeType"], role, read, settings)
+            run = partial(self._encode, data, image["mimeType"], role, read,
+                          f"{doc.source}#/images/{i}", basisu)
+            jobs.append(_Job(i, key, run, _pixels(doc, image), len(data)))
+        return sorted(jobs, key=lambda job: (-job.pixels, -job.bytes))
+
+    def _workers(self, jobs: int) -> int:
+        workers = self.workers or min(4, os.cpu_count() or 1)
+        return max(1, min(workers, jobs or 1))
 
     # -- encoding ----------------------------------------------------------------------
 
@@ -364,15 +396,39 @@ class TextureEncode:
             image["bufferView"] = builder.add_view(data)
 
 
+@dataclass(frozen=True)
+class _Job:
+    index: int  # the image's index
+    key: tuple  # what its result is found under (see `TextureEncode._jobs`)
+    run: Callable[[], Encoded | None]
+    pixels: int
+    bytes: int
+
+
+class Prepared:
+    """Encodes started ahead by `TextureEncode.prepare`; `close()` cancels those that have
+    not started (the pipeline ended before it needed them, or failed)."""
+
+    def __init__(self, pool: ThreadPoolExecutor | None) -> None:
+        self._pool = pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 class _ResultCache:
     """Results of `_encode` by (image bytes' hash, MIME type, role, settings), up to
-    `max_bytes` of encoded data, least recently used out first. Encoding is deterministic,
-    so a build that makes several tiers of one scene, whose images are often the same after
-    resizing, encodes each once (the demo tour: 18 variants of 6 scenes)."""
+    `max_bytes` of encoded data, least recently used out first, and those being computed.
+    Encoding is deterministic, so a build that makes several tiers of one scene, whose
+    images are often the same after resizing, encodes each once (the demo tour: 18
+    variants of 6 scenes), and an encode started ahead (`TextureEncode.prepare`) is waited
+    for, not repeated."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._items: OrderedDict[tuple, Encoded | None] = OrderedDict()
+        self._pending: dict[tuple, Future] = {}
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -382,6 +438,34 @@ class _ResultCache:
                 return False, None
             self._items.move_to_end(key)
             return True, self._items[key]
+
+    def submit(self, key: tuple, pool: ThreadPoolExecutor,
+               compute: Callable[[], Encoded | None]) -> Future:
+        """The result under `key`: kept, being computed, or computed now on `pool`."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                done: Future = Future()
+                done.set_result(self._items[key])
+                return done
+            pending = self._pending.get(key)
+            if pending is not None and not pending.cancelled():
+                return pending
+
+            def computed() -> Encoded | None:
+                value = compute()
+                self.put(key, value)
+                return value
+            future = pool.submit(computed)
+            self._pending[key] = future
+        # Done, failed or cancelled: no longer pending (a failure is not kept).
+        future.add_done_callback(lambda _: self._forget(key, future))
+        return future
+
+    def _forget(self, key: tuple, future: Future) -> None:
+        with self._lock:
+            if self._pending.get(key) is future:
+                del self._pending[key]
 
     def put(self, key: tuple, value: Encoded | None) -> None:
         size = len(value.data) if value is not None else 0
@@ -403,6 +487,14 @@ class _ResultCache:
 
 
 RESULTS = _ResultCache(max_bytes=64 << 20)
+
+
+def _result(future: Future, job: _Job, pool: ThreadPoolExecutor) -> Encoded | None:
+    try:
+        return future.result()
+    except CancelledError:
+        # Started ahead by a pipeline that has ended since (another build's): encode here.
+        return RESULTS.submit(job.key, pool, job.run).result()
 
 
 def _doc_copy(doc: Document, new_json: dict) -> Document:

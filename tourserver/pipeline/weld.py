@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import ClassVar
 
 import meshoptimizer
 import numpy as np
@@ -227,6 +228,7 @@ class Weld:
 
     tolerance: float = 0.0  # 0: exact duplicates only; > 0: grid step for float components
     name: str = "weld"
+    keeps_images: ClassVar[bool] = True  # see base.Transform
 
     def __call__(self, doc: Document, ctx: Context) -> Document:
         new_json = copy.deepcopy(doc.json)
