@@ -163,8 +163,9 @@ def test_a_colour_image_that_codes_small_skips_sharp_yuv_after_one_probe(monkeyp
     img = Image.fromarray(pixels)
     result = encode_webp(img, rgba_pixels(img), 40.0, OPTIONS, "t", lossless=False)
     assert result is not None and _measured(result.data, img) >= 40.0
-    assert [sharp for _, sharp in made][:1] == [True]  # the top-quality probe decides
-    assert made[1:] and not any(sharp for _, sharp in made[1:])
+    whole = [sharp for size, sharp in made if size == img.size]  # not the quick probe's
+    assert whole[:1] == [True]  # the top-quality probe decides
+    assert whole[1:] and not any(whole[1:])
 
 
 def _corpus_png(name: str) -> Image.Image:
@@ -179,6 +180,33 @@ def test_near_lossless_chosen_on_a_small_sample_holds_on_the_whole_image():
     result = encode_webp(img, rgba_pixels(img), 45.0, OPTIONS, "t")
     assert result is not None and result.near_lossless is not None
     assert 45.0 <= _measured(result.data, img) < np.inf
+
+
+@pytest.mark.parametrize("name", ["FlightHelmet_Materials_LeatherPartsMat_Normal.png",
+                                  "FlightHelmet_Materials_MetalPartsMat_OcclusionRoughMetal.png"])
+def test_lossy_far_out_of_reach_is_ruled_out_on_a_small_sample(name, monkeypatch):
+    # Data maps at 45 dB: lossy holds 28-35 dB on these even at q95. One lossy encode of a
+    # 128 px sample says so, and the answer is the one the whole lossy search would give.
+    img = _corpus_png(name)
+    reference = rgba_pixels(img)
+    made = _recording_encoders(monkeypatch)
+    quick = encode_webp(img, reference, 45.0, OPTIONS, "t")
+    assert [size for size, _ in made] == [(128, 128)]
+    monkeypatch.setattr(webp_encode, "_lossy_out_of_reach", lambda *_, **__: False)
+    made.clear()
+    searched = encode_webp(img, reference, 45.0, OPTIONS, "t")
+    assert (512, 512) in [size for size, _ in made]  # without it, lossy is tried whole
+    assert quick is not None and quick.quality is None  # the lossless family won
+    assert quick == searched
+
+
+def test_lossy_within_reach_is_searched_as_before(monkeypatch):
+    img = _corpus_png("FlightHelmet_Materials_LeatherPartsMat_BaseColor.png")
+    made = _recording_encoders(monkeypatch)
+    result = encode_webp(img, rgba_pixels(img), 40.0, OPTIONS, "t")
+    assert result is not None and result.quality is not None
+    assert [size for size, _ in made][0] == (128, 128)  # the quick probe, then the search
+    assert [size for size, _ in made].count((512, 512)) >= 2
 
 
 def _full_size_near_lossless(monkeypatch) -> list[tuple[int, int]]:
@@ -387,7 +415,9 @@ def test_alpha_is_coded_once_per_image_not_once_per_quality(monkeypatch):
     reference = rgba_pixels(img)
     result = encode_webp(img, reference, 40.0, OPTIONS, "t")
     assert result is not None and result.quality is not None  # lossy won
-    assert coded == [(512, 512)]  # one sample, the image itself: one alpha encode
+    # The quick out-of-reach probe's sample, then the image itself (its own lossy sample):
+    # one alpha encode each, not one per quality.
+    assert coded == [(128, 128), (512, 512)]
     with Image.open(io.BytesIO(result.data)) as decoded:
         assert np.array_equal(np.asarray(decoded.convert("RGBA"))[..., 3], reference[..., 3])
     assert _measured(result.data, img) >= 40.0
