@@ -423,6 +423,22 @@ def test_alpha_is_coded_once_per_image_not_once_per_quality(monkeypatch):
     assert _measured(result.data, img) >= 40.0
 
 
+def test_an_estimate_barely_under_an_exact_result_is_not_encoded_at_full_size(monkeypatch):
+    # The lens texture (512 px, searched whole): lossy q82 holds 40 dB in 99.9 KB, exactly;
+    # posterized values are estimated 2 % smaller on a 128 px sample, not enough to pay for
+    # a full-size lossless encode (which came out larger).
+    with Image.open(corpus_file("FlightHelmet/FlightHelmet_Materials_LensesMat_BaseColor.png")
+                    ) as source:
+        img = source.convert("RGBA")
+    sizes: list[tuple[int, int]] = []
+    real = webp_encode.encode_lossless
+    monkeypatch.setattr(webp_encode, "encode_lossless",
+                        lambda image, opts: sizes.append(image.size) or real(image, opts))
+    result = encode_webp(img, rgba_pixels(img), 40.0, OPTIONS, "t")
+    assert result is not None and result.quality == 82
+    assert sizes and img.size not in sizes  # the lossless family ran on its sample only
+
+
 def test_an_alpha_image_whose_sampled_tiles_are_opaque_still_keeps_its_alpha():
     # Transparency only in a corner strip the lossy sample's tiles may miss: the sample is
     # coded without alpha, the image with it.
