@@ -255,6 +255,26 @@ def test_a_normal_map_is_posterized_to_the_largest_step_that_holds_the_floor():
     assert len(result.data) < 0.8 * len(webp_encode.encode_lossless(img, OPTIONS))
 
 
+@pytest.mark.parametrize("name", ["FlightHelmet_Materials_GlassPlasticMat_Normal.png",
+                                  "FlightHelmet_Materials_GlassPlasticMat_OcclusionRoughMetal.png"])
+def test_near_lossless_stops_at_its_first_level_when_posterized_values_beat_it(
+        name, monkeypatch):
+    # Posterized values are estimated 5 % or more under near-lossless's starting level on
+    # the sample (76 against 101 KB; 120 against 121): near-lossless cannot rank ahead, so
+    # no other level is tried (it walked down, or up, one more before).
+    levels: list[int] = []
+    original = webp_encode._near_lossless_encoder
+
+    def recording(image, opts):
+        encode = original(image, opts)
+        return lambda level: levels.append(level) or encode(level)
+    monkeypatch.setattr(webp_encode, "_near_lossless_encoder", recording)
+    img = _corpus_png(name)
+    result = encode_webp(img, rgba_pixels(img), 45.0, OPTIONS, "t")
+    assert result is not None and result.posterize is not None
+    assert levels == [webp_encode.NEAR_LOSSLESS_START]
+
+
 @pytest.mark.parametrize("mode", ["RGB", "RGBA"])
 def test_posterized_error_from_value_pairs_is_the_measured_one(mode):
     # Counted from (value, reference value) pairs, without posterizing the image: the same

@@ -197,22 +197,24 @@ def _lossless_plans(image: Image.Image, reference: np.ndarray, floor: float,
     exact = encode_lossless(sample.image, opts)
     plans = [_Plan(len(exact) * sample.scale, "lossless", None,
                    Encoded(exact, WEBP, np.inf, None) if sample.whole else None)]
+    palette = _palette_plan(sample, floor, opts, where)
+    posterized = _posterize_plan(sample, floor, opts)
+    cheaper = [p for p in (palette, posterized)
+               if p is not None and p.estimate < plans[0].estimate]
     if opts.near_lossless and pyvips is not None:
-        near = _near_lossless_plan(sample, floor, opts, where,
-                                   beat=min(p.estimate for p in [*others, *plans]))
+        # Near-lossless is estimated last, against every other candidate: an estimate
+        # ranks ahead only NEAR_LOSSLESS_RANK_PENALTY under the best of them.
+        beat = min(p.estimate for p in [*others, *plans, *cheaper])
+        if not sample.whole:
+            beat /= 1 + NEAR_LOSSLESS_RANK_PENALTY
+        near = _near_lossless_plan(sample, floor, opts, where, beat=beat)
         # Where adjusting pixels hardly helps on the sample, it does not at full size
         # either (Fox: 0.3 % on the sample, 17 % larger at full size): not worth an encode.
         # (On a whole image the sizes are exact: the smaller simply wins.)
         gain = 0.0 if sample.whole else NEAR_LOSSLESS_MIN_GAIN
         if near is not None and near.estimate < (1 - gain) * plans[0].estimate:
             plans.append(near)
-    palette = _palette_plan(sample, floor, opts, where)
-    if palette is not None and palette.estimate < plans[0].estimate:
-        plans.append(palette)
-    posterized = _posterize_plan(sample, floor, opts)
-    if posterized is not None and posterized.estimate < plans[0].estimate:
-        plans.append(posterized)
-    return plans
+    return plans + cheaper
 
 
 def posterize(image: Image.Image, step: float) -> Image.Image:
