@@ -4,7 +4,13 @@ import numpy as np
 from PIL import Image
 
 from tourserver.ingest.images import rgba_pixels
-from tourserver.pipeline.image_sample import SAMPLE_SHARE, TILE, activity_sample, sample_of
+from tourserver.pipeline.image_sample import (
+    SAMPLE_SHARE,
+    TILE,
+    activity_sample,
+    sample_of,
+    tile_activity,
+)
 
 
 def _image(height: int, width: int, mode: str = "RGB") -> Image.Image:
@@ -106,3 +112,30 @@ def test_small_images_are_their_own_activity_sample():
     img = _image(512, 512)
     sample = activity_sample(img, rgba_pixels(img), 512 * 512, 64, 8)
     assert sample.whole and sample.inside is None
+
+
+def test_tile_activity_computed_once_gives_the_same_samples():
+    img = _image(1024, 768)
+    reference = rgba_pixels(img)
+    activity = tile_activity(reference, TILE)
+    for min_pixels in (128 * 128, 256 * 256):
+        given = activity_sample(img, reference, min_pixels, TILE, 8, activity)
+        computed = activity_sample(img, reference, min_pixels, TILE, 8)
+        assert np.array_equal(given.reference, computed.reference)
+        assert np.array_equal(given.inside, computed.inside)
+
+
+def test_one_image_s_lossy_samples_rank_its_tiles_once(monkeypatch):
+    from tourserver.pipeline import image_sample, webp_encode
+    calls = []
+    real = image_sample._tile_activity
+    monkeypatch.setattr(image_sample, "_tile_activity",
+                        lambda *args: calls.append(1) or real(*args))
+    y, x = np.mgrid[0:1200, 0:1200]
+    noise = np.random.default_rng(3).normal(0, 2, (1200, 1200, 3))
+    pixels = np.stack([x / 6, y / 6, np.full_like(x, 120.0)], -1) + noise
+    img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    result = webp_encode.encode_webp(img, rgba_pixels(img), 40.0, webp_encode.WebpOptions(),
+                                     "t", lossless=False)
+    assert result is not None and result.quality is not None  # searched on its sample
+    assert calls == [1]  # which shares the quick probe's ranking of the tiles

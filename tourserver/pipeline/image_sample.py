@@ -74,25 +74,40 @@ def _starts(length: int, count: int) -> list[int]:
     return [(i * (length - TILE) // (count - 1)) // 8 * 8 for i in range(count)]
 
 
+def tile_activity(reference: np.ndarray, tile: int = TILE) -> np.ndarray:
+    """Each tile's activity on `activity_sample`'s grid over `reference` (H x W x 4), in
+    reading order: computed once, it serves every sample of one image with this tile size
+    (a 2048 px texture: ~40 ms)."""
+    height, width = reference.shape[:2]
+    offset, grid_across, grid_down = _grid(width, height, tile)
+    return _tile_activity(reference[offset:, offset:], tile, grid_across, grid_down)
+
+
+def _grid(width: int, height: int, tile: int) -> tuple[int, int, int]:
+    # The grid starts GRID_OFFSET px in, so that edges on the power-of-two grids textures
+    # are laid out on (atlas cells, tiled patterns) fall inside tiles, not between them.
+    offset = GRID_OFFSET if min(width, height) >= 2 * tile + GRID_OFFSET else 0
+    return offset, (width - offset) // tile, (height - offset) // tile
+
+
 def activity_sample(image: Image.Image, reference: np.ndarray,
                     min_pixels: int = SAMPLE_MIN_PIXELS, tile: int = TILE,
-                    margin: int = 8) -> Sample:
+                    margin: int = 8, activity: np.ndarray | None = None) -> Sample:
     """A mosaic of `tile` px tiles of `image` chosen at even quantiles of their activity,
     in reading order, with the matching tiles of `reference`; `inside` leaves out `margin`
-    px along every tile edge. Sizes as `sample_of`."""
+    px along every tile edge. Sizes as `sample_of`. `activity`: `tile_activity(reference,
+    tile)`, when already known."""
     width, height = image.size
     target = _target(width, height, min_pixels, tile)
     if target is None:
         return Sample(image, reference, 1.0)
-    # The grid starts GRID_OFFSET px in, so that edges on the power-of-two grids textures
-    # are laid out on (atlas cells, tiled patterns) fall inside tiles, not between them.
-    offset = GRID_OFFSET if min(width, height) >= 2 * tile + GRID_OFFSET else 0
-    grid_across, grid_down = (width - offset) // tile, (height - offset) // tile
+    offset, grid_across, grid_down = _grid(width, height, tile)
     count = min(grid_across * grid_down, round(target / (tile * tile)))
     across = max(1, min(grid_across, round((count * width / height) ** 0.5)))
     down = max(1, min(grid_down, count // across))
     count = across * down
-    activity = _tile_activity(reference[offset:, offset:], tile, grid_across, grid_down)
+    if activity is None:
+        activity = _tile_activity(reference[offset:, offset:], tile, grid_across, grid_down)
     order = np.argsort(activity, kind="stable")
     picked = sorted(int(order[(2 * k + 1) * len(order) // (2 * count)]) for k in range(count))
     corners = [(offset + p // grid_across * tile, offset + p % grid_across * tile)

@@ -36,7 +36,7 @@ except (ImportError, OSError):  # no libvips: Pillow's lossy WebP, no near-lossl
     pyvips = None
 
 from tourserver.ingest.images import psnr
-from tourserver.pipeline.image_sample import Sample, activity_sample, sample_of
+from tourserver.pipeline.image_sample import Sample, activity_sample, sample_of, tile_activity
 from tourserver.pipeline.quality_search import (
     Encoded,
     Probe,
@@ -153,12 +153,15 @@ def encode_webp(image: Image.Image, reference: np.ndarray, floor: float, opts: W
     grey = _is_grey(reference)
     # Grey images have flat chroma: sharp YUV would give them the same bytes.
     lossy = None
-    if not _lossy_out_of_reach(image, reference, floor, opts, where, sharp=not grey):
+    pixels = image.width * image.height
+    # Both lossy samples rank the same tiles: their activity is computed once.
+    activity = (tile_activity(reference, LOSSY_TILE) if pixels > 4 * LOSSY_QUICK_PIXELS
+                else None)
+    if not _lossy_out_of_reach(image, reference, floor, opts, where, not grey, activity):
         sample = activity_sample(image, reference, LOSSY_SAMPLE_PIXELS, LOSSY_TILE,
-                                 LOSSY_MARGIN)
+                                 LOSSY_MARGIN, activity)
         lossy = _lossy_plan(sample, floor, opts, where, sharp=not grey)
     plans = [lossy] if lossy is not None else []
-    pixels = image.width * image.height
     costly = lossy is None or lossy.estimate * 8 > NEAR_LOSSLESS_BPP * pixels
     later = lossless and not (costly or pixels <= NEAR_LOSSLESS_SMALL_PIXELS)
     if lossless and not later:
@@ -172,13 +175,15 @@ def encode_webp(image: Image.Image, reference: np.ndarray, floor: float, opts: W
 
 
 def _lossy_out_of_reach(image: Image.Image, reference: np.ndarray, floor: float,
-                        opts: WebpOptions, where: str, sharp: bool) -> bool:
+                        opts: WebpOptions, where: str, sharp: bool,
+                        activity: np.ndarray | None) -> bool:
     """Whether a small activity sample misses the floor at the top quality by so much
     that lossy cannot hold it on the whole image: decided for the cost of a 128 px
     encode, before the 512 px sample is made and probed (50-100 ms)."""
     if image.width * image.height <= 4 * LOSSY_QUICK_PIXELS:
         return False  # the lossy search of an image this small costs as little
-    quick = activity_sample(image, reference, LOSSY_QUICK_PIXELS, LOSSY_TILE, LOSSY_MARGIN)
+    quick = activity_sample(image, reference, LOSSY_QUICK_PIXELS, LOSSY_TILE, LOSSY_MARGIN,
+                            activity)
     data = _lossy_encoder(quick.image, opts, sharp)(opts.max_quality)
     value = measure(data, quick.reference, where, opts.max_pixels, quick.inside)
     return value < floor - LOSSY_OUT_OF_REACH_DB
