@@ -115,3 +115,14 @@ def test_the_floor_cost_bench_redoes_each_final_encode_to_the_same_bytes():
         assert redo is not None and redo() == result.data
     # Every kind of result: lossy, each lossless family, and MozJPEG's recode of a JPEG.
     assert kinds == {"lossy", "near-lossless", "palette", "posterize", "image/jpeg"}, kinds
+
+
+def test_the_floor_cost_bench_redoes_a_corpus_model_s_textures():
+    # The same over a whole model, through the pipeline's own choice of images.
+    import texture_floor_cost
+    from support import corpus_file
+
+    final = texture_floor_cost.final_encodes(corpus_file("TextureTransformTest/"
+                                                         "TextureTransformTest.gltf"))
+    redone = [row for row in final["images"] if not row.get("kept")]
+    assert redone and all(row.get("same_bytes") for row in redone), final["images"]

@@ -100,7 +100,7 @@ def final_encodes(path: Path) -> dict:
                                    encoder.near_lossless, encoder.max_pixels)
     rows, total, measured = [], 0.0, 0.0
     for i, image in enumerate(doc.json.get("images", [])):
-        if not encoder._eligible(doc.json, i, ctx, doc.source):
+        if encoder._ineligible(doc.json, i) is not None:
             continue
         data = doc.buffer_view_bytes(image["bufferView"])
         read = channels.get(i, "RGBA")
