@@ -105,7 +105,7 @@ def test_the_floor_cost_bench_redoes_each_final_encode_to_the_same_bytes():
                              (encoded(normals, "PNG"), "image/png", "data"),
                              (encoded(labels, "PNG"), "image/png", "colour"),
                              (encoded(orm, "PNG"), "image/png", "data")]:
-        result = encoder._encode(data, mime, role, "RGB", "test", None)
+        result = encoder.encode_image(data, mime, role, "RGB", "test", None)
         assert result is not None
         kinds.add("lossy" if result.quality is not None else
                   "posterize" if result.posterize else

@@ -326,14 +326,14 @@ def test_a_progressive_jpeg_is_not_recoded(monkeypatch):
     # It has what MozJPEG would give it already; a re-coding gains a few tenths of a
     # per cent for a second of CPU on a 2048 px texture.
     calls: list[int] = []
-    monkeypatch.setattr(texture_encode, "_jpeg_lossless_recode",
+    monkeypatch.setattr(texture_encode, "jpeg_lossless_recode",
                         lambda data: calls.append(len(data)))
     rng = np.random.default_rng(5)
     img = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     for progressive in (False, True):
         out = io.BytesIO()
         img.save(out, format="JPEG", quality=90, progressive=progressive)
-        TextureEncode(psnr_floor=60.0)._encode(out.getvalue(), "image/jpeg", "colour", "RGB",
+        TextureEncode(psnr_floor=60.0).encode_image(out.getvalue(), "image/jpeg", "colour", "RGB",
                                                "t", None)
     assert len(calls) == 1  # the baseline one only
 
@@ -342,8 +342,8 @@ def test_the_recode_is_tried_only_where_it_could_beat_the_new_encoding(monkeypat
     # A smooth gradient codes far under RECODE_BEST_SHARE of its JPEG as WebP at 40 dB,
     # noise does not: MozJPEG (0.1-0.4 s on a 2048 px texture) runs for the noise only.
     calls: list[int] = []
-    real = texture_encode._jpeg_lossless_recode
-    monkeypatch.setattr(texture_encode, "_jpeg_lossless_recode",
+    real = texture_encode.jpeg_lossless_recode
+    monkeypatch.setattr(texture_encode, "jpeg_lossless_recode",
                         lambda data: calls.append(len(data)) or real(data))
     y, x = np.mgrid[0:256, 0:256]
     smooth = np.stack([x, y, (x + y) // 2], -1).astype(np.uint8)
@@ -352,7 +352,7 @@ def test_the_recode_is_tried_only_where_it_could_beat_the_new_encoding(monkeypat
     for name, px in (("smooth", smooth), ("noise", noise)):
         out = io.BytesIO()
         Image.fromarray(px).save(out, format="JPEG", quality=95)
-        found = TextureEncode()._encode(out.getvalue(), "image/jpeg", "colour", "RGB", "t",
+        found = TextureEncode().encode_image(out.getvalue(), "image/jpeg", "colour", "RGB", "t",
                                         None)
         sizes[name] = (len(out.getvalue()), found)
     jpeg, smooth_result = sizes["smooth"]
@@ -366,7 +366,7 @@ def test_a_dense_jpeg_is_not_recoded_to_beat_a_result_well_under_it(dense, monke
     # Over 0.5 bits per pixel MozJPEG saved at most 21 % on the corpus; only sparse JPEGs
     # (0.45 at 0.19 bits per pixel) can come in under a result at 0.6 of the JPEG.
     calls: list[int] = []
-    monkeypatch.setattr(texture_encode, "_jpeg_lossless_recode",
+    monkeypatch.setattr(texture_encode, "jpeg_lossless_recode",
                         lambda data: calls.append(len(data)))
     rng = np.random.default_rng(8)
     pixels = (rng.integers(0, 256, (256, 256, 3)) if dense
@@ -378,7 +378,7 @@ def test_a_dense_jpeg_is_not_recoded_to_beat_a_result_well_under_it(dense, monke
     assert (bits_per_pixel > texture_encode.DENSE_JPEG_BPP) == dense
     made = texture_encode.Encoded(b"w" * int(0.6 * len(jpeg)), "image/webp", 41.0, 80)
     monkeypatch.setattr(TextureEncode, "_encode_decoded", lambda self, *a: made)
-    assert TextureEncode()._encode(jpeg, "image/jpeg", "colour", "RGB", "t", None) is made
+    assert TextureEncode().encode_image(jpeg, "image/jpeg", "colour", "RGB", "t", None) is made
     assert calls == ([] if dense else [len(jpeg)])
 
 
@@ -569,12 +569,12 @@ def test_clearcoat_test_model_no_new_errors():
 def test_a_second_run_on_the_same_images_reuses_the_results(monkeypatch):
     texture_encode.RESULTS.clear()
     calls: list[str] = []
-    original = TextureEncode._encode
+    original = TextureEncode.encode_image
 
     def counting(self, data, mime, role, channels, where, basisu):
         calls.append(where)
         return original(self, data, mime, role, channels, where, basisu)
-    monkeypatch.setattr(TextureEncode, "_encode", counting)
+    monkeypatch.setattr(TextureEncode, "encode_image", counting)
     src = textured_doc()
     first, _ = run(src, TextureEncode())
     encoded = len(calls)
@@ -606,7 +606,7 @@ def test_images_with_the_most_pixels_are_encoded_first(monkeypatch):
     def recording(self, data, mime, role, channels, where, basisu):
         started.append(int(where.rsplit("/", 1)[1]))
         return None
-    monkeypatch.setattr(TextureEncode, "_encode", recording)
+    monkeypatch.setattr(TextureEncode, "encode_image", recording)
     doc = load_asset(corpus_file("AnisotropyBarnLamp/AnisotropyBarnLamp.gltf"))
     run(doc, TextureEncode(workers=1))
     sizes = [Image.open(io.BytesIO(doc.buffer_view_bytes(im["bufferView"]))).size
@@ -634,13 +634,13 @@ class _Geometry:
 
 
 def _recording_encode(monkeypatch, started: threading.Event, calls: list[str]) -> None:
-    original = TextureEncode._encode
+    original = TextureEncode.encode_image
 
     def recording(self, data, mime, role, channels, where, basisu):
         calls.append(where)
         started.set()
         return original(self, data, mime, role, channels, where, basisu)
-    monkeypatch.setattr(TextureEncode, "_encode", recording)
+    monkeypatch.setattr(TextureEncode, "encode_image", recording)
 
 
 def test_texture_encode_starts_beside_the_steps_that_keep_images(monkeypatch):
@@ -678,14 +678,14 @@ def test_a_step_that_changes_images_is_not_run_beside(monkeypatch):
 def test_encodes_started_ahead_are_cancelled_when_the_pipeline_fails(monkeypatch):
     texture_encode.RESULTS.clear()
     release = threading.Event()
-    original = TextureEncode._encode
+    original = TextureEncode.encode_image
     calls: list[str] = []
 
     def slow(self, data, mime, role, channels, where, basisu):
         calls.append(where)
         release.wait(10.0)
         return original(self, data, mime, role, channels, where, basisu)
-    monkeypatch.setattr(TextureEncode, "_encode", slow)
+    monkeypatch.setattr(TextureEncode, "encode_image", slow)
 
     class Broken:
         keeps_images = True

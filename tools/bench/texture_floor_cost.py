@@ -47,16 +47,16 @@ from tourserver.pipeline import webp_encode  # noqa: E402
 from tourserver.pipeline.base import Context  # noqa: E402
 from tourserver.pipeline.optimize import OptimizeOptions, plan  # noqa: E402
 from tourserver.pipeline.quality_search import Encoded, measure  # noqa: E402
-from tourserver.pipeline.texture_encode import TextureEncode, _jpeg_lossless_recode  # noqa: E402
+from tourserver.pipeline.texture_encode import TextureEncode, jpeg_lossless_recode  # noqa: E402
 from tourserver.pipeline.texture_slots import fill_unread, image_channels, image_roles  # noqa: E402
 
 
 def final_encoder(data: bytes, channels: str, result: Encoded, opts: webp_encode.WebpOptions):
-    """A function that redoes, from `data`, only the encode that made `result`; None when
-    `result` is not one this can redo. Written against webp_encode's own encoders (so it
-    follows them), and checked by the caller to give the same bytes."""
+    """A function that redoes, from `data` (decoded as `TextureEncode` decodes it), only the
+    encode that made `result`; None when `result` is not one this can redo. The caller
+    checks that it gives the same bytes."""
     if result.mime == "image/jpeg":
-        return lambda: _jpeg_lossless_recode(data)
+        return lambda: jpeg_lossless_recode(data)
     if result.mime != "image/webp":
         return None
 
@@ -66,21 +66,8 @@ def final_encoder(data: bytes, channels: str, result: Encoded, opts: webp_encode
         alpha = bool((reference[..., 3] < 255).any())
         return Image.fromarray(reference, "RGBA").convert("RGBA" if alpha else "RGB")
 
-    if result.posterize is not None:
-        return lambda: webp_encode.encode_lossless(
-            webp_encode.posterize(source(), result.posterize), opts)
-    if result.near_lossless is not None:
-        return lambda: webp_encode._near_lossless_encoder(source(), opts)(result.near_lossless)
-    if result.palette is not None:
-        return lambda: webp_encode._palette_encoder(source(), opts)(result.palette)
-    if result.quality is None:
-        return lambda: webp_encode.encode_lossless(source(), opts)
-    for sharp in (True, False):  # whichever conversion ours used: the one with its bytes
-        encode = (lambda s: lambda: webp_encode._lossy_encoder(source(), opts, s)(
-            result.quality))(sharp)
-        if encode() == result.data:
-            return encode
-    return None
+    redo = webp_encode.redo_encoder(result, source(), opts)
+    return None if redo is None else lambda: redo(source())
 
 
 def final_encodes(path: Path) -> dict:
@@ -100,11 +87,11 @@ def final_encodes(path: Path) -> dict:
                                    encoder.near_lossless, encoder.max_pixels)
     rows, total, measured = [], 0.0, 0.0
     for i, image in enumerate(doc.json.get("images", [])):
-        if encoder._ineligible(doc.json, i) is not None:
+        if encoder.skip_reason(doc.json, i) is not None:
             continue
         data = doc.buffer_view_bytes(image["bufferView"])
         read = channels.get(i, "RGBA")
-        result = encoder._encode(data, image["mimeType"], roles.get(i, "data"), read,
+        result = encoder.encode_image(data, image["mimeType"], roles.get(i, "data"), read,
                                  f"#{i}", None)
         if result is None or len(result.data) >= len(data):
             rows.append({"image": i, "kept": True, "cpu_s": 0.0})

@@ -162,7 +162,7 @@ class TextureEncode:
         textures = new_json.get("textures", [])
         eligible = 0
         for i in range(len(images)):
-            reason = self._ineligible(new_json, i)
+            reason = self.skip_reason(new_json, i)
             if reason is None:
                 eligible += 1
             else:
@@ -264,7 +264,7 @@ class TextureEncode:
 
     # -- choosing what to encode -------------------------------------------------------
 
-    def _ineligible(self, doc_json: dict, i: int) -> str | None:
+    def skip_reason(self, doc_json: dict, i: int) -> str | None:
         """Why image i is left as it is, or None when it is re-encoded."""
         image = doc_json["images"][i]
         mime = image.get("mimeType")
@@ -286,7 +286,7 @@ class TextureEncode:
 
     def _jobs(self, doc: Document, basisu: str | None) -> list[_Job]:
         """One encode per image to re-encode, with the key its result is found under: the
-        image's bytes and everything else `_encode` depends on. Most pixels first (an
+        image's bytes and everything else `encode_image` depends on. Most pixels first (an
         image's encoding time grows with them), then most bytes, so the last image to
         finish is a quick one."""
         doc_json = doc.json
@@ -299,13 +299,13 @@ class TextureEncode:
                     webp_encode.pyvips is not None)
         jobs = []
         for i, image in enumerate(images):
-            if self._ineligible(doc_json, i) is not None:
+            if self.skip_reason(doc_json, i) is not None:
                 continue
             data = doc.buffer_view_bytes(image["bufferView"])
             role = roles.get(i, "data")
             read = channels.get(i, ALL_CHANNELS)
             key = (hashlib.sha256(data).digest(), image["mimeType"], role, read, settings)
-            run = partial(self._encode, data, image["mimeType"], role, read,
+            run = partial(self.encode_image, data, image["mimeType"], role, read,
                           f"{doc.source}#/images/{i}", basisu)
             jobs.append(_Job(i, key, run, _pixels(doc, image), len(data)))
         return sorted(jobs, key=lambda job: (-job.pixels, -job.bytes))
@@ -316,8 +316,12 @@ class TextureEncode:
 
     # -- encoding ----------------------------------------------------------------------
 
-    def _encode(self, data: bytes, mime: str, role: str, channels: str, where: str,
-                basisu: str | None) -> Encoded | None:
+    def encode_image(self, data: bytes, mime: str, role: str, channels: str, where: str,
+                     basisu: str | None = None) -> Encoded | None:
+        """One image's new encoding (`role` colour or data, `channels` the ones materials
+        read), or None when none holds the floor or the image cannot take one; not yet
+        compared with the image's own bytes. `where` names it in errors; `basisu` is the
+        encoder's path for KTX2 (`find_basisu`)."""
         with decode_image(data, where, self.max_pixels) as img:
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "F") or img.info.get("bits", 8) > 8:
                 return None  # 16-bit and float data: every target here is 8-bit
@@ -334,7 +338,7 @@ class TextureEncode:
             return result
         # The same pixels in fewer bytes (baseline JPEGs in the corpus: 1-55 % smaller)
         # beat any re-encoding that is not smaller still.
-        recoded = _jpeg_lossless_recode(data)
+        recoded = jpeg_lossless_recode(data)
         if recoded is not None and len(recoded) < len(data) and (
                 result is None or len(recoded) <= len(result.data)):
             return Encoded(recoded, "image/jpeg", np.inf, None)
@@ -418,7 +422,7 @@ class Prepared:
 
 
 class _ResultCache:
-    """Results of `_encode` by (image bytes' hash, MIME type, role, settings), up to
+    """Results of `encode_image` by (image bytes' hash, MIME type, role, settings), up to
     `max_bytes` of encoded data, least recently used out first, and those being computed.
     Encoding is deterministic, so a build that makes several tiers of one scene, whose
     images are often the same after resizing, encodes each once (the demo tour: 18
@@ -531,7 +535,7 @@ def _palette_is_grey(img: Image.Image) -> bool:
     return bool(len(rgb)) and bool((rgb == rgb[:, :1]).all())
 
 
-def _jpeg_lossless_recode(data: bytes) -> bytes | None:
+def jpeg_lossless_recode(data: bytes) -> bytes | None:
     """The JPEG re-coded by MozJPEG without touching its DCT coefficients (progressive,
     optimised Huffman tables; the ICC profile kept): identical pixels. None when MozJPEG is
     missing or refuses the file."""

@@ -189,6 +189,30 @@ def _lossy_out_of_reach(image: Image.Image, reference: np.ndarray, floor: float,
     return value < floor - LOSSY_OUT_OF_REACH_DB
 
 
+def redo_encoder(result: Encoded, image: Image.Image,
+                 opts: WebpOptions) -> Callable[[Image.Image], bytes] | None:
+    """The one encode that made `result` (a WebP from `encode_webp(image, ...)`), as a
+    function of the image: for timing the last encode on its own
+    (tools/bench/texture_floor_cost.py). None when it does not give `result`'s bytes
+    again (lossy: tried with and without sharp YUV on `image`, not timed)."""
+    if result.posterize is not None:
+        step = result.posterize
+        return lambda img: encode_lossless(posterize(img, step), opts)
+    if result.near_lossless is not None:
+        level = result.near_lossless
+        return lambda img: _near_lossless_encoder(img, opts)(level)
+    if result.palette is not None:
+        colours = result.palette
+        return lambda img: _palette_encoder(img, opts)(colours)
+    if result.quality is None:
+        return lambda img: encode_lossless(img, opts)
+    quality = result.quality
+    for sharp in (True, False):  # whichever conversion made it: the one with its bytes
+        if _lossy_encoder(image, opts, sharp)(quality) == result.data:
+            return lambda img, sharp=sharp: _lossy_encoder(img, opts, sharp)(quality)
+    return None
+
+
 def _lossless_plans(image: Image.Image, reference: np.ndarray, floor: float,
                     opts: WebpOptions, where: str, others: list[_Plan]) -> list[_Plan]:
     """Lossless and near-lossless, both estimated on one sample: near-lossless PSNR is
