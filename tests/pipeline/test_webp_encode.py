@@ -421,12 +421,17 @@ def test_down_from_a_full_size_hit_a_quality_just_under_on_the_sample_is_tried()
     assert up == 88  # q87 is 0.09 dB under on the sample
 
 
+def _lens() -> Image.Image:
+    """FlightHelmet's lens texture (512 px, RGBA, alpha-blended)."""
+    with Image.open(corpus_file("FlightHelmet/FlightHelmet_Materials_LensesMat_BaseColor.png")
+                    ) as source:
+        return source.convert("RGBA")
+
+
 def test_alpha_is_coded_once_per_image_not_once_per_quality(monkeypatch):
     # FlightHelmet's lens texture: its alpha plane is 87 % of the bytes and 0.2 s of every
     # 0.22 s lossy encode. Coded once, it joins each colour-only encode of the search.
-    with Image.open(corpus_file("FlightHelmet/FlightHelmet_Materials_LensesMat_BaseColor.png")
-                    ) as source:
-        img = source.convert("RGBA")
+    img = _lens()
     coded: list[tuple[int, int]] = []
     real = webp_encode._alpha_chunk
     monkeypatch.setattr(webp_encode, "_alpha_chunk",
@@ -447,9 +452,7 @@ def test_an_estimate_barely_under_an_exact_result_is_not_encoded_at_full_size(mo
     # The lens texture (512 px, searched whole): lossy q82 holds 40 dB in 99.9 KB, exactly;
     # posterized values are estimated 2 % smaller on a 128 px sample, not enough to pay for
     # a full-size lossless encode (which came out larger).
-    with Image.open(corpus_file("FlightHelmet/FlightHelmet_Materials_LensesMat_BaseColor.png")
-                    ) as source:
-        img = source.convert("RGBA")
+    img = _lens()
     sizes: list[tuple[int, int]] = []
     real = webp_encode.encode_lossless
     monkeypatch.setattr(webp_encode, "encode_lossless",
