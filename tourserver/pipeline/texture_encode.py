@@ -437,20 +437,25 @@ class _ResultCache:
         self._lock = threading.Lock()
 
     def get(self, key: tuple) -> tuple[bool, Encoded | None]:
+        """(True, the result) when one is kept under `key`, else (False, None)."""
         with self._lock:
-            if key not in self._items:
-                return False, None
-            self._items.move_to_end(key)
-            return True, self._items[key]
+            return self._kept(key)
+
+    def _kept(self, key: tuple) -> tuple[bool, Encoded | None]:
+        # Under the lock. A hit is the most recently used from now on.
+        if key not in self._items:
+            return False, None
+        self._items.move_to_end(key)
+        return True, self._items[key]
 
     def submit(self, key: tuple, pool: ThreadPoolExecutor,
                compute: Callable[[], Encoded | None]) -> Future:
         """The result under `key`: kept, being computed, or computed now on `pool`."""
         with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
+            found, value = self._kept(key)
+            if found:
                 done: Future = Future()
-                done.set_result(self._items[key])
+                done.set_result(value)
                 return done
             pending = self._pending.get(key)
             if pending is not None and not pending.cancelled():

@@ -154,10 +154,12 @@ def encode_webp(image: Image.Image, reference: np.ndarray, floor: float, opts: W
     # Grey images have flat chroma: sharp YUV would give them the same bytes.
     lossy = None
     pixels = image.width * image.height
-    # Both lossy samples rank the same tiles: their activity is computed once.
+    # Large enough for a quick out-of-reach probe: both lossy samples rank the same tiles,
+    # so their activity is computed once. (Smaller images are searched as cheaply.)
     activity = (tile_activity(reference, LOSSY_TILE) if pixels > 4 * LOSSY_QUICK_PIXELS
                 else None)
-    if not _lossy_out_of_reach(image, reference, floor, opts, where, not grey, activity):
+    if activity is None or not _lossy_out_of_reach(image, reference, floor, opts, where,
+                                                   not grey, activity):
         sample = activity_sample(image, reference, LOSSY_SAMPLE_PIXELS, LOSSY_TILE,
                                  LOSSY_MARGIN, activity)
         lossy = _lossy_plan(sample, floor, opts, where, sharp=not grey)
@@ -176,12 +178,11 @@ def encode_webp(image: Image.Image, reference: np.ndarray, floor: float, opts: W
 
 def _lossy_out_of_reach(image: Image.Image, reference: np.ndarray, floor: float,
                         opts: WebpOptions, where: str, sharp: bool,
-                        activity: np.ndarray | None) -> bool:
+                        activity: np.ndarray) -> bool:
     """Whether a small activity sample misses the floor at the top quality by so much
     that lossy cannot hold it on the whole image: decided for the cost of a 128 px
-    encode, before the 512 px sample is made and probed (50-100 ms)."""
-    if image.width * image.height <= 4 * LOSSY_QUICK_PIXELS:
-        return False  # the lossy search of an image this small costs as little
+    encode, before the 512 px sample is made and probed (50-100 ms). `activity`: the
+    image's `tile_activity`."""
     quick = activity_sample(image, reference, LOSSY_QUICK_PIXELS, LOSSY_TILE, LOSSY_MARGIN,
                             activity)
     data = _lossy_encoder(quick.image, opts, sharp)(opts.max_quality)
