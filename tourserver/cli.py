@@ -15,6 +15,7 @@ from tourserver import __version__
 from tourserver.config import (
     DATA_ENV,
     Limits,
+    LiveSettings,
     Settings,
     default_content_root,
     default_data_dir,
@@ -295,7 +296,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     settings = Settings(data_dir=args.data, content_root=args.root, host=args.host,
                         port=args.port, workers=args.workers,
-                        limits=Limits(header_timeout_s=args.header_timeout))
+                        limits=Limits(header_timeout_s=args.header_timeout),
+                        live=LiveSettings(broker_url=args.broker,
+                                          allowed_origins=tuple(args.allow_origin or ()),
+                                          tickets_per_minute=args.tickets_per_minute,
+                                          max_frame_bytes=args.max_frame_bytes,
+                                          history_window=args.history_window,
+                                          cue_horizon_s=args.cue_horizon))
 
     def say_serving() -> None:
         print(f"tourserver {__version__} serving http://{args.host}:{args.port}/ "
@@ -309,15 +316,52 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_INVALID if failed else EXIT_OK
 
 
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from tourserver.store.keys import KeyStore
+
+    record, key = KeyStore(args.data).create(args.role, args.name)
+    print(json.dumps({**record.to_json(), "key": key}, ensure_ascii=False) if args.json
+          else key)
+    print(f"note: key {record.id} ({record.role}) will not be shown again; store it now",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from tourserver.render import table
+    from tourserver.store.keys import KeyStore
+
+    keys = KeyStore(args.data).list()
+    if args.json:
+        print(json.dumps([k.to_json() for k in keys], ensure_ascii=False))
+    elif keys:
+        print(table([[k.id, k.role, k.name, k.created_at] for k in keys],
+                    ["id", "role", "name", "created"]))
+    else:
+        print(f"no keys in {args.data}")
+    return EXIT_OK
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from tourserver.store.keys import KeyStore
+
+    if not KeyStore(args.data).revoke(args.id):
+        print(f"error: no key with id {args.id}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"revoked key {args.id}")
+    return EXIT_OK
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tourserver", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"tourserver {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p: argparse.ArgumentParser, data: bool = True) -> None:
-        p.add_argument("--root", type=Path, default=None,
-                       help="content root holding tours/ and assets/ (default: current "
-                            "directory if it has tours/, else the source checkout)")
+    def common(p: argparse.ArgumentParser, data: bool = True, root: bool = True) -> None:
+        if root:
+            p.add_argument("--root", type=Path, default=None,
+                           help="content root holding tours/ and assets/ (default: current "
+                                "directory if it has tours/, else the source checkout)")
         if data:
             p.add_argument("--data", type=Path, default=None,
                            help=f"data directory (default: ${DATA_ENV} or "
@@ -331,6 +375,20 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-build", action="store_true", help="serve the published build as is")
     p.add_argument("--header-timeout", type=float, default=Limits.header_timeout_s,
                    metavar="S", help="close connections whose request head takes longer")
+    p.add_argument("--broker", metavar="URL", default=os.environ.get("TOURSERVER_BROKER"),
+                   help="redis://HOST:PORT/DB to run live events across processes and "
+                        "machines (default: this process, SQLite in the data directory)")
+    p.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                   help="a web origin allowed to open live sockets, besides same-origin and "
+                        "loopback (repeat; '*' allows any)")
+    p.add_argument("--tickets-per-minute", type=int, default=LiveSettings.tickets_per_minute,
+                   metavar="N", help="live tickets per client address per minute")
+    p.add_argument("--max-frame-bytes", type=int, default=LiveSettings.max_frame_bytes,
+                   metavar="N", help="largest live frame a client may send (closed with 1009)")
+    p.add_argument("--history-window", type=int, default=LiveSettings.history_window,
+                   metavar="N", help="messages a reconnecting client may catch up on")
+    p.add_argument("--cue-horizon", type=float, default=LiveSettings.cue_horizon_s,
+                   metavar="S", help="how far ahead a host may schedule a cue")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("build", help="validate tours and publish content-addressed variants")
@@ -376,6 +434,23 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="phone", choices=("phone", "tablet", "headset", "archive"))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_lods)
+
+    p = sub.add_parser("keys", help="API keys for event hosts and content creators")
+    keys = p.add_subparsers(dest="keys_command", required=True)
+    p = keys.add_parser("create", help="make a key and print it, once")
+    common(p, root=False)
+    p.add_argument("--role", required=True, choices=("host", "creator"))  # store.keys.ROLES
+    p.add_argument("--name", default="", help="a label for the key, e.g. who holds it")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_keys_create)
+    p = keys.add_parser("list", help="every key's id, role, name and creation time")
+    common(p, root=False)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_keys_list)
+    p = keys.add_parser("revoke", help="remove a key; it stops working at once")
+    common(p, root=False)
+    p.add_argument("id", help="the key's id, as `keys list` shows it")
+    p.set_defaults(func=cmd_keys_revoke)
     return parser
 
 

@@ -41,6 +41,18 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class LiveSettings:
+    """The live channel's knobs (tourserver.live.protocol.LiveLimits has the rest)."""
+
+    broker_url: str | None = None  # redis://HOST:PORT/DB; None: one process, SQLite
+    allowed_origins: tuple[str, ...] = ()  # besides same-origin and loopback
+    tickets_per_minute: int = 60  # per client address
+    max_frame_bytes: int = 64 * 1024
+    history_window: int = 10_000  # messages a resume may replay before a snapshot instead
+    cue_horizon_s: float = 6 * 3600.0
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     content_root: Path = field(default_factory=default_content_root)
@@ -50,6 +62,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     cors_origin: str = "*"  # public reads are safe to share cross-origin
     access_log: bool = True
+    live: LiveSettings = field(default_factory=lambda: LiveSettings())
 
     @property
     def tours_dir(self) -> Path:

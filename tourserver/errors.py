@@ -74,3 +74,32 @@ class ManifestInvalid(TourError):
 class BuildError(TourError):
     status = 500
     code = "build_failed"
+
+
+class Unauthorized(TourError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(TourError):
+    status = 403
+    code = "forbidden"
+
+
+class Conflict(TourError):
+    status = 409
+    code = "conflict"
+
+
+class TooManyRequests(TourError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ServiceUnavailable(TourError):
+    status = 503
+    code = "unavailable"

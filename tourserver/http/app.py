@@ -5,11 +5,34 @@ from __future__ import annotations
 from aiohttp import web
 
 from tourserver.config import Settings
-from tourserver.http import api, content, ops
-from tourserver.http.keys import CATALOG, METRICS, SETTINGS
+from tourserver.http import api, content, events, ops
+from tourserver.http.keys import CATALOG, LIVE, METRICS, SETTINGS
 from tourserver.http.metrics import HttpMetrics
 from tourserver.http.middleware import errors, headers, observe
+from tourserver.live.protocol import LiveLimits
+from tourserver.live.service import LiveConfig, LiveService
 from tourserver.store.catalog import Catalog
+
+
+def live_config(settings: Settings) -> LiveConfig:
+    live = settings.live
+    limits = LiveLimits(max_frame_bytes=live.max_frame_bytes,
+                        history_window=live.history_window,
+                        cue_horizon_ms=live.cue_horizon_s * 1000.0)
+    return LiveConfig(broker_url=live.broker_url, limits=limits,
+                      allowed_origins=live.allowed_origins,
+                      tickets_per_minute=live.tickets_per_minute,
+                      unavailable=None if live.broker_url or settings.workers <= 1 else
+                      "live events with --workers above 1 need a shared broker: "
+                      "serve --broker redis://HOST:PORT/DB")
+
+
+async def _start_live(app: web.Application) -> None:
+    await app[LIVE].start()
+
+
+async def _stop_live(app: web.Application) -> None:
+    await app[LIVE].close()  # sockets get 1001 after their queued frames
 
 
 def create_app(settings: Settings, catalog: Catalog) -> web.Application:
@@ -18,6 +41,9 @@ def create_app(settings: Settings, catalog: Catalog) -> web.Application:
     app[SETTINGS] = settings
     app[CATALOG] = catalog
     app[METRICS] = HttpMetrics()
+    app[LIVE] = LiveService(live_config(settings), settings.data_dir, catalog.tours)
+    app.on_startup.append(_start_live)
+    app.on_shutdown.append(_stop_live)
     r = app.router
     r.add_get("/", ops.index)
     r.add_get("/v1/health", ops.health)
@@ -34,4 +60,11 @@ def create_app(settings: Settings, catalog: Catalog) -> web.Application:
     r.add_get("/v1/scenes/{scene_id}/glb", api.get_scene_glb)
     r.add_get("/v1/cells/{cell}", api.get_cell)
     r.add_get("/c/{name}", content.get_content)
+    r.add_post("/v1/events", events.create_event)
+    r.add_get("/v1/events", events.list_events)
+    r.add_get("/v1/events/{event_id}", events.get_event)
+    r.add_post("/v1/events/{event_id}/tickets", events.issue_ticket)
+    r.add_post("/v1/events/{event_id}/end", events.end_event)
+    r.add_get("/v1/events/{event_id}/log", events.get_log)
+    r.add_get("/v1/events/{event_id}/live", events.live)
     return app

@@ -11,15 +11,17 @@ import time
 
 from aiohttp import web
 
-from tourserver.errors import RangeNotSatisfiable, TourError
+from tourserver.errors import RangeNotSatisfiable, TooManyRequests, TourError
 from tourserver.http.keys import METRICS, SETTINGS
 from tourserver.http.responses import error_response, tour_error_response
 
 access_log = logging.getLogger("tourserver.access")
 log = logging.getLogger("tourserver.http")
 
-_CORS_ALLOW_HEADERS = "Range, If-None-Match, If-Range, Save-Data, ECT, Device-Memory"
-_CORS_EXPOSE = "ETag, Content-Range, Accept-Ranges, Content-Length, X-Tourserver-Tier"
+_CORS_ALLOW_HEADERS = ("Range, If-None-Match, If-Range, Save-Data, ECT, Device-Memory, "
+                       "Authorization, Content-Type")
+_CORS_EXPOSE = ("ETag, Content-Range, Accept-Ranges, Content-Length, X-Tourserver-Tier, "
+                "Location, Retry-After")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
                400: "bad_request", 431: "headers_too_large", 414: "uri_too_long"}
 
@@ -59,7 +61,15 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
     except RangeNotSatisfiable as exc:
         return error_response(416, exc.code, exc.message, exc.field,
                               headers={"Content-Range": f"bytes */{exc.size}"})
+    except TooManyRequests as exc:
+        return error_response(429, exc.code, exc.message, exc.field,
+                              headers={"Retry-After": str(exc.retry_after_s)})
     except TourError as exc:
+        # server-side detail (a path, say) stays in the server log
+        if exc.status >= 500 and exc.status != 503:
+            log.error("%s: %s", exc.code, exc.message)
+            return error_response(exc.status, exc.code,
+                                  "server error; the server log has details")
         return tour_error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -82,7 +92,7 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
 async def headers(request: web.Request, handler) -> web.StreamResponse:
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         response: web.StreamResponse = web.Response(status=204)
-        response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
+        response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = _CORS_ALLOW_HEADERS
         response.headers["Access-Control-Max-Age"] = "86400"
     else:
