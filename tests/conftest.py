@@ -36,3 +36,13 @@ def mini_data(mini_root, tmp_path) -> Path:
     data = tmp_path / "data"
     build(mini_root, data)
     return data
+
+
+@pytest.fixture(scope="session")
+def mini_built(tmp_path_factory) -> tuple[Path, Path]:
+    """(content root, built data) of the mini tour, built once per test session."""
+    base = tmp_path_factory.mktemp("mini-built")
+    root = make_mini_root(base / "content")
+    data = base / "data"
+    build(root, data)
+    return root, data

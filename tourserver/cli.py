@@ -302,7 +302,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                           tickets_per_minute=args.tickets_per_minute,
                                           max_frame_bytes=args.max_frame_bytes,
                                           history_window=args.history_window,
-                                          cue_horizon_s=args.cue_horizon))
+                                          cue_horizon_s=args.cue_horizon,
+                                          heartbeat_s=args.live_heartbeat))
 
     def say_serving() -> None:
         print(f"tourserver {__version__} serving http://{args.host}:{args.port}/ "
@@ -389,6 +390,8 @@ def make_parser() -> argparse.ArgumentParser:
                    metavar="N", help="messages a reconnecting client may catch up on")
     p.add_argument("--cue-horizon", type=float, default=LiveSettings.cue_horizon_s,
                    metavar="S", help="how far ahead a host may schedule a cue")
+    p.add_argument("--live-heartbeat", type=float, default=LiveSettings.heartbeat_s,
+                   metavar="S", help="ping live sockets every S seconds; no pong closes them")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("build", help="validate tours and publish content-addressed variants")

@@ -50,6 +50,7 @@ class LiveSettings:
     max_frame_bytes: int = 64 * 1024
     history_window: int = 10_000  # messages a resume may replay before a snapshot instead
     cue_horizon_s: float = 6 * 3600.0
+    heartbeat_s: float = 20.0  # ping period; no pong within half of it closes the socket
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ def live_config(settings: Settings) -> LiveConfig:
     live = settings.live
     limits = LiveLimits(max_frame_bytes=live.max_frame_bytes,
                         history_window=live.history_window,
-                        cue_horizon_ms=live.cue_horizon_s * 1000.0)
+                        cue_horizon_ms=live.cue_horizon_s * 1000.0,
+                        heartbeat_s=live.heartbeat_s)
     return LiveConfig(broker_url=live.broker_url, limits=limits,
                       allowed_origins=live.allowed_origins,
                       tickets_per_minute=live.tickets_per_minute,

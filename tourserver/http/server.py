@@ -39,7 +39,21 @@ class _GuardedHandler(RequestHandler):
         self._head_timer = asyncio.get_running_loop().call_later(
             self.head_timeout_s, self._on_head_timeout)
 
+    def set_parser(self, parser, data_received_cb=None) -> None:
+        # aiohttp calls this when a WebSocket is upgraded: from here on the bytes are
+        # frames, never a request head, so the head deadline must never fire (it would
+        # write an HTTP 408 into the frame stream).
+        self._socket_upgraded = True
+        timer = getattr(self, "_head_timer", None)
+        if timer is not None:
+            timer.cancel()
+        self._head_timer = None
+        super().set_parser(parser, data_received_cb)
+
     def data_received(self, data: bytes) -> None:
+        if getattr(self, "_socket_upgraded", False):
+            super().data_received(data)
+            return
         before = self._request_count
         super().data_received(data)
         timer = getattr(self, "_head_timer", None)

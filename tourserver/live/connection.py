@@ -42,7 +42,7 @@ class TokenBucket:
 class Connection:
     __slots__ = ("ws", "transport", "role", "subject", "name", "id", "limits", "bucket",
                  "drops", "pose", "pose_at", "ready", "pending", "pending_bytes",
-                 "closing", "sent_seq", "on_close", "expiry")
+                 "closing", "sent_seq", "on_close", "expiry", "close_task")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, role: str,
                  subject: str, name: str, limits: LiveLimits):
@@ -65,6 +65,7 @@ class Connection:
         self.sent_seq = 0
         self.on_close: Callable[[Connection], None] | None = None
         self.expiry: asyncio.TimerHandle | None = None
+        self.close_task: asyncio.Task | None = None  # the handler waits for it before leaving
 
     def send(self, frame: bytes) -> None:
         """Queue a frame that must arrive (durable or control)."""
@@ -114,7 +115,7 @@ class Connection:
             self.expiry.cancel()
         if self.on_close is not None:
             self.on_close(self)
-        asyncio.get_running_loop().create_task(self._close(code, reason))
+        self.close_task = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from socket import SO_SNDBUF, SOL_SOCKET
 from urllib.parse import urlsplit
 
 import orjson
@@ -25,6 +26,7 @@ from tourserver.live.tokens import Claims
 log = logging.getLogger("tourserver.live")
 LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
 REPLAY_LEAD_MS = 1000.0
+KERNEL_SEND_BUFFER = 64 * 1024
 
 
 def check_origin(request: web.Request, allowed: tuple[str, ...]) -> None:
@@ -68,7 +70,13 @@ async def accept(service: LiveService, request: web.Request, event: Event, claim
         raise
     transport = request.transport
     assert transport is not None
-    conn = Connection(ws, transport, claims.role, claims.subject, claims.name, limits)  # type: ignore[arg-type]
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # A fixed kernel send buffer: bounded kernel memory per phone, and a stalled phone
+        # shows up in our own queue (and is dropped there) instead of hiding in megabytes
+        # of autotuned kernel buffer.
+        sock.setsockopt(SOL_SOCKET, SO_SNDBUF, KERNEL_SEND_BUFFER)
+    conn = Connection(ws, transport, claims.role, claims.subject, claims.name, limits)
     loop = asyncio.get_running_loop()
     delay = (claims.expires_ms - now_ms()) / 1000.0
     conn.expiry = loop.call_later(max(0.0, delay), conn.close, Close.TICKET_EXPIRED,
@@ -81,6 +89,8 @@ async def accept(service: LiveService, request: web.Request, event: Event, claim
     try:
         await _welcome(service, room, conn, from_seq)
         await _receive(service, room, conn)
+        if conn.close_task is not None:
+            await conn.close_task  # our close frame goes out before the handler returns
     finally:
         if conn.expiry is not None:
             conn.expiry.cancel()
@@ -215,6 +225,8 @@ async def _replay(service: LiveService, ws: web.WebSocketResponse, conn: Connect
                                     "t1": now_ms(), "t2": now_ms()})
                 except ProtocolError as exc:
                     conn.send(error_frame(exc.code, exc.message))
+        if conn.close_task is not None:
+            await conn.close_task
     finally:
         sender.cancel()
         if conn.expiry is not None:

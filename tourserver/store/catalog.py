@@ -242,7 +242,9 @@ class Catalog:
             "stops": [self._stop_json(tour, s, lang) for s in tour.stops],
             "links": {"self": f"/v1/tours/{tour.id}",
                       "tileset": f"/v1/tours/{tour.id}/tileset.json",
-                      "pack": f"/v1/tours/{tour.id}/pack"},
+                      "pack": f"/v1/tours/{tour.id}/pack",
+                      # live events change by the minute: linked, so this stays cacheable
+                      "events": f"/v1/events?tour={tour.id}&upcoming=1"},
         }
 
     def tileset(self, tour_id: str) -> dict:
