@@ -139,3 +139,34 @@ async def quiet(client: LiveClient, kind: str, seconds: float = 0.5) -> bool:
     except TimeoutError:
         return True
     return False
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port (Debian's package, installed by
+    .ci/run); nothing saved to disk."""
+
+    def __init__(self, where: Path):
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(where)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise AssertionError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
