@@ -274,6 +274,15 @@ async def test_restart_loses_nothing(mini_built, tmp_path):
 
 # ---- limits and close codes ------------------------------------------------------------
 
+async def test_a_ticket_that_expires_while_connected_closes_with_4003(server):
+    event = server.create_event()
+    signer = Signer(load_secret(server.data))
+    ticket = signer.sign(Claims(event["id"], "attendee", "a-brief", wall_ms() + 1500))
+    phone = await LiveClient.connect(server.base, event["id"], ticket)
+    code, _ = await asyncio.wait_for(phone.closed, 10)
+    assert code == 4003
+
+
 async def test_oversized_frame_closes_with_1009(server):
     event = server.create_event()
     phone = await server.attendee(event["id"])

@@ -57,6 +57,7 @@ ERROR_CODES = {
     "cue_time": "a cue's `at` is in the past or beyond the horizon",
     "unknown_target": "a scene, stop, narration or attendee that does not exist",
     "event_ended": "the event is over",
+    "internal": "the server could not store the message (its log failed); retry later",
 }
 
 

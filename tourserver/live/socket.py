@@ -156,6 +156,10 @@ async def _receive(service: LiveService, room: Room, conn: Connection) -> None:
             await _handle(service, room, conn, kind, msg, received)
         except ProtocolError as exc:
             conn.send(error_frame(exc.code, exc.message))
+        except Exception:  # the broker failed (a disk, Redis): say so, keep the socket
+            log.exception("live message failed")
+            conn.send(error_frame("internal", "the server could not store this message; "
+                                  "retry later"))
 
 
 async def _handle(service: LiveService, room: Room, conn: Connection, kind: str, msg: dict,
