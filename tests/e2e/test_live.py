@@ -572,3 +572,18 @@ def test_ticket_rate_limit_per_address(mini_built, tmp_path):
         assert json.loads(raw)["error"]["code"] == "rate_limited"
     finally:
         srv.stop()
+
+
+def test_several_workers_without_a_broker_say_what_is_missing(mini_built, tmp_path):
+    root, built = mini_built
+    srv = LiveServer(private_data(built, tmp_path), root, "--workers", "2")
+    try:
+        got, _, raw = srv.call("POST", "/v1/events", {"title": "t", "tour": "mini",
+                                                      "starts_at": rfc3339(60)},
+                               {"Authorization": f"Bearer {srv.key}"})
+        assert got == 503
+        error = json.loads(raw)["error"]
+        assert error["code"] == "live_unavailable" and "--broker redis://" in error["message"]
+        assert srv.call("GET", "/v1/tours/mini")[0] == 200  # the rest still serves
+    finally:
+        srv.stop()
