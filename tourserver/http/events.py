@@ -111,7 +111,7 @@ def _int_query(request: web.Request, name: str) -> int | None:
     value = request.query.get(name)
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 15:
+    if not (value.isascii() and value.isdigit()) or len(value) > 15:
         raise InvalidRequest(f"{name} must be a non-negative integer", field=name)
     return int(value)
 

@@ -27,7 +27,8 @@ def json_response(request: web.Request, body: object, *, content_type: str = "ap
     rendered = body if isinstance(body, Rendered) else render(body)
     data, etag = rendered.body, rendered.etag
     headers = {"ETag": etag, "Cache-Control": cache, "Vary": "Accept-Encoding"}
-    if status == 200 and etag_matches(request, etag):
+    # Conditional GET only: a POST that did something must say so (RFC 9110 §13.1.2).
+    if status == 200 and request.method in ("GET", "HEAD") and etag_matches(request, etag):
         return web.Response(status=304, headers=headers)
     return web.Response(body=data, status=status, headers=headers,
                         content_type=content_type.split(";")[0], charset="utf-8")

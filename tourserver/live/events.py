@@ -12,6 +12,7 @@ VISIBILITIES = ("public", "ticketed")
 MAX_TITLE_CHARS = 200
 MAX_CAPACITY = 1_000_000
 DEFAULT_LENGTH_MS = 4 * 3600 * 1000.0  # an event with no ends_at is open this long
+MAX_AHEAD_MS = 2 * 365 * 24 * 3600 * 1000.0  # events are planned at most two years ahead
 TOKEN_GRACE_MS = 2 * 3600 * 1000.0  # tickets outlive the planned end by this much
 
 
@@ -119,6 +120,9 @@ def parse_create(body: object, *, tours: dict, host_key: str, now_ms: float) -> 
         raise InvalidRequest("ends_at must be after starts_at", field="ends_at")
     if (ends or starts + DEFAULT_LENGTH_MS) <= now_ms:
         raise InvalidRequest("the event would be over already", field="ends_at")
+    for name, value in (("starts_at", starts), ("ends_at", ends)):
+        if value is not None and value > now_ms + MAX_AHEAD_MS:
+            raise InvalidRequest(f"{name} is more than two years ahead", field=name)
     capacity = body.get("capacity")
     if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int)
                                  or not 1 <= capacity <= MAX_CAPACITY):

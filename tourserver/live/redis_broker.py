@@ -339,6 +339,12 @@ class RedisBroker(Broker):
             # Both channels are subscribed by one command, so on the second's confirmation
             # both are live: read what the log has beyond `last` (an append racing the first
             # subscription, or anything missed while reconnecting), then report ready.
+            if sub.ready is None:  # a re-subscription after a reconnect
+                stored = await self.last_seq(event_id)
+                if stored < sub.last:
+                    # Seqs up to sub.last will be given again, and dropped here as repeats.
+                    log.error("live broker: Redis has lost %s's log after seq %d (restarted "
+                              "without persistence?)", event_id, stored)
             await self._catch_up(event_id, sub)
             if sub.ready is not None and not sub.ready.done():
                 sub.ready.set_result(None)

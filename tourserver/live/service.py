@@ -68,6 +68,15 @@ class AddressLimiter:
             self._buckets.popitem(last=False)
 
 
+def bearer(authorization: str | None) -> str | None:
+    """The credential of an `Authorization: Bearer X` header (the scheme is
+    case-insensitive, RFC 9110 §11.1)."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
 def make_broker(config: LiveConfig, data_dir: Path) -> Broker:
     if config.broker_url is None:
         return LocalBroker(data_dir)
@@ -103,10 +112,11 @@ class LiveService:
     # credentials
     def host_key(self, authorization: str | None) -> str:
         """The id of the host API key in an `Authorization: Bearer` header."""
-        if not authorization or not authorization.startswith("Bearer "):
+        token = bearer(authorization)
+        if token is None:
             raise Unauthorized("an Authorization: Bearer header with a host API key is "
                                "required (tourserver keys create --role host)")
-        record = self.keys.verify(authorization[7:].strip())
+        record = self.keys.verify(token)
         if record is None:
             raise Unauthorized("the API key is unknown or revoked")
         if record.role != "host":
@@ -196,8 +206,8 @@ class LiveService:
 
     def _check_host(self, event: Event, authorization: str | None) -> None:
         """The event's host token, or the API key that created the event."""
-        if authorization and authorization.startswith("Bearer "):
-            token = authorization[7:].strip()
+        token = bearer(authorization)
+        if token is not None:
             if token.startswith("tsk_"):
                 if self.host_key(authorization) == event.host_key:
                     return
