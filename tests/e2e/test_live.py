@@ -220,6 +220,26 @@ async def test_resume_after_a_dropped_connection(server):
     await host.close()
 
 
+async def test_resume_of_more_history_than_the_send_queue_holds(server):
+    """3,000 chats of ~560 bytes (1.7 MB, over the 1 MiB queue) are all caught up on."""
+    event = server.create_event()
+    host = await server.host(event)
+    text = "夜" * 180
+    for i in range(3000):
+        await host.send({"type": "chat", "text": f"{i} {text}"})
+        if i % 1000 == 999:
+            await asyncio.sleep(5)  # the host's bucket refills at 200 a second
+    await drain(host, "chat", 3000, timeout=60)
+    phone = await server.attendee(event["id"], from_seq=0)
+    got = await drain(phone, "chat", 3000, timeout=60)
+    assert [m["seq"] for m in got] == list(range(1, 3001))
+    await phone.send({"type": "cue", "at": 0, "action": "end", "ref": "mine"})
+    error = await phone.next("error")
+    assert error["code"] == "forbidden" and error["ref"] == "mine"  # errors name their message
+    for client in (host, phone):
+        await client.close()
+
+
 async def test_resume_older_than_the_window_gets_a_snapshot(mini_built, tmp_path):
     root, built = mini_built
     srv = LiveServer(private_data(built, tmp_path), root, "--history-window", "5",

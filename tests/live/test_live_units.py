@@ -116,6 +116,10 @@ def test_check_cue(tour):
                       "params": {"stop": "mini-a"}, "ref": "x"}, tour, now, 60_000)
     assert body == {"type": "cue", "at": now + 10, "action": "stop",
                     "params": {"stop": "mini-a", "scene": "mini-a-scene"}, "ref": "x"}
+    # A stop with no scenes shows none (the previous scene does not linger).
+    assert check_cue({"type": "cue", "at": now, "action": "stop",
+                      "params": {"stop": "mini-b"}}, tour, now, 60_000)["params"] == {
+        "stop": "mini-b", "scene": None}
     for msg, code in [
         ({"at": now - 1, "action": "end"}, "cue_time"),
         ({"at": now + 61_000, "action": "end"}, "cue_time"),
@@ -125,6 +129,12 @@ def test_check_cue(tour):
         ({"at": now, "action": "scene", "params": {"scene": "mini-b-scene"}},
          "unknown_target"),
         ({"at": now, "action": "stop", "params": "mini-a"}, "bad_field"),
+        ({"at": now, "action": "scene", "params": {"scene": []}}, "bad_field"),
+        ({"at": now, "action": "stop", "params": {"stop": {}}}, "bad_field"),
+        ({"at": now, "action": "narration", "params": {"stop": "mini-a", "lang": []}},
+         "bad_field"),
+        ({"at": now, "action": "end", "ref": True}, "bad_field"),
+        ({"at": now, "action": "end", "ref": 1.5}, "bad_field"),
     ]:
         with pytest.raises(ProtocolError) as exc:
             check_cue({"type": "cue", **msg}, tour, now, 60_000)

@@ -30,7 +30,8 @@ EphemeralHandler = Callable[[str, bytes], None]
 
 def with_seq(message: dict, seq: int) -> bytes:
     """The stored and sent bytes of a durable message: `seq` first, then its fields."""
-    return b'{"seq":%d,' % seq + orjson.dumps(message)[1:]
+    rest = orjson.dumps(message)[1:]
+    return b'{"seq":%d%s' % (seq, rest if rest == b"}" else b"," + rest)
 
 
 class Broker(ABC):

@@ -38,10 +38,12 @@ def best_sample(samples: list[ClockSample]) -> ClockSample:
 
 
 class LiveClient:
-    def __init__(self, ws: ClientConnection, welcome: dict):
+    def __init__(self, ws: ClientConnection, welcome: dict, from_seq: int | None = None):
         self.ws = ws
         self.welcome = welcome
-        self.seq = welcome.get("seq", 0)  # the last durable seq seen: resume from here
+        # The last durable seq received: resume from here. Resuming, it is where we asked
+        # to start, not the welcome's (the history in between is still on its way).
+        self.seq = welcome.get("seq", 0) if from_seq is None else from_seq
         self.clock: ClockSample | None = None
         self.messages: asyncio.Queue[dict] = asyncio.Queue()
         self._time_waiters: dict[float, asyncio.Future] = {}
@@ -63,7 +65,7 @@ class LiveClient:
         welcome = orjson.loads(await asyncio.wait_for(ws.recv(), open_timeout))
         if welcome.get("type") != "welcome":
             raise ConnectionError(f"expected welcome, got {welcome}")
-        return cls(ws, welcome)
+        return cls(ws, welcome, from_seq if welcome.get("mode") != "replay" else None)
 
     async def _read(self) -> None:
         try:

@@ -45,6 +45,8 @@ class Room:
         self._peers: dict[str, tuple[float, int, list]] = {}  # process -> (seen, count, avatars)
         self._last_presence: bytes = b""
         self._end_timer: asyncio.TimerHandle | None = None
+        self._end_at: float | None = None
+        self.joining = 0  # sockets between hub.room() and room.add(): keep the room open
 
     async def open(self) -> None:
         broker = self.hub.broker
@@ -95,8 +97,12 @@ class Room:
                 conn.close(Close.EVENT_ENDED, "the event has ended")
 
     def _schedule_end(self, at_ms: float) -> None:
-        if self._end_timer is not None or self.state.phase == "ended":
+        """The earliest end cue ends the event when it plays."""
+        if self.state.phase == "ended" or (self._end_at is not None and self._end_at <= at_ms):
             return
+        if self._end_timer is not None:
+            self._end_timer.cancel()
+        self._end_at = at_ms
         delay = max(0.0, (at_ms - now_ms()) / 1000.0)
         self._end_timer = asyncio.get_running_loop().call_later(
             delay, lambda: asyncio.ensure_future(self.hub.end_event(self.event.id,
@@ -138,7 +144,7 @@ class Room:
         event-wide presence (when it changed) and the reactions of the last interval."""
         limits = self.hub.limits
         period = 1.0 / limits.presence_hz
-        every = max(1, round(limits.presence_hz / limits.reactions_hz))
+        every = max(1, int(limits.presence_hz / limits.reactions_hz + 0.5))
         tick = 0
         while True:
             await asyncio.sleep(period)
@@ -182,11 +188,12 @@ class Hub:
         self.broker = broker
         self.limits = limits
         self.rooms: dict[str, Room] = {}
-        self._opening: dict[str, asyncio.Task] = {}
+        self.replays: set = set()  # replay sockets (in no room), closed on shutdown too
+        self._ending: dict[str, asyncio.Lock] = {}
 
     async def room(self, event: Event, tour: Tour) -> Room:
         """The open room of an event; the caller adds its connection before its next await
-        (a room released meanwhile is opened again)."""
+        (a room released meanwhile is opened again). It counts as joining until then."""
         while True:
             room = self.rooms.get(event.id)
             if room is None:
@@ -196,11 +203,12 @@ class Hub:
             else:
                 await room.opened.wait()
             if self.rooms.get(event.id) is room:
+                room.joining += 1
                 return room
 
     async def release(self, room: Room) -> None:
         """Close a room nobody here is in any more."""
-        if not room.conns and self.rooms.get(room.event.id) is room:
+        if not room.conns and not room.joining and self.rooms.get(room.event.id) is room:
             del self.rooms[room.event.id]
             await room.close()
 
@@ -209,14 +217,17 @@ class Hub:
         return await self.broker.append(event_id, message)
 
     async def end_event(self, event_id: str, reason: str) -> Event | None:
-        """Mark the event ended, then log `end` (which closes every socket on it)."""
-        event = await self.broker.get_event(event_id)
-        if event is None or event.ended_at_ms is not None:
-            return event
-        ended = event.ended(now_ms())
-        await self.broker.put_event(ended)
-        await self.append(event_id, {"type": "end", "reason": reason})
-        return ended
+        """Mark the event ended, then log `end` (which closes every socket on it). Once per
+        process; two processes ending at once may log a second `end`, which folds to
+        nothing."""
+        async with self._ending.setdefault(event_id, asyncio.Lock()):
+            event = await self.broker.get_event(event_id)
+            if event is None or event.ended_at_ms is not None:
+                return event
+            ended = event.ended(now_ms())
+            await self.broker.put_event(ended)
+            await self.append(event_id, {"type": "end", "reason": reason})
+            return ended
 
     async def shutdown(self) -> None:
         """Flush and close every socket with 1001, then the rooms."""
@@ -227,6 +238,11 @@ class Hub:
                     conn.closing = True
                     closing.append(conn.ws.close(code=Close.GOING_AWAY,
                                                  message=b"server shutting down"))
+        for conn in list(self.replays):
+            if not conn.closing:
+                conn.closing = True
+                closing.append(conn.ws.close(code=Close.GOING_AWAY,
+                                             message=b"server shutting down"))
         if closing:
             await asyncio.wait([asyncio.ensure_future(c) for c in closing], timeout=5.0)
         for room in list(self.rooms.values()):
@@ -234,5 +250,9 @@ class Hub:
         self.rooms.clear()
 
 
-def error_frame(code: str, message: str) -> bytes:
-    return text_frame(protocol.dumps(protocol.error(code, message)))
+def error_frame(code: str, message: str, ref: object = None) -> bytes:
+    """An error; with the `ref` of the message it answers, when that message had one."""
+    error = protocol.error(code, message)
+    if isinstance(ref, str | int) and not isinstance(ref, bool) and len(str(ref)) <= 64:
+        error["ref"] = ref
+    return text_frame(protocol.dumps(error))

@@ -9,6 +9,7 @@ one commit, not several hundred. A message is published only after its commit.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import threading
@@ -23,6 +24,7 @@ from tourserver.live.broker import Broker, DurableHandler, EphemeralHandler, wit
 from tourserver.live.events import Event
 
 T = TypeVar("T")
+log = logging.getLogger("tourserver.live")
 DB_FILE = "live.sqlite"
 
 _SCHEMA = """
@@ -155,7 +157,10 @@ class LocalBroker(Broker):
                 continue
             sub = self._subs.get(event_id)
             if sub is not None:
-                sub[0](seq, body)
+                try:
+                    sub[0](seq, body)
+                except Exception:  # one bad handler must not leave appends waiting
+                    log.exception("a durable-message handler failed")
             if not done.done():
                 done.set_result(seq)
 

@@ -55,7 +55,8 @@ ERROR_CODES = {
     "rate_limited": "too many messages: this one was dropped",
     "muted": "a host muted you: chat is refused",
     "cue_time": "a cue's `at` is in the past or beyond the horizon",
-    "unknown_target": "a scene, stop, narration or attendee that does not exist",
+    "unknown_target": "a scene, stop or narration not in the tour, or a moderation target "
+                      "that is not an attendee id",
     "event_ended": "the event is over",
     "internal": "the server could not store the message (its log failed); retry later",
 }
@@ -129,8 +130,9 @@ def text(msg: dict, name: str, max_chars: int, *, required: bool = True) -> str 
 
 
 def pose(msg: dict) -> dict:
-    """A presence pose in the scene's local frame: position [x, y, z] metres (bounded to a
-    scene's size, so a GPS fix cannot be smuggled in), orientation a unit quaternion."""
+    """A presence pose in the scene's local frame: position [x, y, z] in metres within
+    10 km of the scene origin (an ECEF position is refused; degrees would fit the bound,
+    which is why poses are never stored or logged), orientation a unit quaternion."""
     p = msg.get("pose")
     if not isinstance(p, dict):
         raise ProtocolError("bad_field", "presence.pose must be an object")

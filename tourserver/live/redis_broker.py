@@ -27,7 +27,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 import redis.asyncio as aioredis
@@ -37,7 +37,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from tourserver.errors import TourError
+from tourserver.errors import ServiceUnavailable, TourError
 from tourserver.live.broker import Broker, DurableHandler, EphemeralHandler
 from tourserver.live.events import Event
 
@@ -48,6 +48,7 @@ SUBSCRIBE_TIMEOUT_S = 10.0
 CATCH_UP_PAGE = 1000  # history read per round trip when repairing a gap
 CONNECT_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 10.0
+MAX_CONNECTIONS = 64  # per process, the pub/sub one included
 
 # KEYS: seq counter, log stream. ARGV: the message's JSON without its "{", MAXLEN, channel.
 # If the counter is gone but the log is not (an eviction, a partial restore), the log's last
@@ -101,13 +102,13 @@ def redact_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         host = parts.netloc.rpartition("@")[2]
-        user = parts.username
-        netloc = f"{user}@{host}" if user else host
+        netloc = f"{parts.username}@{host}" if parts.username else host
         query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
                            if k.lower() != "password"])
-        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
     except ValueError:
         return "<unparsable URL>"
+    # Not urlunsplit: it turns unix:///path into unix:/path.
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 @dataclass
@@ -134,16 +135,21 @@ class RedisBroker(Broker):
         password = urlsplit(self.url).password if "://" in self.url else None
         if password:
             reason = reason.replace(password, "***")  # error texts may quote the URL
-        return TourError(f"cannot reach Redis at {redact_url(self.url)}: {reason}",
-                         code="broker_unavailable")
+        # A TourError with status 503: the edge renders it as "try again", not as a bug.
+        return ServiceUnavailable(f"cannot reach Redis at {redact_url(self.url)}: {reason}",
+                                  code="broker_unavailable")
 
     async def start(self) -> None:
         try:
+            # A blocking pool: a burst of appends waits for a free connection instead of
+            # failing with "Too many connections" (the plain pool's behaviour at its size).
             # Commands are not retried: an append whose reply was lost may have run, and
             # running it again would store the message twice. The caller sees the error.
-            client = aioredis.Redis.from_url(self.url, socket_connect_timeout=CONNECT_TIMEOUT_S,
-                                             socket_timeout=COMMAND_TIMEOUT_S,
-                                             retry=Retry(NoBackoff(), 0))
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url, max_connections=MAX_CONNECTIONS, timeout=COMMAND_TIMEOUT_S,
+                socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=COMMAND_TIMEOUT_S,
+                retry=Retry(NoBackoff(), 0))
+            client = aioredis.Redis.from_pool(pool)
         except ValueError as exc:  # a malformed URL
             raise self._unavailable(exc) from None
         try:
@@ -195,6 +201,7 @@ class RedisBroker(Broker):
     async def put_event(self, event: Event) -> None:
         r = self._r
         old = await r.get(_event_key(event.id))
+        # Read outside the transaction: an event is written by its host alone, rarely.
         old_tour = orjson.loads(old)["tour"] if old else None
         # One transaction, so a reader never sees the record without its index entries.
         async with r.pipeline(transaction=True) as pipe:
@@ -230,10 +237,11 @@ class RedisBroker(Broker):
 
     async def history(self, event_id: str, after_seq: int = 0,
                       limit: int | None = None) -> list[bytes]:
-        if limit is not None and limit <= 0:
+        if limit == 0:
             return []
+        # A negative limit is no limit, as in LocalBroker's SQLite LIMIT.
         entries = await self._r.xrange(_log_key(event_id), min=f"{after_seq + 1}-0",
-                                       max="+", count=limit)
+                                       max="+", count=limit if limit and limit > 0 else None)
         return [fields[b"body"] for _, fields in entries]
 
     async def last_seq(self, event_id: str) -> int:
@@ -247,30 +255,46 @@ class RedisBroker(Broker):
         sub = self._subs.get(event_id)
         if sub is not None:  # one subscription per event: new handlers replace the old
             sub.on_durable, sub.on_ephemeral = on_durable, on_ephemeral
-            if sub.ready is not None:
+            if sub.ready is not None:  # a subscribe() of this event still waiting
                 await asyncio.shield(sub.ready)
             return
-        # Read before SUBSCRIBE: what is appended between the two is caught up from the log
-        # when the confirmation arrives, so nothing after this seq is missed.
-        last = await self.last_seq(event_id)
         ready = asyncio.get_running_loop().create_future()
-        sub = _Subscription(on_durable, on_ephemeral, last, ready)
+        sub = _Subscription(on_durable, on_ephemeral, 0, ready)
         self._subs[event_id] = sub
         try:
+            # Read before SUBSCRIBE: what is appended between the two is caught up from the
+            # log when the confirmation arrives, so nothing after this seq is missed.
+            sub.last = await self.last_seq(event_id)
             await self._pubsub.subscribe(_durable_channel(event_id),
                                          _ephemeral_channel(event_id))
             # The reader resolves this on the server's confirmation, so a message appended
             # after subscribe() returns is received.
             await asyncio.wait_for(asyncio.shield(ready), SUBSCRIBE_TIMEOUT_S)
         except (RedisError, OSError, TimeoutError) as exc:
-            if self._subs.get(event_id) is sub:
-                del self._subs[event_id]
+            error = self._unavailable(exc)
+            self._drop_subscription(event_id, sub, error)
             with contextlib.suppress(RedisError, OSError):  # best effort: it may be down
                 await self._pubsub.unsubscribe(_durable_channel(event_id),
                                                _ephemeral_channel(event_id))
-            raise self._unavailable(exc) from None
+            raise error from None
+        except asyncio.CancelledError:
+            # The channels may stay subscribed; their messages are ignored without a sub.
+            self._drop_subscription(event_id, sub, None)
+            raise
         finally:
             sub.ready = None
+
+    def _drop_subscription(self, event_id: str, sub: _Subscription,
+                           error: Exception | None) -> None:
+        """Forget a subscription that failed, waking any subscribe() waiting on it."""
+        if self._subs.get(event_id) is sub:
+            del self._subs[event_id]
+        if sub.ready is not None and not sub.ready.done():
+            if error is None:
+                sub.ready.cancel()
+            else:
+                sub.ready.set_exception(error)
+                sub.ready.exception()  # retrieved: no "never retrieved" warning if unawaited
 
     async def unsubscribe(self, event_id: str) -> None:
         if self._subs.pop(event_id, None) is None or self._pubsub is None:

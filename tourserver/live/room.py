@@ -100,7 +100,7 @@ class RoomState:
             self.narration = {**params, "at": cue["at"], "seq": cue["seq"]}
         elif action == "stop":
             self.stop = params["stop"]
-            self.scene = params.get("scene", self.scene)
+            self.scene = params.get("scene")
 
     def snapshot(self, now_ms: float, present: int) -> dict:
         self.advance(now_ms)
@@ -141,17 +141,26 @@ def check_cue(msg: dict, tour: Tour, now_ms: float, horizon_ms: float) -> dict:
                                                                              tour)}
     ref = msg.get("ref")
     if ref is not None:
-        if not isinstance(ref, str | int) or len(str(ref)) > 64:
-            raise ProtocolError("bad_field", "cue.ref must be a string or number (64 chars)")
+        if isinstance(ref, bool) or not isinstance(ref, str | int) or len(str(ref)) > 64:
+            raise ProtocolError("bad_field", "cue.ref must be a string or an integer "
+                                "(at most 64 characters)")
         body["ref"] = ref
     return body
+
+
+def _name(params: dict, key: str) -> str | None:
+    """A string param, or None; anything else (a list, a number) is a bad field."""
+    value = params.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ProtocolError("bad_field", f"cue.params.{key} must be a string")
+    return value
 
 
 def _cue_params(action: str, params: dict, tour: Tour) -> dict:
     stops = {s.id: s for s in tour.stops}
     scenes = {sc.id for s in tour.stops for sc in s.scenes}
     if action == "scene":
-        scene = params.get("scene")
+        scene = _name(params, "scene")
         if scene not in scenes:
             raise ProtocolError("unknown_target", f"scene {scene!r} is not in tour {tour.id}")
         return {"scene": scene}
@@ -178,19 +187,20 @@ def _cue_params(action: str, params: dict, tour: Tour) -> dict:
                                 "period_ms")
         return out
     if action == "narration":
-        stop = stops.get(params.get("stop"))
+        stop = stops.get(_name(params, "stop") or "")
         if stop is None:
             raise ProtocolError("unknown_target", f"stop {params.get('stop')!r} is not in "
                                 f"tour {tour.id}")
-        lang = params.get("lang")
+        lang = _name(params, "lang")
         if lang is not None and lang not in stop.narration:
             raise ProtocolError("unknown_target", f"stop {stop.id} has no narration in "
                                 f"{lang!r}; it has {', '.join(stop.narration)}")
         return {"stop": stop.id, **({"lang": lang} if lang else {})}
     if action == "stop":
-        stop = stops.get(params.get("stop"))
+        stop = stops.get(_name(params, "stop") or "")
         if stop is None:
             raise ProtocolError("unknown_target", f"stop {params.get('stop')!r} is not in "
                                 f"tour {tour.id}")
-        return {"stop": stop.id, **({"scene": stop.scenes[0].id} if stop.scenes else {})}
+        # A stop without scenes shows none: the previous stop's scene does not linger.
+        return {"stop": stop.id, "scene": stop.scenes[0].id if stop.scenes else None}
     return {}  # end: the show's last cue; the event closes when it plays

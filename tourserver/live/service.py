@@ -12,6 +12,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 from tourserver.errors import (
     Forbidden,
     InvalidRequest,
@@ -230,7 +232,7 @@ class LiveService:
             if not page:
                 return
             yield b"\n".join(page) + b"\n"
-            after += len(page)
+            after = orjson.loads(page[-1])["seq"]  # by seq: a trimmed log has no seq 1
 
 
 def _rfc3339(ms: float) -> str:

@@ -27,6 +27,7 @@ log = logging.getLogger("tourserver.live")
 LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
 REPLAY_LEAD_MS = 1000.0
 KERNEL_SEND_BUFFER = 64 * 1024
+HISTORY_STALL_S = 10.0
 
 
 def check_origin(request: web.Request, allowed: tuple[str, ...]) -> None:
@@ -66,6 +67,7 @@ async def accept(service: LiveService, request: web.Request, event: Event, claim
         await ws.prepare(request)
     except BaseException:
         if room is not None:
+            room.joining -= 1
             await service.hub.release(room)
         raise
     transport = request.transport
@@ -82,10 +84,15 @@ async def accept(service: LiveService, request: web.Request, event: Event, claim
     conn.expiry = loop.call_later(max(0.0, delay), conn.close, Close.TICKET_EXPIRED,
                                   "the ticket expired: get a new one and resume")
     if room is None:
-        await _replay(service, ws, conn, event, speed)
+        service.hub.replays.add(conn)
+        try:
+            await _replay(service, ws, conn, event, speed)
+        finally:
+            service.hub.replays.discard(conn)
         return ws
     conn.on_close = room.remove
     room.add(conn)  # from here on live durable messages queue in conn.pending
+    room.joining -= 1
     try:
         await _welcome(service, room, conn, from_seq)
         await _receive(service, room, conn)
@@ -104,9 +111,12 @@ async def _welcome(service: LiveService, room: Room, conn: Connection,
     now = now_ms()
     seq = room.state.seq
     conn.sent_seq = seq
+    state = room.state.snapshot(now, room.present())
+    event = room.event.to_json(now)
+    event["status"] = state["phase"]  # a host's first cue starts it before starts_at
     conn.send_json({"type": "welcome", "v": protocol.VERSION, "role": conn.role,
-                    "event": room.event.to_json(now), "seq": seq,
-                    "server_time": now_ms(), "state": room.state.snapshot(now, room.present()),
+                    "mode": "live", "event": event, "seq": seq,
+                    "server_time": now_ms(), "state": state,
                     "you": {"id": conn.subject, "name": conn.name, "conn": conn.id},
                     "limits": {"max_frame_bytes": service.limits.max_frame_bytes,
                                "chat_max_chars": service.limits.chat_max_chars,
@@ -118,13 +128,31 @@ async def _welcome(service: LiveService, room: Room, conn: Connection,
                             "reason": f"from_seq {from_seq} is older than the history window "
                                       f"({service.limits.history_window} messages)"})
         else:
-            for body in await service.broker.history(room.event.id, from_seq, seq - from_seq):
-                conn.send(text_frame(body))
+            await _send_history(conn, await service.broker.history(room.event.id, from_seq,
+                                                                   seq - from_seq))
     elif from_seq is not None and from_seq > seq:
         conn.send_json({"type": "snapshot", "reset": True, "seq": seq,
                         "state": room.state.snapshot(now_ms(), room.present()),
                         "reason": f"from_seq {from_seq} is ahead of the event's log ({seq})"})
     conn.go_live()
+
+
+async def _send_history(conn: Connection, bodies: list[bytes]) -> None:
+    """History can be larger than the send queue: send it at the pace the phone reads,
+    waiting while its queue is over half full (a phone that stops reading is closed as
+    any slow consumer)."""
+    half = conn.limits.send_queue_bytes // 2
+    for body in bodies:
+        waited = 0.0
+        while conn.transport.get_write_buffer_size() > half and not conn.closing:
+            if waited > HISTORY_STALL_S:
+                conn.close(Close.SLOW_CONSUMER, "not reading its history")
+                return
+            await asyncio.sleep(0.01)
+            waited += 0.01
+        if conn.closing:
+            return
+        conn.send(text_frame(body))
 
 
 async def _receive(service: LiveService, room: Room, conn: Connection) -> None:
@@ -148,6 +176,7 @@ async def _receive(service: LiveService, room: Room, conn: Connection) -> None:
             if frame.type is WSMsgType.BINARY:
                 conn.send(error_frame("bad_message", "frames are JSON text, not binary"))
             continue
+        msg: dict = {}
         try:
             msg = protocol.parse(frame.data)
             kind = msg["type"]
@@ -155,7 +184,7 @@ async def _receive(service: LiveService, room: Room, conn: Connection) -> None:
                 raise ProtocolError("forbidden", f"the {conn.role} role may not send {kind}")
             await _handle(service, room, conn, kind, msg, received)
         except ProtocolError as exc:
-            conn.send(error_frame(exc.code, exc.message))
+            conn.send(error_frame(exc.code, exc.message, msg.get("ref")))
         except Exception:  # the broker failed (a disk, Redis): say so, keep the socket
             log.exception("live message failed")
             conn.send(error_frame("internal", "the server could not store this message; "
