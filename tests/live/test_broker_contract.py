@@ -181,6 +181,17 @@ async def test_concurrent_appends_are_gap_free_and_received_in_order(broker: Bro
     assert all(by_seq[s] == t for t, s in enumerate(seqs))
 
 
+async def test_append_many_is_one_ordered_batch(broker: Broker) -> None:
+    ev = new_event_id()
+    got = await subscribed(broker, ev)
+    await broker.append(ev, {"type": "chat", "n": -1})
+    seqs = await broker.append_many(ev, [{"type": "cue", "n": n} for n in range(300)])
+    assert seqs == list(range(2, 302))
+    await wait_until(lambda: len(got.durable) >= 301)
+    assert got.seqs == list(range(1, 302))
+    assert [orjson.loads(b)["n"] for b in await broker.history(ev)] == list(range(-1, 300))
+
+
 async def test_history_after_and_limit(broker: Broker) -> None:
     ev = new_event_id()
     for n in range(10):

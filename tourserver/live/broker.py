@@ -60,6 +60,11 @@ class Broker(ABC):
     async def append(self, event_id: str, message: dict) -> int:
         """Store `message` under the event's next seq, publish it, return the seq."""
 
+    async def append_many(self, event_id: str, messages: list[dict]) -> list[int]:
+        """Append several messages in order, as one batch where the broker can (one
+        transaction, one round trip); returns their seqs."""
+        return [await self.append(event_id, m) for m in messages]
+
     @abstractmethod
     async def history(self, event_id: str, after_seq: int = 0,
                       limit: int | None = None) -> list[bytes]: ...

@@ -17,7 +17,7 @@ import orjson
 
 from tourserver.live import protocol
 from tourserver.live.broker import Broker
-from tourserver.live.connection import Connection
+from tourserver.live.connection import Connection, WriteBatcher
 from tourserver.live.events import Event
 from tourserver.live.protocol import Close, LiveLimits, text_frame
 from tourserver.live.room import RoomState, new_state
@@ -189,6 +189,7 @@ class Hub:
         self.limits = limits
         self.rooms: dict[str, Room] = {}
         self.replays: set = set()  # replay sockets (in no room), closed on shutdown too
+        self.batcher = WriteBatcher()
         self._ending: dict[str, asyncio.Lock] = {}
 
     async def room(self, event: Event, tour: Tour) -> Room:
@@ -213,8 +214,13 @@ class Hub:
             await room.close()
 
     async def append(self, event_id: str, message: dict) -> int:
-        message["ts"] = round(now_ms(), 3)
-        return await self.broker.append(event_id, message)
+        return (await self.append_many(event_id, [message]))[0]
+
+    async def append_many(self, event_id: str, messages: list[dict]) -> list[int]:
+        ts = round(now_ms(), 3)
+        for message in messages:
+            message["ts"] = ts
+        return await self.broker.append_many(event_id, messages)
 
     async def end_event(self, event_id: str, reason: str) -> Event | None:
         """Mark the event ended, then log `end` (which closes every socket on it). Once per
@@ -231,6 +237,7 @@ class Hub:
 
     async def shutdown(self) -> None:
         """Flush and close every socket with 1001, then the rooms."""
+        self.batcher.flush()
         closing = []
         for room in list(self.rooms.values()):
             for conn in list(room.conns.values()):

@@ -118,18 +118,24 @@ class LocalBroker(Broker):
         return self._seq[event_id]
 
     async def append(self, event_id: str, message: dict) -> int:
-        seq = await self._next_seq(event_id)
-        self._seq[event_id] = seq + 1  # no await between reading and taking it
-        body = with_seq(message, seq)
-        done: asyncio.Future = asyncio.get_running_loop().create_future()
+        return (await self.append_many(event_id, [message]))[0]
+
+    async def append_many(self, event_id: str, messages: list[dict]) -> list[int]:
+        first = await self._next_seq(event_id)
+        self._seq[event_id] = first + len(messages)  # no await between reading and taking
+        loop = asyncio.get_running_loop()
+        waiting = []
         with self._pending_lock:
-            self._pending.append((event_id, seq, body, done))
+            for i, message in enumerate(messages):
+                done: asyncio.Future = loop.create_future()
+                self._pending.append((event_id, first + i, with_seq(message, first + i), done))
+                waiting.append(done)
             queue = not self._flush_queued
             self._flush_queued = True
         if queue:
             self._thread.submit(self._flush)
-        await done
-        return seq
+        await asyncio.gather(*waiting)
+        return list(range(first, first + len(messages)))
 
     def _flush(self) -> None:
         """On the SQLite thread: commit every waiting append at once, then publish them in

@@ -50,7 +50,8 @@ CONNECT_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 10.0
 MAX_CONNECTIONS = 64  # per process, the pub/sub one included
 
-# KEYS: seq counter, log stream. ARGV: the message's JSON without its "{", MAXLEN, channel.
+# KEYS: seq counter, log stream. ARGV: MAXLEN, channel, then each message's JSON without
+# its "{" (one or many: a batch is one round trip, numbered in order).
 # If the counter is gone but the log is not (an eviction, a partial restore), the log's last
 # id restarts it: a seq is never given twice and the XADD never fails half-way through.
 _APPEND_LUA = """
@@ -60,11 +61,15 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
     redis.call('SET', KEYS[1], string.match(top[1][1], '^(%d+)'))
   end
 end
-local seq = redis.call('INCR', KEYS[1])
-local body = '{"seq":' .. seq .. ',' .. ARGV[1]
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'body', body)
-redis.call('PUBLISH', ARGV[3], body)
-return seq
+local first = 0
+for i = 3, #ARGV do
+  local seq = redis.call('INCR', KEYS[1])
+  if i == 3 then first = seq end
+  local body = '{"seq":' .. seq .. ',' .. ARGV[i]
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], seq .. '-0', 'body', body)
+  redis.call('PUBLISH', ARGV[2], body)
+end
+return first
 """
 
 
@@ -228,12 +233,18 @@ class RedisBroker(Broker):
 
     # the durable log
     async def append(self, event_id: str, message: dict) -> int:
+        return (await self.append_many(event_id, [message]))[0]
+
+    async def append_many(self, event_id: str, messages: list[dict]) -> list[int]:
         assert self._append is not None, "RedisBroker.start() was not called"
-        # The script writes exactly `with_seq(message, seq)`: '{"seq":N,' + this.
-        rest = orjson.dumps(message)[1:]
-        return int(await self._append(
+        # The script writes exactly `with_seq(message, seq)`: '{"seq":N,' + each of these.
+        rests = [orjson.dumps(m)[1:] for m in messages]
+        if any(rest == b"}" for rest in rests):
+            raise ValueError("a durable message needs at least one field")
+        first = int(await self._append(
             keys=[_seq_key(event_id), _log_key(event_id)],
-            args=[rest, self.history_max, _durable_channel(event_id)]))
+            args=[self.history_max, _durable_channel(event_id), *rests]))
+        return list(range(first, first + len(messages)))
 
     async def history(self, event_id: str, after_seq: int = 0,
                       limit: int | None = None) -> list[bytes]:

@@ -28,6 +28,7 @@ LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
 REPLAY_LEAD_MS = 1000.0
 KERNEL_SEND_BUFFER = 64 * 1024
 HISTORY_STALL_S = 10.0
+MAX_APPENDS_WAITING = 2000  # per socket: beyond this, stop reading it until they are logged
 
 
 def check_origin(request: web.Request, allowed: tuple[str, ...]) -> None:
@@ -78,7 +79,8 @@ async def accept(service: LiveService, request: web.Request, event: Event, claim
         # shows up in our own queue (and is dropped there) instead of hiding in megabytes
         # of autotuned kernel buffer.
         sock.setsockopt(SOL_SOCKET, SO_SNDBUF, KERNEL_SEND_BUFFER)
-    conn = Connection(ws, transport, claims.role, claims.subject, claims.name, limits)
+    conn = Connection(ws, transport, claims.role, claims.subject, claims.name, limits,
+                      service.hub.batcher)
     loop = asyncio.get_running_loop()
     delay = (claims.expires_ms - now_ms()) / 1000.0
     conn.expiry = loop.call_later(max(0.0, delay), conn.close, Close.TICKET_EXPIRED,
@@ -102,6 +104,8 @@ async def accept(service: LiveService, request: web.Request, event: Event, claim
         if conn.expiry is not None:
             conn.expiry.cancel()
         room.remove(conn)
+        if conn.appender is not None:  # what this socket sent is logged even if it left
+            await asyncio.shield(conn.appender)
         await service.hub.release(room)
     return ws
 
@@ -144,7 +148,7 @@ async def _send_history(conn: Connection, bodies: list[bytes]) -> None:
     half = conn.limits.send_queue_bytes // 2
     for body in bodies:
         waited = 0.0
-        while conn.transport.get_write_buffer_size() > half and not conn.closing:
+        while conn.queued() > half and not conn.closing:
             if waited > HISTORY_STALL_S:
                 conn.close(Close.SLOW_CONSUMER, "not reading its history")
                 return
@@ -176,6 +180,8 @@ async def _receive(service: LiveService, room: Room, conn: Connection) -> None:
             if frame.type is WSMsgType.BINARY:
                 conn.send(error_frame("bad_message", "frames are JSON text, not binary"))
             continue
+        if len(conn.appends) >= MAX_APPENDS_WAITING and conn.appender is not None:
+            await asyncio.shield(conn.appender)
         msg: dict = {}
         try:
             msg = protocol.parse(frame.data)
@@ -211,26 +217,48 @@ async def _handle(service: LiveService, room: Room, conn: Connection, kind: str,
         if conn.subject in state.muted:
             raise ProtocolError("muted", "a host muted you: chat is refused")
         text = protocol.text(msg, "text", limits.chat_max_chars)
-        await service.hub.append(room.event.id, {"type": "chat", "from": conn.subject,
-                                                 "name": conn.name, "role": conn.role,
-                                                 "text": text})
+        _log(service, room, conn, {"type": "chat", "from": conn.subject, "name": conn.name,
+                                   "role": conn.role, "text": text})
     elif kind == "cue":
-        body = check_cue(msg, state.tour, now_ms(), limits.cue_horizon_ms)
-        await service.hub.append(room.event.id, body)
+        _log(service, room, conn, check_cue(msg, state.tour, now_ms(), limits.cue_horizon_ms))
     elif kind == "moderate":
         action = msg.get("action")
         if action not in protocol.MODERATION:
             raise ProtocolError("bad_field", "moderate.action must be one of "
                                 + ", ".join(protocol.MODERATION))
         if action == "end":
+            if conn.appender is not None:
+                await asyncio.shield(conn.appender)  # the host's earlier messages come first
             await service.hub.end_event(room.event.id, "ended by the host")
             return
         target = msg.get("target")
         if not isinstance(target, str) or not target.startswith("a-") or len(target) > 40:
             raise ProtocolError("unknown_target", "moderate.target must be an attendee id "
                                 "(the `from` of their chat)")
-        await service.hub.append(room.event.id, {"type": "moderate", "action": action,
-                                                 "target": target})
+        _log(service, room, conn, {"type": "moderate", "action": action, "target": target})
+
+
+def _log(service: LiveService, room: Room, conn: Connection, body: dict) -> None:
+    """Queue a durable message from this socket; its appender logs what has queued up in
+    one batch (one transaction or round trip), in order, while the socket reads on."""
+    conn.appends.append(body)
+    if conn.appender is None:
+        conn.appender = asyncio.get_running_loop().create_task(_appender(service, room, conn))
+
+
+async def _appender(service: LiveService, room: Room, conn: Connection) -> None:
+    try:
+        while conn.appends:
+            batch, conn.appends = conn.appends, []
+            try:
+                await service.hub.append_many(room.event.id, batch)
+            except Exception:  # the broker failed (a disk, Redis): say so, keep the socket
+                log.exception("live messages could not be logged")
+                for body in batch:
+                    conn.send(error_frame("internal", "the server could not store this "
+                                          "message; retry later", body.get("ref")))
+    finally:
+        conn.appender = None
 
 
 async def _replay(service: LiveService, ws: web.WebSocketResponse, conn: Connection,
