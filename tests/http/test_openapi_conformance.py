@@ -710,9 +710,9 @@ def _assert_documented_rejection(served_schema, exc: websockets.InvalidStatus,
 
 
 @pytest.mark.parametrize("event,ticket,mode", [
-    ("public", "public_ticket", None),
-    ("public", "public_host_token", None),
-    ("ticketed", "ticketed_ticket", None),
+    ("public", "public_ticket", "live"),
+    ("public", "public_host_token", "live"),
+    ("ticketed", "ticketed_ticket", "live"),
     ("ended", None, "replay"),
 ])
 def test_live_socket_upgrades(served_schema, live_server, event, ticket, mode):

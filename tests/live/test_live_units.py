@@ -10,7 +10,7 @@ from support import MINI_TOUR
 
 from tourserver.live import protocol
 from tourserver.live.client import best_sample, clock_sample
-from tourserver.live.connection import Connection, WriteBatcher
+from tourserver.live.connection import Connection
 from tourserver.live.protocol import Close, LiveLimits, ProtocolError
 from tourserver.live.room import LifecycleError, check_cue, new_state
 from tourserver.live.tokens import Claims, Signer, TokenInvalid, load_secret
@@ -172,37 +172,42 @@ class FakeSocket:
 async def test_send_queue_drops_presence_first_then_closes_slow_consumers():
     limits = LiveLimits(send_queue_bytes=1000, drop_ephemeral_bytes=300)
     transport, ws = FakeTransport(), FakeSocket()
-    conn = Connection(ws, transport, "attendee", "a-1", "", limits,  # type: ignore[arg-type]
-                      WriteBatcher())
+    conn = Connection(ws, transport, "attendee", "a-1", "", limits)  # type: ignore[arg-type]
     conn.ready = True
     conn.send_durable(1, b"d1")
     conn.send_ephemeral(b"p1")
-    await asyncio.sleep(0)
-    assert transport.written == [b"d1p1"]  # one write per loop iteration
     transport.buffered = 400  # the phone has stopped reading
     conn.send_ephemeral(b"p2")  # dropped
     conn.send_durable(2, b"d2")  # still queued
     conn.send_durable(2, b"d2")  # a duplicate seq is never sent twice
-    await asyncio.sleep(0)
-    assert transport.written == [b"d1p1", b"d2"]
-    transport.buffered = 990
-    conn.send_durable(3, b"d3")  # fits
-    conn.send_durable(4, b"x" * 9)  # 990 + 2 queued + 9 > 1000: closed
+    assert transport.written == [b"d1", b"p1", b"d2"]
+    transport.buffered = 999
+    conn.send_durable(3, b"d3")
     await asyncio.sleep(0)
     await conn.close_task
-    assert ws.closed_with == Close.SLOW_CONSUMER
-    assert transport.written == [b"d1p1", b"d2", b"d3"]  # what fitted went out first
+    assert ws.closed_with == Close.SLOW_CONSUMER and b"d3" not in transport.written
+
+
+def test_a_burst_is_one_write_and_never_repeats_what_was_sent():
+    transport = FakeTransport()
+    conn = Connection(FakeSocket(), transport, "attendee", "a", "",  # type: ignore[arg-type]
+                      LiveLimits())
+    conn.ready = True
+    burst = [(1, b"a"), (2, b"b"), (3, b"c")]
+    conn.send_batch(burst, b"abc")
+    conn.send_batch(burst, b"abc")  # the same frames again: nothing
+    conn.send_batch([(3, b"c"), (4, b"d")], b"cd")  # seq 3 went out already: only 4
+    assert transport.written == [b"abc", b"d"]
 
 
 async def test_catching_up_queues_live_messages_and_sends_only_newer():
     transport = FakeTransport()
     conn = Connection(FakeSocket(), transport, "attendee", "a", "",  # type: ignore[arg-type]
-                      LiveLimits(), WriteBatcher())
+                      LiveLimits())
     conn.sent_seq = 5  # the welcome said seq 5
     conn.send_durable(5, b"five")  # arrived while catching up, already covered
     conn.send_durable(6, b"six")
-    await asyncio.sleep(0)
+    conn.send_batch([(6, b"six")], b"six")  # the room's write skips a socket catching up
     assert transport.written == []
     conn.go_live()
-    await asyncio.sleep(0)
     assert transport.written == [b"six"]

@@ -86,7 +86,7 @@ async def get_log(request: web.Request) -> web.StreamResponse:
 
 async def live(request: web.Request) -> web.StreamResponse:
     service = request.app[LIVE]
-    event = await service.event(request.match_info["event_id"])
+    event = await service.event_for_socket(request.match_info["event_id"])
     ticket = request.query.get("ticket")
     if not ticket:
         raise InvalidRequest("?ticket= is required (POST /v1/events/{id}/tickets)",

@@ -39,33 +39,14 @@ class TokenBucket:
         return False
 
 
-class WriteBatcher:
-    """Frames for a socket wait in its outbox until the end of this loop iteration, then go
-    out in one write: a host's burst of cues costs each phone one send() per iteration,
-    not one per cue (the kernel call is most of a delivery's cost)."""
-
-    def __init__(self) -> None:
-        self._dirty: list[Connection] = []
-
-    def mark(self, conn: Connection) -> None:
-        self._dirty.append(conn)
-        if len(self._dirty) == 1:
-            asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        dirty, self._dirty = self._dirty, []
-        for conn in dirty:
-            conn.flush()
-
-
 class Connection:
     __slots__ = ("ws", "transport", "role", "subject", "name", "id", "limits", "bucket",
                  "drops", "pose", "pose_at", "ready", "pending", "pending_bytes",
-                 "closing", "sent_seq", "on_close", "expiry", "close_task", "outbox",
-                 "outbox_bytes", "batcher", "appends", "appender")
+                 "closing", "sent_seq", "on_close", "expiry", "close_task", "appends",
+                 "appender")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, role: str,
-                 subject: str, name: str, limits: LiveLimits, batcher: WriteBatcher):
+                 subject: str, name: str, limits: LiveLimits):
         self.ws = ws
         self.transport = transport
         self.role = role
@@ -86,35 +67,21 @@ class Connection:
         self.on_close: Callable[[Connection], None] | None = None
         self.expiry: asyncio.TimerHandle | None = None
         self.close_task: asyncio.Task | None = None  # the handler waits for it before leaving
-        self.outbox: list[bytes] = []
-        self.outbox_bytes = 0
-        self.batcher = batcher
         self.appends: list[dict] = []  # durable messages from this socket, to be logged
         self.appender: asyncio.Task | None = None
 
     def queued(self) -> int:
-        """Bytes waiting for this phone: the transport's buffer and this iteration's."""
-        return self.transport.get_write_buffer_size() + self.outbox_bytes
-
-    def _queue(self, frame: bytes) -> None:
-        if not self.outbox:
-            self.batcher.mark(self)
-        self.outbox.append(frame)
-        self.outbox_bytes += len(frame)
-
-    def flush(self) -> None:
-        out, self.outbox, self.outbox_bytes = self.outbox, [], 0
-        if out and not self.transport.is_closing():
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        """Bytes waiting for this phone."""
+        return self.transport.get_write_buffer_size()
 
     def send(self, frame: bytes) -> None:
         """Queue a frame that must arrive (durable or control)."""
         if self.closing:
             return
-        if self.queued() + len(frame) > self.limits.send_queue_bytes:
+        if self.transport.get_write_buffer_size() + len(frame) > self.limits.send_queue_bytes:
             self.close(Close.SLOW_CONSUMER, "send queue full: reconnect with from_seq")
             return
-        self._queue(frame)
+        self.transport.write(frame)
 
     def send_durable(self, seq: int, frame: bytes) -> None:
         if not self.ready:
@@ -131,9 +98,22 @@ class Connection:
         """Presence and reactions: the first thing a backed-up client goes without."""
         if self.closing or not self.ready:
             return
-        if self.queued() > self.limits.drop_ephemeral_bytes:
+        if self.transport.get_write_buffer_size() > self.limits.drop_ephemeral_bytes:
             return
-        self._queue(frame)
+        self.transport.write(frame)
+
+    def send_batch(self, frames: list[tuple[int, bytes]], joined: bytes) -> None:
+        """This loop iteration's durable frames of the room, joined once for everyone: one
+        write per phone however many cues a host's burst holds."""
+        first, last = frames[0][0], frames[-1][0]
+        if not self.ready or self.closing or last <= self.sent_seq:
+            return
+        if first > self.sent_seq:
+            self.sent_seq = last
+            self.send(joined)
+            return
+        for seq, frame in frames:  # partly sent already (it was catching up): the rest
+            self.send_durable(seq, frame)
 
     def send_json(self, message: dict) -> None:
         self.send(text_frame(dumps(message)))
@@ -158,7 +138,6 @@ class Connection:
         self.close_task = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
-        self.flush()  # what was sent before the close goes out before the close frame
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()[:120]),
                                    timeout=3.0)

@@ -17,7 +17,7 @@ import orjson
 
 from tourserver.live import protocol
 from tourserver.live.broker import Broker
-from tourserver.live.connection import Connection, WriteBatcher
+from tourserver.live.connection import Connection
 from tourserver.live.events import Event
 from tourserver.live.protocol import Close, LiveLimits, text_frame
 from tourserver.live.room import RoomState, new_state
@@ -47,6 +47,8 @@ class Room:
         self._end_timer: asyncio.TimerHandle | None = None
         self._end_at: float | None = None
         self.joining = 0  # sockets between hub.room() and room.add(): keep the room open
+        self._batch: list[tuple[int, bytes]] = []  # this loop iteration's durable frames
+        self._batch_effects: list[dict] = []
 
     async def open(self) -> None:
         broker = self.hub.broker
@@ -77,9 +79,27 @@ class Room:
         message = orjson.loads(body)
         self._fold(message)
         frame = text_frame(body)
+        if not self._batch:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._batch.append((seq, frame))
+        for conn in self.conns.values():
+            if not conn.ready:
+                conn.send_durable(seq, frame)  # catching up: kept for after its history
+        if message["type"] in ("moderate", "end"):
+            self._batch_effects.append(message)
+
+    def flush(self) -> None:
+        """Send this iteration's durable frames: joined once, one write per socket; then
+        what they do to sockets (kicks, the end)."""
+        batch, self._batch = self._batch, []
+        effects, self._batch_effects = self._batch_effects, []
+        if not batch:
+            return
+        joined = batch[0][1] if len(batch) == 1 else b"".join(f for _, f in batch)
         for conn in list(self.conns.values()):
-            conn.send_durable(seq, frame)
-        self._after(message)
+            conn.send_batch(batch, joined)
+        for message in effects:
+            self._after(message)
 
     def _fold(self, message: dict) -> None:
         self.state.apply(message)
@@ -189,7 +209,6 @@ class Hub:
         self.limits = limits
         self.rooms: dict[str, Room] = {}
         self.replays: set = set()  # replay sockets (in no room), closed on shutdown too
-        self.batcher = WriteBatcher()
         self._ending: dict[str, asyncio.Lock] = {}
 
     async def room(self, event: Event, tour: Tour) -> Room:
@@ -237,7 +256,8 @@ class Hub:
 
     async def shutdown(self) -> None:
         """Flush and close every socket with 1001, then the rooms."""
-        self.batcher.flush()
+        for room in list(self.rooms.values()):
+            room.flush()
         closing = []
         for room in list(self.rooms.values()):
             for conn in list(room.conns.values()):

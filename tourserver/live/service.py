@@ -146,6 +146,14 @@ class LiveService:
             raise NotFound(f"no event {event_id!r}", field="event_id")
         return event
 
+    async def event_for_socket(self, event_id: str) -> Event:
+        """The event a socket joins: the open room's own record when there is one (thousands
+        of sockets share one object and nobody queries the store), else the stored one."""
+        room = self.hub.rooms.get(event_id)
+        if room is not None and room.state.phase != "ended" and not self.config.unavailable:
+            return room.event
+        return await self.event(event_id)
+
     async def create_event(self, body: object, key_id: str) -> dict:
         self.check_available()
         event = parse_create(body, tours=self.tours, host_key=key_id, now_ms=now_ms())

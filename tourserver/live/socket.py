@@ -79,8 +79,7 @@ async def accept(service: LiveService, request: web.Request, event: Event, claim
         # shows up in our own queue (and is dropped there) instead of hiding in megabytes
         # of autotuned kernel buffer.
         sock.setsockopt(SOL_SOCKET, SO_SNDBUF, KERNEL_SEND_BUFFER)
-    conn = Connection(ws, transport, claims.role, claims.subject, claims.name, limits,
-                      service.hub.batcher)
+    conn = Connection(ws, transport, claims.role, claims.subject, claims.name, limits)
     loop = asyncio.get_running_loop()
     delay = (claims.expires_ms - now_ms()) / 1000.0
     conn.expiry = loop.call_later(max(0.0, delay), conn.close, Close.TICKET_EXPIRED,
