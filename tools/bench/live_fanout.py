@@ -28,8 +28,9 @@ Phases, in order:
    at (this machine's clock is the server's), so it holds the sync error and any cue that
    arrived too late to be played on time. `timer_skew` is how late the harness's timers
    really fired ((wall + offset) - at): thousands of simulated phones share each core
-   here, so it measures the harness more than the system; reported beside it. Server CPU (utime+stime from /proc/PID/stat) over the
-   phase divided by the attendee deliveries gives `cpu_us_per_delivery`. `steady_per_cue`
+   here, so it measures the harness more than the system; reported beside it. Server CPU
+   (utime+stime from /proc/PID/stat) over the phase divided by the attendee deliveries
+   gives `cpu_us_per_delivery`. `steady_per_cue`
    splits the latency: host send -> server accept (the cue's `ts`), -> first attendee
    receipt, and first -> last receipt (the fan-out's spread).
 5. burst: the host sends `--burst` cues back to back (cue.at `--burst-lead-ms` ahead);
