@@ -34,7 +34,6 @@ import select
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
 import synthetic  # noqa: E402  (tools/bench is not a package)
-from common import cpu_model  # noqa: E402
+from common import Procs, cpu_model, free_port, tail  # noqa: E402
 
 HOST = "127.0.0.1"
 TOUR_ID = synthetic.MINI_TOUR["id"]
@@ -131,61 +130,6 @@ def machine_info(nginx: str, wrk: str) -> dict:
 
 
 # ---- processes -----------------------------------------------------------------------------
-class Procs:
-    """Subprocesses in their own process groups; stop() kills the whole group."""
-
-    def __init__(self) -> None:
-        self.running: list[subprocess.Popen] = []
-
-    def start(self, cmd: list[str], log: Path, stdout=None) -> subprocess.Popen:
-        with open(log, "ab") as err:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                    stdout=stdout if stdout is not None else err,
-                                    stderr=err, start_new_session=True, cwd=str(REPO))
-        self.running.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen, grace_s: float = 12.0) -> None:
-        if proc in self.running:
-            self.running.remove(proc)
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-        try:  # whatever is left of the group (workers, orphans)
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-    def stop_all(self) -> None:
-        for proc in list(reversed(self.running)):
-            self.stop(proc)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, n: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
-
-
 def fetch(url: str, timeout: float = 10.0) -> tuple[int, dict, bytes]:
     req = urllib.request.Request(url, headers={"User-Agent": "http_bench"})
     with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (loopback only)
@@ -196,7 +140,7 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout_s: float) -> 
     deadline = time.monotonic() + timeout_s
     for _ in range(int(timeout_s / 0.1) + 1):
         if proc.poll() is not None:
-            raise BenchError(f"{proc.args[0]} exited with {proc.returncode}:\n{_tail(log)}")
+            raise BenchError(f"{proc.args[0]} exited with {proc.returncode}:\n{tail(log)}")
         try:
             if fetch(url, timeout=2)[0] == 200:
                 return
@@ -205,7 +149,7 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout_s: float) -> 
         if time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    raise BenchError(f"{url} did not answer within {timeout_s:g} s:\n{_tail(log)}")
+    raise BenchError(f"{url} did not answer within {timeout_s:g} s:\n{tail(log)}")
 
 
 def wait_log_count(log: Path, needle: str, count: int, proc: subprocess.Popen,
@@ -213,7 +157,7 @@ def wait_log_count(log: Path, needle: str, count: int, proc: subprocess.Popen,
     """Until `needle` appears `count` times in the log (every worker said it is serving)."""
     for _ in range(int(timeout_s / 0.1) + 1):
         if proc.poll() is not None:
-            raise BenchError(f"server exited with {proc.returncode}:\n{_tail(log)}")
+            raise BenchError(f"server exited with {proc.returncode}:\n{tail(log)}")
         try:
             if log.read_text(errors="replace").count(needle) >= count:
                 return
@@ -230,7 +174,7 @@ def read_json_line(proc: subprocess.Popen, log: Path, timeout_s: float) -> dict:
     buf = b""
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise BenchError(f"synthetic server exited with {proc.returncode}:\n{_tail(log)}")
+            raise BenchError(f"synthetic server exited with {proc.returncode}:\n{tail(log)}")
         ready, _, _ = select.select([proc.stdout], [], [], 0.5)
         if not ready:
             continue
@@ -240,7 +184,7 @@ def read_json_line(proc: subprocess.Popen, log: Path, timeout_s: float) -> dict:
         buf += chunk
         if b"\n" in buf:
             return json.loads(buf.split(b"\n", 1)[0])
-    raise BenchError(f"synthetic server not ready within {timeout_s:g} s:\n{_tail(log)}")
+    raise BenchError(f"synthetic server not ready within {timeout_s:g} s:\n{tail(log)}")
 
 
 # ---- nginx ---------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-from common import cpu_model  # noqa: E402  (tools/bench is not a package)
+from common import Procs, cpu_model, free_port, tail  # noqa: E402  (tools/bench is not a package)
 
 HOST = "127.0.0.1"
 NAIVE_HOST_TICKET = "host"
@@ -673,65 +673,6 @@ async def naive_serve(port: int) -> None:
 
 
 # ---- the parent ----------------------------------------------------------------------------
-class Procs:
-    """Server subprocesses in their own process groups, and the worker processes."""
-
-    def __init__(self) -> None:
-        self.running: list[subprocess.Popen] = []
-        self.workers: list[multiprocessing.Process] = []
-
-    def start(self, cmd: list[str], log: Path) -> subprocess.Popen:
-        with open(log, "ab") as err:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                    start_new_session=True, cwd=str(REPO))
-        self.running.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen, grace_s: float = 10.0) -> None:
-        if proc in self.running:
-            self.running.remove(proc)
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def stop_all(self) -> None:
-        for w in self.workers:
-            if w.is_alive():
-                w.kill()
-        for w in self.workers:
-            w.join(timeout=5)
-        self.workers = []
-        for proc in list(reversed(self.running)):
-            self.stop(proc, grace_s=5.0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, n: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
-
-
 async def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
     import aiohttp
 
@@ -740,7 +681,7 @@ async def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout_s: floa
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise BenchError(f"{proc.args[0]} exited with {proc.returncode}:\n"
-                                 f"{_tail(log)}")
+                                 f"{tail(log)}")
             try:
                 async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
                     if resp.status == 200:
@@ -748,7 +689,7 @@ async def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout_s: floa
             except (aiohttp.ClientError, OSError, TimeoutError):
                 pass
             await asyncio.sleep(0.1)
-    raise BenchError(f"{url} did not answer within {timeout_s:g} s:\n{_tail(log)}")
+    raise BenchError(f"{url} did not answer within {timeout_s:g} s:\n{tail(log)}")
 
 
 class Pool:
