@@ -28,6 +28,11 @@ def default_content_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
+def default_node_modules() -> Path:
+    """Where `npm ci` put the web app's libraries: beside the source checkout."""
+    return Path(__file__).resolve().parents[1] / "node_modules"
+
+
 @dataclass(frozen=True)
 class Limits:
     """Request limits enforced at the HTTP edge."""
@@ -64,6 +69,7 @@ class Settings:
     cors_origin: str = "*"  # public reads are safe to share cross-origin
     access_log: bool = True
     live: LiveSettings = field(default_factory=lambda: LiveSettings())
+    node_modules: Path = field(default_factory=default_node_modules)  # the web app's libraries
 
     @property
     def tours_dir(self) -> Path:

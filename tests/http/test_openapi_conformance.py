@@ -89,7 +89,10 @@ STOP_CELL_7 = h3.latlng_to_cell(*MINI_STOP, 7)
 NOWHERE_CELL_8 = h3.latlng_to_cell(-45.0, -120.0, 8)  # a valid cell with nothing in it
 
 # Routes served on purpose outside the documented API.
-UNDOCUMENTED_ROUTES = {("GET", "/"), ("GET", "/metrics")}
+# The web app's pages and files, and metrics: served on purpose outside the JSON API.
+UNDOCUMENTED_ROUTES = {("GET", "/"), ("GET", "/metrics"), ("GET", "/host"),
+                       ("GET", "/app/{name}"), ("GET", "/sw.js"),
+                       ("GET", "/vendor/{spec}/{path}")}
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 # The main server's ticket limit is out of reach: fuzzing alone asks for ~100 tickets, and

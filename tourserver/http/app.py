@@ -6,6 +6,7 @@ from aiohttp import web
 
 from tourserver.config import Settings
 from tourserver.http import api, content, events, ops
+from tourserver.http import web as webapp
 from tourserver.http.keys import CATALOG, LIVE, METRICS, SETTINGS
 from tourserver.http.metrics import HttpMetrics
 from tourserver.http.middleware import errors, headers, observe
@@ -42,11 +43,16 @@ def create_app(settings: Settings, catalog: Catalog) -> web.Application:
     app[SETTINGS] = settings
     app[CATALOG] = catalog
     app[METRICS] = HttpMetrics()
+    app[webapp.WEB] = webapp.WebFiles(settings.node_modules)
     app[LIVE] = LiveService(live_config(settings), settings.data_dir, catalog.tours)
     app.on_startup.append(_start_live)
     app.on_shutdown.append(_stop_live)
     r = app.router
-    r.add_get("/", ops.index)
+    r.add_get("/", webapp.index)
+    r.add_get("/host", webapp.host)
+    r.add_get("/app/{name}", webapp.app_file)
+    r.add_get("/sw.js", webapp.service_worker)
+    r.add_get("/vendor/{spec}/{path:.+}", webapp.vendor_file)
     r.add_get("/v1/health", ops.health)
     r.add_get("/metrics", ops.metrics)
     r.add_get("/v1/openapi.yaml", ops.openapi)

@@ -36,21 +36,3 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def schema(request: web.Request) -> web.Response:
     return json_response(request, tour_schema(), content_type="application/schema+json")
-
-
-async def index(request: web.Request) -> web.Response:
-    catalog = request.app[CATALOG]
-    items = "".join(
-        f'<li><a href="/v1/tours/{t.id}">{_esc(t.title.get(t.default_language, t.id))}</a> '
-        f"({len(t.stops)} stops, {', '.join(t.languages)})</li>"
-        for t in catalog.tours.values())
-    page = (f"<!doctype html><meta charset=utf-8><title>tourserver</title>"
-            f"<h1>tourserver {__version__}</h1><p>Tours:</p><ul>{items}</ul>"
-            '<p><a href="/v1/openapi.yaml">API (OpenAPI)</a> · '
-            '<a href="/v1/health">health</a></p>')
-    return web.Response(text=page, content_type="text/html",
-                        headers={"Content-Security-Policy": "default-src 'none'"})
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

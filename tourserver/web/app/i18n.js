@@ -1,0 +1,91 @@
+// Interface strings in en and zh-Hans, following the browser's language (switchable), and
+// the theme and text-size settings, kept in localStorage.
+const STRINGS = {
+  en: {
+    brand: "Night tours", skip: "Skip to content", loading: "Loading…", language: "Language",
+    "theme.light": "Light theme", "theme.dark": "Dark theme", "text.large": "Larger text",
+    "text.normal": "Normal text", "host.title": "Host console",
+    tours: "Tours", stops: "Stops", "lit.now": "Lit now", "lit.at": "Lights on at {time}",
+    "lit.none": "No lighting schedule", events: "Live events", "events.none": "No live events planned",
+    join: "Join", distance: "{km} km", duration: "about {min} min", route: "Route of the tour",
+    back: "All tours", error: "Something went wrong: {message}",
+    present: "{n} here", "live.connecting": "Connecting…", "live.connected": "Connected",
+    "live.reconnecting": "Reconnecting…", "live.ended": "The event has ended",
+    "live.clock": "Clock synced (±{ms} ms)", react: "React", "stop.current": "Now at: {stop}",
+    "cue.lights": "Lights: {color}", "cue.narration": "Narration starts",
+  },
+  "zh-Hans": {
+    brand: "夜游", skip: "跳到正文", loading: "加载中…", language: "语言",
+    "theme.light": "浅色主题", "theme.dark": "深色主题", "text.large": "大字", "text.normal": "正常字号",
+    "host.title": "主持人控制台",
+    tours: "游览路线", stops: "站点", "lit.now": "正在亮灯", "lit.at": "{time} 亮灯",
+    "lit.none": "没有亮灯时间表", events: "直播活动", "events.none": "暂无直播活动",
+    join: "加入", distance: "{km} 公里", duration: "约 {min} 分钟", route: "游览路线图",
+    back: "全部路线", error: "出错了：{message}",
+    present: "{n} 人在场", "live.connecting": "连接中…", "live.connected": "已连接",
+    "live.reconnecting": "重新连接中…", "live.ended": "活动已结束",
+    "live.clock": "时钟已同步（±{ms} 毫秒）", react: "互动", "stop.current": "当前：{stop}",
+    "cue.lights": "灯光：{color}", "cue.narration": "讲解开始",
+  },
+};
+
+export function uiLanguage() {
+  const saved = localStorage.getItem("lang");
+  if (saved && STRINGS[saved]) return saved;
+  return (navigator.languages || [navigator.language]).some((l) => l?.toLowerCase().startsWith("zh"))
+    ? "zh-Hans" : "en";
+}
+
+export function t(key, vars = {}) {
+  const table = STRINGS[uiLanguage()] || STRINGS.en;
+  const text = table[key] ?? STRINGS.en[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, k) => String(vars[k] ?? ""));
+}
+
+export function applyStrings(root = document) {
+  document.documentElement.lang = uiLanguage();
+  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+}
+
+export function announce(text) {
+  const el = document.getElementById("announcer");
+  if (el) el.textContent = text;
+}
+
+// The settings bar: theme, text size, language. `onChange` re-renders the current view.
+export function setupSettings(onChange) {
+  const html = document.documentElement;
+  const theme = document.getElementById("theme-toggle");
+  const text = document.getElementById("text-toggle");
+  const lang = document.getElementById("lang-select");
+  const apply = () => {
+    const light = localStorage.getItem("theme") === "light";
+    html.dataset.theme = light ? "light" : "dark";
+    const large = localStorage.getItem("text") === "large";
+    html.dataset.text = large ? "large" : "normal";
+    applyStrings();
+    if (theme) {
+      theme.setAttribute("aria-pressed", String(light));
+      theme.textContent = t(light ? "theme.dark" : "theme.light");
+    }
+    if (text) {
+      text.setAttribute("aria-pressed", String(large));
+      text.textContent = t(large ? "text.normal" : "text.large");
+    }
+    if (lang) lang.value = uiLanguage();
+  };
+  theme?.addEventListener("click", () => {
+    localStorage.setItem("theme", localStorage.getItem("theme") === "light" ? "dark" : "light");
+    apply();
+  });
+  text?.addEventListener("click", () => {
+    localStorage.setItem("text", localStorage.getItem("text") === "large" ? "normal" : "large");
+    apply();
+  });
+  lang?.addEventListener("change", () => {
+    localStorage.setItem("lang", lang.value);
+    apply();
+    onChange?.();
+  });
+  apply();
+}
