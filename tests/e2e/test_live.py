@@ -607,3 +607,22 @@ def test_several_workers_without_a_broker_say_what_is_missing(mini_built, tmp_pa
         assert srv.call("GET", "/v1/tours/mini")[0] == 200  # the rest still serves
     finally:
         srv.stop()
+
+
+async def test_hosts_see_the_roster_with_clock_sync_quality(server):
+    event = server.create_event()
+    host = await server.host(event)
+    phone = await server.attendee(event["id"], name="Lan")
+    await phone.sync_clock(4)  # also reports its sync to the server
+    viewer_ticket = server.ticket(event["id"], role="viewer")["ticket"]
+    viewer = await LiveClient.connect(server.base, event["id"], viewer_ticket)
+    roster = await host.next("roster", 5)
+    while len(roster["attendees"]) < 2 or roster["attendees"][0]["delay_ms"] is None:
+        roster = await host.next("roster", 5)
+    lan = next(a for a in roster["attendees"] if a["name"] == "Lan")
+    assert lan["id"] == phone.welcome["you"]["id"] and lan["role"] == "attendee"
+    assert lan["delay_ms"] >= 0 and lan["muted"] is False and roster["count"] == 3
+    assert {a["role"] for a in roster["attendees"]} == {"attendee", "viewer"}  # no host
+    assert await quiet(phone, "roster", 1.5)  # only hosts get it
+    for client in (host, phone, viewer):
+        await client.close()

@@ -100,6 +100,8 @@ class LiveClient:
             got.append(clock_sample(t0, reply["t1"], reply["t2"], t3))
             await asyncio.sleep(spacing_s)
         self.clock = best_sample(got)
+        await self.send({"type": "sync", "offset_ms": self.clock.offset_ms,
+                         "delay_ms": max(0.0, self.clock.delay_ms)})
         return self.clock
 
     def server_now(self) -> float:

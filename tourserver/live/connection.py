@@ -43,7 +43,7 @@ class Connection:
     __slots__ = ("ws", "transport", "role", "subject", "name", "id", "limits", "bucket",
                  "drops", "pose", "pose_at", "ready", "pending", "pending_bytes",
                  "closing", "sent_seq", "on_close", "expiry", "close_task", "appends",
-                 "appender")
+                 "appender", "sync_delay_ms")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, role: str,
                  subject: str, name: str, limits: LiveLimits):
@@ -69,6 +69,7 @@ class Connection:
         self.close_task: asyncio.Task | None = None  # the handler waits for it before leaving
         self.appends: list[dict] = []  # durable messages from this socket, to be logged
         self.appender: asyncio.Task | None = None
+        self.sync_delay_ms: float | None = None  # the round trip of its best clock sample
 
     def queued(self) -> int:
         """Bytes waiting for this phone."""

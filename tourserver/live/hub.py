@@ -25,6 +25,7 @@ from tourserver.model.manifest import Tour
 
 log = logging.getLogger("tourserver.live")
 PEER_TTL_S = 3.0  # a process whose presence summary is older than this is forgotten
+ROSTER_MAX = 500  # attendees listed to hosts (the count is always the whole event's)
 
 
 def now_ms() -> float:
@@ -43,6 +44,7 @@ class Room:
         self._reactions: Counter[str] = Counter()  # this process's, since the last tick
         self._remote_reactions: Counter[str] = Counter()
         self._peers: dict[str, tuple[float, int, list]] = {}  # process -> (seen, count, avatars)
+        self._peer_rosters: dict[str, list] = {}  # process -> its attendees, for hosts
         self._last_presence: bytes = b""
         self._end_timer: asyncio.TimerHandle | None = None
         self._end_at: float | None = None
@@ -150,6 +152,8 @@ class Room:
             return
         data = orjson.loads(payload)
         self._peers[process_id] = (time.monotonic(), data["count"], data["avatars"])
+        if "roster" in data:
+            self._peer_rosters[process_id] = data["roster"]
         for emoji, n in data.get("reactions", {}).items():
             self._remote_reactions[emoji] += n
 
@@ -175,7 +179,12 @@ class Room:
                 summary: dict = {"count": len(self.conns), "avatars": local}
                 if tick % every == 0 and self._reactions:
                     summary["reactions"] = dict(self._reactions)
+                roster_tick = tick % max(1, round(limits.presence_hz)) == 0  # once a second
+                if roster_tick:
+                    summary["roster"] = self._roster()
                 await self.hub.broker.publish_ephemeral(self.event.id, orjson.dumps(summary))
+                if roster_tick:
+                    self._send_roster(summary["roster"])
                 fresh = time.monotonic() - PEER_TTL_S
                 avatars = list(local)
                 for pid, (seen, _, theirs) in self._peers.items():
@@ -197,6 +206,32 @@ class Room:
                 raise
             except Exception:
                 log.exception("presence tick failed for an event")
+
+    def _roster(self) -> list[dict]:
+        """This process's attendees and viewers, for the hosts: who, and how well their
+        clock is synced (what they reported)."""
+        return [{"id": c.subject, "name": c.name, "role": c.role, "conn": c.id,
+                 "delay_ms": c.sync_delay_ms}
+                for c in list(self.conns.values())[:ROSTER_MAX] if c.role != "host"]
+
+    def _send_roster(self, local: list[dict]) -> None:
+        hosts = [c for c in self.conns.values() if c.role == "host"]
+        if not hosts:
+            return
+        fresh = time.monotonic() - PEER_TTL_S
+        attendees = list(local)
+        for pid, roster in self._peer_rosters.items():
+            seen = self._peers.get(pid, (0.0,))[0]
+            if seen >= fresh and pid != self.hub.broker.process_id:
+                attendees.extend(roster)
+        muted = self.state.muted
+        for a in attendees:
+            a["muted"] = a["id"] in muted
+        frame = text_frame(orjson.dumps({
+            "type": "roster", "count": self.present(), "attendees": attendees[:ROSTER_MAX],
+            "truncated": len(attendees) > ROSTER_MAX}))
+        for conn in hosts:
+            conn.send_ephemeral(frame)
 
     def _broadcast_ephemeral(self, frame: bytes) -> None:
         for conn in list(self.conns.values()):

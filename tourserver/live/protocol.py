@@ -25,9 +25,9 @@ MODERATION = ("mute", "unmute", "kick", "end")
 
 # Which roles may send which message types.
 ALLOWED: dict[str, frozenset[str]] = {
-    "host": frozenset({"time", "cue", "chat", "moderate", "presence", "react"}),
-    "attendee": frozenset({"time", "presence", "react", "chat"}),
-    "viewer": frozenset({"time", "react"}),
+    "host": frozenset({"time", "sync", "cue", "chat", "moderate", "presence", "react"}),
+    "attendee": frozenset({"time", "sync", "presence", "react", "chat"}),
+    "viewer": frozenset({"time", "sync", "react"}),
 }
 KNOWN_TYPES = frozenset().union(*ALLOWED.values())
 

@@ -202,6 +202,8 @@ async def _handle(service: LiveService, room: Room, conn: Connection, kind: str,
     if kind == "time":
         t0 = protocol.number(msg, "t0")
         conn.send_json({"type": "time", "t0": t0, "t1": received, "t2": now_ms()})
+    elif kind == "sync":  # the client's clock sync result, shown to hosts in the roster
+        conn.sync_delay_ms = round(protocol.number(msg, "delay_ms", low=0, high=60_000), 2)
     elif kind == "presence":
         conn.pose = protocol.pose(msg)
         conn.pose_at = time.monotonic()

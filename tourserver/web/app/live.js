@@ -78,6 +78,8 @@ export class LiveConnection extends EventTarget {
       const best = got.reduce((a, b) => (b.delay < a.delay ? b : a));
       this.offset = best.offset;
       this.delay = best.delay;
+      // Hosts see each attendee's sync quality in their roster.
+      this.send({ type: "sync", offset_ms: best.offset, delay_ms: Math.max(0, best.delay) });
       this.dispatchEvent(new CustomEvent("clock", { detail: best }));
     }
   }
