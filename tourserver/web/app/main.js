@@ -3,10 +3,11 @@ import { applyStrings, setupSettings, t } from "./i18n.js";
 import { esc } from "./api.js";
 
 const VIEWS = [
-  [/^#?\/?$/, () => import("./view-tours.js"), () => []],
+  [/^#?\/?$/, () => import("./view-tours.js")],
   [/^#\/tour\/([^/]+)$/, () => import("./view-tour.js")],
   [/^#\/stop\/([^/]+)\/([^/]+)$/, () => import("./view-stop.js")],
   [/^#\/event\/([^/]+)$/, () => import("./view-event.js")],
+  [/^#\/near$/, () => import("./view-near.js")],
 ];
 
 let current = null; // the mounted view's cleanup
