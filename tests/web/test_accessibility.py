@@ -34,6 +34,7 @@ def test_no_serious_accessibility_violations(web_server, browser, theme, tmp_pat
         found = {}
         for name, path, ready in SCREENS:
             page.goto(web_server.base + path.format(event=event["id"]))
+            page.reload()  # a hash change alone would not re-read the saved theme
             page.wait_for_selector(ready)
             page.wait_for_timeout(300)
             assert page.evaluate("() => document.documentElement.dataset.theme") == theme

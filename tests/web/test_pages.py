@@ -14,7 +14,7 @@ def test_tour_list_and_host_console_load_cleanly(web_server, open_page):
     page.click("#theme-toggle")
     assert page.evaluate("document.documentElement.dataset.theme") == "light"
     page.select_option("#lang-select", "zh-Hans")
-    page.wait_for_function("() => document.querySelector('main h1').textContent === '游览路线'")
+    page.wait_for_function("() => document.querySelector('main h1')?.textContent === '游览路线'")
     assert "小游" in page.inner_text("main")  # the tour's own title in that language
     host, host_errors = open_page(web_server.base + "/host")
     host.wait_for_load_state("networkidle")
