@@ -1,7 +1,7 @@
 // The "download for offline" control of a tour page: shows the pack's size first, asks the
 // service worker to cache every file of it (and the app), and shows progress.
 import { esc, getJSON } from "./api.js";
-import { t } from "./i18n.js";
+import { t, uiLanguage } from "./i18n.js";
 
 const MB = 1024 * 1024;
 
@@ -21,7 +21,10 @@ function appFiles() {
       "build/three.core.js"]
       .map((f) => imports.find((u) => u.includes("/three@")).replace(/build\/three\.module\.js$/, f))
     : [];
-  return [...files, ...modules, ...imports.filter((u) => !u.endsWith("/")), ...addons];
+  // The tour list the pages read first (in both forms the app asks for).
+  const listings = ["/v1/tours", `/v1/tours?lang=${encodeURIComponent(uiLanguage())}`];
+  return [...files, ...modules, ...imports.filter((u) => !u.endsWith("/")), ...addons,
+    ...listings];
 }
 
 export async function mountDownload(container, tourId, lang) {

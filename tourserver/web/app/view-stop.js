@@ -75,7 +75,11 @@ export async function mount(main, tourId, stopId) {
     status.textContent = t("scene.loading");
     info.textContent = "";
     try {
-      const mounted = await mountScene(box, sceneRef.id, { signal: load.signal });
+      // A downloaded tour plays its downloaded tier (it is what works without a signal),
+      // unless the tourist asked for low data.
+      const offlineTier = localStorage.getItem("lowData") === "1" ? undefined
+        : localStorage.getItem(`offline-tier:${tourId}`) || undefined;
+      const mounted = await mountScene(box, sceneRef.id, { signal: load.signal, tier: offlineTier });
       if (gone || load.signal.aborted) { mounted.dispose(); return; }
       scene = mounted;
       scene.canvas.setAttribute("aria-label", t("scene.label", { title: pick(sceneRef.title) }));

@@ -2,6 +2,7 @@
 // drawn locally (no map tiles, nothing leaves the server), when the city lights are on, and
 // the live events planned on it.
 import { esc, getJSON } from "./api.js";
+import { mountDownload } from "./offline.js";
 import { t, uiLanguage } from "./i18n.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -236,8 +237,14 @@ export async function mount(main, tourId) {
       <section id="tour-route" aria-labelledby="route-h"><h2 id="route-h">${esc(t("route"))}</h2></section>
     </div>
     <section id="tour-events" aria-labelledby="events-h"><h2 id="events-h">${esc(t("events"))}</h2>
-      <p class="muted">${esc(t("loading"))}</p></section>`;
+      <p class="muted">${esc(t("loading"))}</p></section>
+    <section aria-labelledby="offline-h"><h2 id="offline-h">${esc(t("offline.title"))}</h2>
+      <div id="tour-offline"></div></section>`;
   main.querySelector("#tour-route").append(routeSvg(tour));
+  mountDownload(main.querySelector("#tour-offline"), tour.id, tour.language || tour.default_language)
+    .catch((err) => {
+      main.querySelector("#tour-offline").textContent = t("error", { message: err.message });
+    });
 
   const lights = main.querySelector("#tour-lights");
   const showLights = () => {
