@@ -8,6 +8,7 @@
 import { esc, getJSON, postJSON } from "./api.js";
 import { announce, t, uiLanguage } from "./i18n.js";
 import { LiveConnection } from "./live.js";
+import { mountScene } from "./scene.js";
 import { loadTour, pick } from "./view-tour.js";
 
 // The reactions the server accepts (tourserver/live/protocol.py REACTIONS): compared
@@ -91,6 +92,7 @@ export async function mount(main, eventId) {
     <div id="stage" class="stage" role="img" data-applied-seq="" data-color="">
       <span id="stage-scene" class="stage-scene"></span>
     </div>
+    <div id="event-scene" class="event-scene"></div>
     <p id="narration" class="row" aria-live="polite"></p>
     <section aria-labelledby="react-h"><h2 id="react-h">${esc(t("react"))}</h2>
       <div class="row reactions" id="react-buttons">${REACTIONS.map((e) => `
@@ -155,11 +157,34 @@ export async function mount(main, eventId) {
     stage.style.setProperty("--stage-period", `${safe}ms`);
     for (const p of PATTERNS) stage.classList.toggle(`stage--${p}`, lights.pattern === p);
     stage.setAttribute("aria-label", `${t("stage")}: ${t("cue.lights", { color: lights.color })}`);
+    view3d?.setLights(lights);
+  }
+
+  // The event's 3D scene: the one the host shows, lit as the cues say, on the shared clock.
+  let view3d = null;
+  let view3dId = null;
+  async function mount3d(sceneId) {
+    if (sceneId === view3dId) return;
+    view3dId = sceneId;
+    view3d?.dispose();
+    view3d = null;
+    const box = $("#event-scene");
+    if (!sceneId || !box) return;
+    try {
+      const mounted = await mountScene(box, sceneId, { now: () => connection?.serverNow() ?? Date.now() });
+      if (ended || view3dId !== sceneId) { mounted.dispose(); return; }
+      view3d = mounted;
+      view3d.canvas.dataset.scene = sceneId;
+      view3d.setLights(lights);
+    } catch (err) {
+      box.textContent = t("error", { message: err.message });
+    }
   }
 
   function showScene(scene) {
     $("#stage-scene").textContent = scene ? t("scene", { scene }) : "";
     stage.dataset.scene = scene || "";
+    mount3d(scene || null);
   }
 
   function showStop(stopId) {
@@ -400,6 +425,7 @@ export async function mount(main, eventId) {
     timers.clear();
     pending.clear();
     audio?.pause();
+    view3d?.dispose();
     connection.close();
   };
 }
