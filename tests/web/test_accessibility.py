@@ -9,22 +9,33 @@ import json
 import os
 
 import pytest
+from live_support import LiveServer, private_data
 from support import REPO
 
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 SCREENS = [
     ("tours", "/#/", "main .card"),
-    ("tour", "/#/tour/mini", "main svg"),
-    ("stop", "/#/stop/mini/mini-a", "main h1"),
+    ("tour", "/#/tour/chongqing-night", "main svg"),
+    ("stop", "/#/stop/chongqing-night/jiefangbei", "main canvas[data-triangles]"),
     ("near", "/#/near", "#near-start"),
     ("event", "/#/event/{event}", "main h1"),
     ("host", "/host", "main"),
 ]
 
 
+@pytest.fixture(scope="module")
+def demo_server(demo_data, tmp_path_factory):
+    """The bundled Chongqing tour: real scenes, narration and route."""
+    server = LiveServer(private_data(demo_data, tmp_path_factory.mktemp("a11y")), REPO)
+    yield server
+    server.stop()
+
+
 @pytest.mark.parametrize("theme", ["dark", "light"])
-def test_no_serious_accessibility_violations(web_server, browser, theme, tmp_path):
-    event = web_server.create_event(title="Axe check")
+def test_no_serious_accessibility_violations(demo_server, browser, theme, tmp_path):
+    web_server = demo_server
+    event = web_server.create_event(title="Hongya Cave lights", tour="chongqing-night",
+                                    stop="hongya-cave")
     # axe is injected as a script: this context alone lifts the page's CSP to allow it.
     context = browser.new_context(bypass_csp=True, viewport={"width": 390, "height": 844})
     try:

@@ -175,6 +175,7 @@ export async function mount(main, eventId) {
       if (ended || view3dId !== sceneId) { mounted.dispose(); return; }
       view3d = mounted;
       view3d.canvas.dataset.scene = sceneId;
+      view3d.canvas.setAttribute("aria-label", t("scene", { scene: sceneId }));
       view3d.setLights(lights);
     } catch (err) {
       box.textContent = t("error", { message: err.message });
