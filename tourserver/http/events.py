@@ -42,7 +42,10 @@ async def list_events(request: web.Request) -> web.Response:
     upcoming = request.query.get("upcoming", "0")
     if upcoming not in ("0", "1"):
         raise InvalidRequest("upcoming must be 0 or 1", field="upcoming")
-    events = await request.app[LIVE].list_events(tour, upcoming == "1")
+    live = request.app[LIVE]
+    if "Authorization" in request.headers:  # a console checking its key: say if it is bad
+        live.host_key(request.headers["Authorization"])
+    events = await live.list_events(tour, upcoming == "1")
     return json_response(request, {"events": events}, cache=NO_STORE)
 
 

@@ -206,10 +206,8 @@ class SignIn extends View {
     };
     // The shape is checked here, so a mistyped or truncated key is caught at once.
     if (!KEY_PATTERN.test(key)) return fail(t("host.key.malformed"));
-    // Then the events API is tried with it. GET /v1/events is a public read today, so this
-    // proves the server and its live events answer (503 if they are unavailable) and would
-    // catch a refusal; an unknown or revoked key is refused by the server on the first
-    // create (401), and that message is shown there.
+    // Then the server checks it: GET /v1/events with the key answers 401 for an unknown or
+    // revoked key, 403 for a creator key, 503 if live events are unavailable.
     try {
       await getJSON("/v1/events", {
         headers: { Accept: "application/json", Authorization: `Bearer ${key}` },
