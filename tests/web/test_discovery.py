@@ -47,3 +47,19 @@ def test_without_permission_the_tourist_is_told_what_to_do(web_server, browser):
         assert page.get_attribute("a[href='#/']", "href") == "#/"
     finally:
         context.close()
+
+
+def test_printable_stop_qr_codes_open_each_stop(web_server, open_page):
+    """Without location, a tourist scans the code put up at a stop: the tour page links a
+    printable sheet with one QR code per stop, each for that stop's page."""
+    page, errors = open_page(web_server.base + "/#/tour/mini")
+    page.click("#tour-codes")
+    page.wait_for_selector(".codes img")
+    urls = page.eval_on_selector_all(".codes img", "imgs => imgs.map(i => i.dataset.url)")
+    assert urls == [f"{web_server.base}/#/stop/mini/mini-a",
+                    f"{web_server.base}/#/stop/mini/mini-b"]
+    sizes = page.eval_on_selector_all(".codes img", "imgs => imgs.map(i => i.naturalWidth)")
+    assert all(s > 100 for s in sizes)  # a real code, big enough to print and scan
+    page.goto(urls[1])
+    page.wait_for_function("() => document.querySelector('main h1')?.textContent === 'B'")
+    assert not errors.messages, errors.messages

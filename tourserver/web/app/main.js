@@ -5,6 +5,7 @@ import { esc } from "./api.js";
 const VIEWS = [
   [/^#?\/?$/, () => import("./view-tours.js")],
   [/^#\/tour\/([^/]+)$/, () => import("./view-tour.js")],
+  [/^#\/tour\/([^/]+)\/codes$/, () => import("./view-codes.js")],
   [/^#\/stop\/([^/]+)\/([^/]+)$/, () => import("./view-stop.js")],
   [/^#\/event\/([^/]+)$/, () => import("./view-event.js")],
   [/^#\/near$/, () => import("./view-near.js")],

@@ -235,6 +235,7 @@ export async function mount(main, tourId) {
           <li><a href="${stopHref(tour.id, stop.id)}">${esc(pick(stop.title, lang))}</a></li>`).join("")}</ol>
       </section>
       <section id="tour-route" aria-labelledby="route-h"><h2 id="route-h">${esc(t("route"))}</h2></section>
+      <p><a id="tour-codes" href="#/tour/${encodeURIComponent(tour.id)}/codes">${esc(t("codes.link"))}</a></p>
     </div>
     <section id="tour-events" aria-labelledby="events-h"><h2 id="events-h">${esc(t("events"))}</h2>
       <p class="muted">${esc(t("loading"))}</p></section>
