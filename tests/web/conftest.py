@@ -15,6 +15,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     # WebGL on the CPU (SwiftShader): the scene really renders with no GPU.
     "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist",
+    # A fake camera (a test pattern) for the location-and-compass AR view.
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
 ]
 
 

@@ -68,6 +68,9 @@ class WebFiles:
         for entry in root.joinpath("app").iterdir():
             if entry.is_file() and Path(entry.name).suffix in SERVED_TYPES:
                 self.app[entry.name] = _static(entry.read_bytes(), entry.name)
+        # The list of the app's files, so the offline download caches every one of them.
+        names = json.dumps(sorted(self.app)).encode()
+        self.app["files.json"] = _static(names, "files.json")
         self.service_worker = _static(root.joinpath("sw.js").read_bytes(), "sw.js")
         self.pages = {name: self._page(root.joinpath(f"{name}.html").read_text())
                       for name in ("index", "host")}

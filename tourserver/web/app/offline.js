@@ -6,14 +6,12 @@ import { t, uiLanguage } from "./i18n.js";
 const MB = 1024 * 1024;
 
 // The app's own files and the libraries its pages import, for the offline cache.
-function appFiles() {
+function appFiles(names) {
   const files = ["/", ...[...document.querySelectorAll("script[src], link[rel=stylesheet]")]
     .map((el) => new URL(el.src || el.href).pathname)];
   const map = document.querySelector('script[type="importmap"]');
   const imports = map ? Object.values(JSON.parse(map.textContent).imports) : [];
-  const modules = ["main.js", "api.js", "i18n.js", "live.js", "view-tours.js", "view-tour.js",
-    "view-stop.js", "view-event.js", "view-near.js", "geofence.js", "scene.js", "narration.js",
-    "offline.js"].map((f) => `/app/${f}`);
+  const modules = names.map((f) => `/app/${f}`);
   const addons = imports.some((u) => u.includes("/three@"))
     ? ["examples/jsm/loaders/GLTFLoader.js", "examples/jsm/libs/meshopt_decoder.module.js",
       "examples/jsm/controls/OrbitControls.js", "examples/jsm/utils/BufferGeometryUtils.js",
@@ -65,6 +63,7 @@ export async function mountDownload(container, tourId, lang) {
         navigator.serviceWorker.removeEventListener("message", onMessage);
       }
     });
-    worker.postMessage({ type: "download", tour: tourId, lang, appFiles: appFiles() });
+    const names = await getJSON("/app/files.json"); // every module, whatever the views import
+    worker.postMessage({ type: "download", tour: tourId, lang, appFiles: appFiles(names) });
   });
 }

@@ -260,7 +260,7 @@ export async function mountScene(container, sceneId,
     const delta = (time - last) / 1000;
     last = time;
     if (lights.pattern !== "steady" && lights.pattern !== "off") applyLights();
-    if (!renderer.xr.isPresenting && controls.update(delta)) dirty = true;
+    if (!renderer.xr.isPresenting && !geo && controls.update(delta)) dirty = true;
     if (!dirty && !renderer.xr.isPresenting) return; // nothing moved: save the battery
     dirty = false;
     renderer.render(scene, camera);
@@ -294,6 +294,59 @@ export async function mountScene(container, sceneId,
     return session;
   };
 
+  // Without WebXR: the scene placed at its GeoPose from the phone's location and compass,
+  // drawn over the camera image. The world frame here is x east, y up, z south (-z north),
+  // which is also the frame of absolute device-orientation angles, so no extra turn.
+  let geo = null;
+  const enterGeoAR = ({ quaternion }) => {
+    geo = { near: camera.near, far: camera.far };
+    controls.enabled = false;
+    renderer.setClearColor(CLEAR_COLOR, 0);
+    // The GeoPose orientation is in East-North-Up; the same rotation in x-east, y-up, z-south.
+    root.quaternion.set(quaternion.x, quaternion.z, -quaternion.y, quaternion.w);
+    camera.near = 0.1;
+    camera.far = 20000;
+    camera.updateProjectionMatrix();
+    const euler = new THREE.Euler();
+    const tilt = new THREE.Quaternion(-Math.SQRT1_2, 0, 0, Math.SQRT1_2); // the screen faces out
+    const screen = new THREE.Quaternion();
+    const zee = new THREE.Vector3(0, 0, 1);
+    dirty = true;
+    return {
+      // The phone's offset from the anchor, metres east, north and up (eye height).
+      setPosition(east, north, up) {
+        camera.position.set(east, up, -north);
+        Object.assign(canvas.dataset, { geoEast: east.toFixed(1), geoNorth: north.toFixed(1) });
+        dirty = true;
+      },
+      // Absolute device orientation in degrees (alpha 0 = north), and the screen's angle.
+      setOrientation(alpha, beta, gamma, screenAngle = 0) {
+        const rad = Math.PI / 180;
+        euler.set(beta * rad, alpha * rad, -gamma * rad, "YXZ");
+        camera.quaternion.setFromEuler(euler).multiply(tilt)
+          .multiply(screen.setFromAxisAngle(zee, -screenAngle * rad));
+        canvas.dataset.geoHeading = String(Math.round((360 - alpha) % 360));
+        dirty = true;
+      },
+      exit() {
+        camera.near = geo.near;
+        camera.far = geo.far;
+        camera.updateProjectionMatrix();
+        geo = null;
+        controls.enabled = true;
+        root.quaternion.identity();
+        renderer.setClearColor(CLEAR_COLOR, 1);
+        camera.position.copy(home);
+        controls.target.copy(center);
+        delete canvas.dataset.geoEast;
+        delete canvas.dataset.geoNorth;
+        delete canvas.dataset.geoHeading;
+        resize();
+        dirty = true;
+      },
+    };
+  };
+
   const setAutoRotate = (on) => {
     controls.autoRotate = on;
     if (on) { // a full turn around the scene's centre, from the framed viewpoint
@@ -311,6 +364,7 @@ export async function mountScene(container, sceneId,
     },
     setAutoRotate,
     enterAR,
+    enterGeoAR,
     dispose() {
       if (disposed) return;
       disposed = true;

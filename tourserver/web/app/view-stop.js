@@ -3,6 +3,7 @@
 import { ApiError, esc, getJSON } from "./api.js";
 import { t, uiLanguage } from "./i18n.js";
 import { mountNarration } from "./narration.js";
+import { startGeoAR } from "./geoar.js";
 import { mountScene } from "./scene.js";
 
 // Localized texts are {lang: text}: the interface language, else the first given.
@@ -55,6 +56,7 @@ export async function mount(main, tourId, stopId) {
   let sceneLoad = null; // aborts a scene still downloading
   let gone = false;
   let xrSupported = false;
+  let stopGeo = null; // ends the location-and-compass placement
 
   const box = main.querySelector(".scene-box");
   const status = main.querySelector(".scene-status");
@@ -66,6 +68,9 @@ export async function mount(main, tourId, stopId) {
   const arOverlay = main.querySelector(".ar-overlay");
 
   async function showScene() {
+    stopGeo?.();
+    stopGeo = null;
+    if (viewAR) viewAR.textContent = t("ar.view");
     sceneLoad?.abort();
     scene?.dispose();
     scene = null;
@@ -118,9 +123,23 @@ export async function mount(main, tourId, stopId) {
     Promise.resolve(navigator.xr?.isSessionSupported?.("immersive-ar"))
       .then((yes) => { xrSupported = yes === true; }, () => { xrSupported = false; });
     viewAR.addEventListener("click", async () => {
-      if (!xrSupported || !scene) {
-        arNote.textContent = t("ar.unavailable"); // re-set so it is announced again
-        arNote.hidden = false;
+      if (!scene) return;
+      if (!xrSupported) {
+        // No WebXR: place the scene by location and compass instead, and say how well.
+        if (stopGeo) {
+          stopGeo();
+          stopGeo = null;
+          viewAR.textContent = t("ar.view");
+          arNote.hidden = true;
+          return;
+        }
+        const geopose = sceneRef.anchor?.geopose ?? stop.anchor?.geopose;
+        if (!geopose) return;
+        viewAR.textContent = t("ar.exit");
+        stopGeo = await startGeoAR(box, scene, geopose, (key, vars) => {
+          arNote.textContent = `${t(key, vars)} ${t("geoar.note")}`;
+          arNote.hidden = false;
+        });
         return;
       }
       try {
@@ -169,6 +188,7 @@ export async function mount(main, tourId, stopId) {
 
   return () => {
     gone = true;
+    stopGeo?.();
     sceneLoad?.abort();
     scene?.dispose(); // ends an AR session too
     narration?.dispose();
