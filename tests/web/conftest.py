@@ -49,6 +49,15 @@ def web_server(mini_built, tmp_path_factory) -> Iterator[LiveServer]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def demo_server(demo_data, tmp_path_factory) -> Iterator[LiveServer]:
+    """A real server on the bundled Chongqing tour: real scenes (lit windows, WebP textures,
+    meshopt), narration audio and route. Content root: the repository."""
+    server = LiveServer(private_data(demo_data, tmp_path_factory.mktemp("demo-web")), REPO)
+    yield server
+    server.stop()
+
+
 class PageErrors:
     """Console errors and uncaught exceptions of a page: a test fails on any."""
 

@@ -9,7 +9,6 @@ import json
 import os
 
 import pytest
-from live_support import LiveServer, private_data
 from support import REPO
 
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
@@ -21,14 +20,6 @@ SCREENS = [
     ("event", "/#/event/{event}", "main h1"),
     ("host", "/host", "main"),
 ]
-
-
-@pytest.fixture(scope="module")
-def demo_server(demo_data, tmp_path_factory):
-    """The bundled Chongqing tour: real scenes, narration and route."""
-    server = LiveServer(private_data(demo_data, tmp_path_factory.mktemp("a11y")), REPO)
-    yield server
-    server.stop()
 
 
 @pytest.mark.parametrize("theme", ["dark", "light"])

@@ -9,19 +9,9 @@ import io
 import math
 
 import numpy as np
-import pytest
-from live_support import LiveServer, private_data
 from PIL import Image
-from support import REPO
 
 TOUR = "chongqing-night"
-
-
-@pytest.fixture(scope="module")
-def demo_server(demo_data, tmp_path_factory):
-    server = LiveServer(private_data(demo_data, tmp_path_factory.mktemp("geo-ar")), REPO)
-    yield server
-    server.stop()
 
 
 def drawn_pixels(page) -> int:

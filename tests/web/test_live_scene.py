@@ -7,19 +7,8 @@ import io
 import time
 
 import numpy as np
-import pytest
-from live_support import LiveServer, private_data
 from PIL import Image, ImageStat
-from support import REPO
 from test_live_event import Host, host_socket
-
-
-@pytest.fixture(scope="module")
-def demo_server(demo_data, tmp_path_factory):
-    """The bundled tour: its scenes have lit windows (emissive materials) for cues to tint."""
-    server = LiveServer(private_data(demo_data, tmp_path_factory.mktemp("live-scene")), REPO)
-    yield server
-    server.stop()
 
 
 def mean_rgb(page) -> tuple[float, float, float]:

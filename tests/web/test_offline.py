@@ -3,18 +3,7 @@ and its narration plays, from the service worker's cache."""
 
 from __future__ import annotations
 
-import pytest
-from live_support import LiveServer, private_data
-from support import REPO
-
 TOUR = "chongqing-night"
-
-
-@pytest.fixture(scope="module")
-def demo_server(demo_data, tmp_path_factory):
-    server = LiveServer(private_data(demo_data, tmp_path_factory.mktemp("offline")), REPO)
-    yield server
-    server.stop()
 
 
 def test_a_downloaded_tour_works_without_a_signal(demo_server, browser):

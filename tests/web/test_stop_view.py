@@ -10,9 +10,7 @@ import re
 
 import numpy as np
 import pytest
-from live_support import LiveServer, private_data
 from PIL import Image
-from support import REPO
 
 from tourserver.model.variants import choose_tier
 
@@ -20,14 +18,6 @@ TOUR = "chongqing-night"
 
 CANVAS_READY = ("() => Number(document.querySelector('canvas.scene-canvas')"
                 "?.dataset.triangles) > 0")
-
-
-@pytest.fixture(scope="module")
-def demo_server(demo_data, tmp_path_factory):
-    """A real server on the bundled demo tour (content root: the repository)."""
-    server = LiveServer(private_data(demo_data, tmp_path_factory.mktemp("stop-view")), REPO)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
