@@ -10,6 +10,7 @@ from tourserver.errors import InvalidRequest
 from tourserver.http.keys import LIVE
 from tourserver.http.responses import json_response
 from tourserver.live import socket as live_socket
+from tourserver.live.hub import now_ms
 
 NO_STORE = "no-store"
 
@@ -52,7 +53,7 @@ async def list_events(request: web.Request) -> web.Response:
 async def get_event(request: web.Request) -> web.Response:
     live = request.app[LIVE]
     event = await live.event(request.match_info["event_id"])
-    return json_response(request, event.to_json(_now()), cache=NO_STORE)
+    return json_response(request, event.to_json(now_ms()), cache=NO_STORE)
 
 
 async def issue_ticket(request: web.Request) -> web.Response:
@@ -117,9 +118,3 @@ def _int_query(request: web.Request, name: str) -> int | None:
     if not (value.isascii() and value.isdigit()) or len(value) > 15:
         raise InvalidRequest(f"{name} must be a non-negative integer", field=name)
     return int(value)
-
-
-def _now() -> float:
-    from tourserver.live.hub import now_ms
-
-    return now_ms()

@@ -12,31 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 from collections.abc import Callable
 
 from aiohttp import web
 
 from tourserver.live.protocol import Close, LiveLimits, dumps, text_frame
+from tourserver.live.ratelimit import TokenBucket
 
 log = logging.getLogger("tourserver.live")
-
-
-class TokenBucket:
-    __slots__ = ("capacity", "rate", "tokens", "stamp")
-
-    def __init__(self, capacity: float, rate: float):
-        self.capacity, self.rate = capacity, rate
-        self.tokens, self.stamp = capacity, time.monotonic()
-
-    def take(self, cost: float = 1.0) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= cost:
-            self.tokens -= cost
-            return True
-        return False
 
 
 class Connection:

@@ -7,8 +7,6 @@ import base64
 import hashlib
 import hmac
 import secrets
-import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,14 +17,14 @@ from tourserver.errors import (
     InvalidRequest,
     NotFound,
     ServiceUnavailable,
-    TooManyRequests,
     Unauthorized,
 )
 from tourserver.live.broker import Broker
-from tourserver.live.events import Event, parse_create
+from tourserver.live.events import Event, parse_create, rfc3339
 from tourserver.live.hub import Hub, now_ms
 from tourserver.live.local_broker import LocalBroker
 from tourserver.live.protocol import LiveLimits
+from tourserver.live.ratelimit import AddressLimiter
 from tourserver.live.tokens import Claims, Signer, TokenInvalid, load_secret
 from tourserver.store.keys import KeyStore
 
@@ -44,30 +42,6 @@ class LiveConfig:
     # Several workers each with its own SQLite broker would each number the same event's
     # messages: live events then need a shared broker, and say so.
     unavailable: str | None = None
-
-
-class AddressLimiter:
-    """A token bucket per client address, in memory only (addresses are never stored or
-    logged), bounded to the most recent `max_addresses`."""
-
-    def __init__(self, per_minute: int, max_addresses: int = 100_000):
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0
-        self.max = max_addresses
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def check(self, address: str) -> None:
-        now = time.monotonic()
-        tokens, stamp = self._buckets.pop(address, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - stamp) * self.rate)
-        if tokens < 1.0:
-            self._buckets[address] = (tokens, now)
-            raise TooManyRequests(f"too many tickets from this address; the limit is "
-                                  f"{self.capacity:g} a minute",
-                                  retry_after_s=max(1, round((1 - tokens) / self.rate)))
-        self._buckets[address] = (tokens - 1.0, now)
-        while len(self._buckets) > self.max:
-            self._buckets.popitem(last=False)
 
 
 def bearer(authorization: str | None) -> str | None:
@@ -205,7 +179,7 @@ class LiveService:
         subject = "a-" + secrets.token_hex(6)
         ticket = self.signer.sign(Claims(event.id, role, subject, expires, name.strip()))
         return {"ticket": ticket, "role": role, "id": subject,
-                "expires_at": _rfc3339(expires), "live_url": f"/v1/events/{event.id}/live"}
+                "expires_at": rfc3339(expires), "live_url": f"/v1/events/{event.id}/live"}
 
     async def end_event(self, event_id: str, authorization: str | None) -> dict:
         event = await self.event(event_id)
@@ -241,9 +215,3 @@ class LiveService:
                 return
             yield b"\n".join(page) + b"\n"
             after = orjson.loads(page[-1])["seq"]  # by seq: a trimmed log has no seq 1
-
-
-def _rfc3339(ms: float) -> str:
-    from tourserver.live.events import rfc3339
-
-    return rfc3339(ms)

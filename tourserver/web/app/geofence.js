@@ -10,7 +10,7 @@ export function distanceM(lat1, lon1, lat2, lon2) {
   const dLon = (lon2 - lon1) * rad;
   const a = Math.sin(dLat / 2) ** 2
     + Math.cos(lat1 * rad) * Math.cos(lat2 * rad) * Math.sin(dLon / 2) ** 2;
-  return 2 * EARTH_RADIUS_M * Math.asin(Math.sqrt(a));
+  return 2 * EARTH_RADIUS_M * Math.asin(Math.min(1, Math.sqrt(a)));
 }
 
 export class Geofence {

@@ -3,7 +3,7 @@
 // public API and the live protocol (docs/live-protocol.md), exactly as any other client would.
 import qrcode from "qrcode-generator";
 import { ApiError, esc, getJSON, postJSON } from "./api.js";
-import { announce, setupSettings, t, uiLanguage } from "./i18n.js";
+import { announce, pick, setupSettings, t, uiLanguage } from "./i18n.js";
 import { LiveConnection } from "./live.js";
 
 const main = document.getElementById("main");
@@ -62,13 +62,6 @@ function when(iso) {
 
 function fmtMs(x) {
   return Math.abs(x) < 10 ? x.toFixed(1) : String(Math.round(x));
-}
-
-// Localized texts are {lang: text}: the interface language, else the first one given.
-function pick(m) {
-  if (typeof m === "string") return m;
-  const lang = uiLanguage();
-  return m?.[lang] ?? m?.[lang.split("-")[0]] ?? Object.values(m || {})[0] ?? "";
 }
 
 function errorText(err) {

@@ -284,6 +284,13 @@ export function uiLanguage() {
     ? "zh-Hans" : "en";
 }
 
+// Localized texts are {lang: text}: the language asked for, its base language, else the
+// first given. A plain string (a document already in one language) is itself.
+export function pick(texts, lang = uiLanguage()) {
+  if (typeof texts === "string") return texts;
+  return texts?.[lang] ?? texts?.[lang.split("-")[0]] ?? Object.values(texts || {})[0] ?? "";
+}
+
 export function t(key, vars = {}) {
   const table = STRINGS[uiLanguage()] || STRINGS.en;
   const text = table[key] ?? STRINGS.en[key] ?? key;

@@ -2,8 +2,8 @@
 // gives no location permission scans one with the phone's camera and lands on the stop.
 import qrcode from "qrcode-generator";
 import { esc } from "./api.js";
-import { t, uiLanguage } from "./i18n.js";
-import { loadTour, pick } from "./view-tour.js";
+import { pick, t, uiLanguage } from "./i18n.js";
+import { loadTour } from "./view-tour.js";
 
 export async function mount(main, tourId) {
   const lang = uiLanguage();

@@ -6,10 +6,10 @@
 // from_seq) and the seqs already applied are kept in localStorage under the event's id, so
 // a reloaded or reopened tab resumes where it left off instead of starting over.
 import { esc, getJSON, postJSON } from "./api.js";
-import { announce, t, uiLanguage } from "./i18n.js";
+import { announce, pick, t, uiLanguage } from "./i18n.js";
 import { LiveConnection } from "./live.js";
 import { mountScene } from "./scene.js";
-import { loadTour, pick } from "./view-tour.js";
+import { loadTour } from "./view-tour.js";
 
 // The reactions the server accepts (tourserver/live/protocol.py REACTIONS): compared
 // exactly, so "❤️" keeps its U+FE0F.

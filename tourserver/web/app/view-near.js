@@ -3,7 +3,7 @@
 import { latLngToCell } from "h3-js";
 import { esc, getJSON } from "./api.js";
 import { Geofence } from "./geofence.js";
-import { announce, t, uiLanguage } from "./i18n.js";
+import { announce, pick, t, uiLanguage } from "./i18n.js";
 
 const RESOLUTION = 8;
 
@@ -22,7 +22,7 @@ export async function mount(main) {
   const cells = new Set();
   let watch = null;
   const lang = uiLanguage();
-  const title = (m) => m?.[lang] ?? m?.[lang.split("-")[0]] ?? Object.values(m || {})[0] ?? "";
+  const title = (texts) => pick(texts, lang);
 
   const render = () => {
     list.innerHTML = fence.nearest().map(({ stop, distance, inside }) => `

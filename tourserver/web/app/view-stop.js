@@ -1,16 +1,10 @@
 // One stop of a tour: its 3D scene (with a low-data mode, a 360° view for remote visitors
 // and AR where the device really offers it), and its narration with captions.
 import { ApiError, esc, getJSON } from "./api.js";
-import { t, uiLanguage } from "./i18n.js";
+import { pick as pickText, t, uiLanguage } from "./i18n.js";
 import { mountNarration } from "./narration.js";
 import { startGeoAR } from "./geoar.js";
 import { mountScene } from "./scene.js";
-
-// Localized texts are {lang: text}: the interface language, else the first given.
-function picker(lang) {
-  return (m) => (typeof m === "string" ? m
-    : m?.[lang] ?? m?.[lang.split("-")[0]] ?? Object.values(m || {})[0] ?? "");
-}
 
 function lowDataSetting() {
   try { return localStorage.getItem("lowData") === "1"; } catch { return false; }
@@ -18,7 +12,7 @@ function lowDataSetting() {
 
 export async function mount(main, tourId, stopId) {
   const ui = uiLanguage();
-  const pick = picker(ui);
+  const pick = (texts) => pickText(texts, ui);
   const tourUrl = `/v1/tours/${encodeURIComponent(tourId)}`;
   // The tour in the interface language if it offers it (400 names the ones it does), else
   // the whole document in every language.

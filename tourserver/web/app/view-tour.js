@@ -3,17 +3,12 @@
 // the live events planned on it.
 import { esc, getJSON } from "./api.js";
 import { mountDownload } from "./offline.js";
-import { t, uiLanguage } from "./i18n.js";
+import { pick, t, uiLanguage } from "./i18n.js";
+import { distanceM } from "./geofence.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 const WEEK = 7 * 1440; // minutes
-
-// Localized texts are {lang: text}: the language asked for, its base language, else the first.
-export function pick(texts, lang = uiLanguage()) {
-  if (typeof texts === "string") return texts;
-  return texts?.[lang] ?? texts?.[lang.split("-")[0]] ?? Object.values(texts || {})[0] ?? "";
-}
 
 // Does a tour offering `offered` languages answer `?lang=want`? The server's lookup is
 // BCP-47: "zh-Hans" finds "zh" and "zh" finds "zh-Hans".
@@ -40,14 +35,6 @@ export async function loadTour(tourId, lang = uiLanguage()) {
   return getJSON(entry && offers(entry.languages, lang) ? `${base}?lang=${encodeURIComponent(lang)}` : base);
 }
 
-// Great-circle distance in metres (haversine, spherical Earth of mean radius).
-export function haversine([lon1, lat1], [lon2, lat2]) {
-  const rad = Math.PI / 180;
-  const a = Math.sin(((lat2 - lat1) * rad) / 2) ** 2
-    + Math.cos(lat1 * rad) * Math.cos(lat2 * rad) * Math.sin(((lon2 - lon1) * rad) / 2) ** 2;
-  return 2 * 6371008.8 * Math.asin(Math.min(1, Math.sqrt(a)));
-}
-
 // The route's lines of [lon, lat] points (GeoJSON LineString, or MultiLineString).
 function routeLines(tour) {
   const route = tour.route;
@@ -61,7 +48,7 @@ function routeLines(tour) {
 export function estimates(tour) {
   let metres = 0;
   for (const line of routeLines(tour)) {
-    for (let i = 1; i < line.length; i++) metres += haversine(line[i - 1], line[i]);
+    for (let i = 1; i < line.length; i++) metres += distanceM(line[i - 1][1], line[i - 1][0], line[i][1], line[i][0]);
   }
   const km = metres / 1000;
   const minutes = Math.round(((km / 4.5) * 60 + 10 * (tour.stops?.length || 0)) / 5) * 5;
