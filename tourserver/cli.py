@@ -28,7 +28,7 @@ ASSET_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl")
 
 def _print_issues(issues: list[Issue], as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"ok": not issues, "issues": [vars(i) for i in issues]},
+        print(json.dumps({"ok": not issues, "issues": [i.to_json() for i in issues]},
                          ensure_ascii=False, indent=1))
         return
     for issue in issues:
@@ -91,8 +91,8 @@ def _validate_asset(path: Path, args: argparse.Namespace) -> int:
         except ValidatorUnavailable as exc:
             khronos["reason"] = str(exc)
     if args.json:
-        print(json.dumps({"ok": not issues and not over, "issues": [vars(i) for i in issues],
-                          "over_budget": [vars(i) for i in over], "preset": args.preset,
+        print(json.dumps({"ok": not issues and not over, "issues": [i.to_json() for i in issues],
+                          "over_budget": [i.to_json() for i in over], "preset": args.preset,
                           "khronos": khronos}, ensure_ascii=False, indent=1))
     else:
         for issue in issues:

@@ -7,17 +7,39 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Issue:
-    """One problem found in an input: a stable code, where it is and why."""
+    """One problem found in an input: a stable code, where it is, why, and how to fix it.
+
+    `field` is a JSON-pointer-like path (/stops/2/anchor/lat) for tools; `stop` names the
+    stop by its id and `line` is the manifest line, for people. A "warning" does not fail
+    `validate` (unless --strict) nor the build; an "error" does."""
 
     code: str
     message: str
     file: str | None = None
-    field: str | None = None  # JSON-pointer-like path, e.g. /stops/2/anchor/lat
+    field: str | None = None
+    line: int | None = None
+    stop: str | None = None
+    hint: str | None = None
+    severity: str = "error"  # "error" or "warning"
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in vars(self).items() if v is not None}
 
     def __str__(self) -> str:
-        where = ":".join(p for p in (self.file, self.field) if p)
+        where = ":".join(p for p in (self.file, str(self.line) if self.line else None) if p)
+        parts = [where] if where else []
+        if self.stop:
+            parts.append(f"stop {self.stop!r}")
+        if self.field:
+            parts.append(self.field)
         text = f"{self.message} [{self.code}]"
-        return f"{where}: {text}" if where else text
+        if self.hint:
+            text += f" (fix: {self.hint})"
+        return ": ".join([*parts, text])
 
 
 class TourError(Exception):

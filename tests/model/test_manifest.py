@@ -100,7 +100,7 @@ def test_issue_text_names_file_field_and_reason():
     data = copy.deepcopy(MINI_TOUR)
     data["stops"][0]["anchor"]["lat"] = 95
     text = str(issues_of(data)[0])
-    assert text.startswith("tour.yaml:/stops/0/anchor/lat:") and "95" in text
+    assert text.startswith("tour.yaml: /stops/0/anchor/lat:") and "95" in text
 
 
 def test_folder_name_must_match_id():

@@ -81,7 +81,7 @@ class OptimizeReport:
             "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
             "facts": {k: (round(v, 6) if isinstance(v, float) else v)
                       for k, v in sorted(self.facts.items())},
-            "issues": [vars(i) for i in self.issues],
+            "issues": [i.to_json() for i in self.issues],
             "ok": not self.issues,
         }
 
