@@ -42,6 +42,7 @@ def tiny_glb(path: Path, subdivisions: int = 3) -> None:
     path.write_bytes(trimesh.Scene(mesh).export(file_type="glb"))
 
 
+DEMO_NARRATION = Path(__file__).resolve().parents[1] / "assets/chongqing-night/narration/en"
 VTT = "WEBVTT\n\n00:00:00.000 --> 00:00:01.500\nHello, night.\n"
 
 MINI_TOUR = {
@@ -102,9 +103,10 @@ def make_mini_root(root: Path, manifest: dict | None = None, fmt: str = "yaml") 
         tiny_glb(assets / "a.glb")
         for lang in ("en", "zh-Hans"):
             (assets / lang).mkdir(parents=True, exist_ok=True)
-            # Not real audio: the server treats audio as opaque bytes.
-            (assets / lang / "a.m4a").write_bytes(b"\0\0\0\x18ftypM4A " + bytes(64))
-            (assets / lang / "a.mp3").write_bytes(b"ID3" + bytes(64))
+            # Real audio: validate and build recognise audio by its bytes and check that
+            # the subtitles end before it does.
+            for ext in ("m4a", "mp3"):
+                shutil.copyfile(DEMO_NARRATION / f"jiefangbei.{ext}", assets / lang / f"a.{ext}")
             (assets / lang / "a.vtt").write_text(VTT)
     return root
 

@@ -19,13 +19,59 @@ def default_data_dir() -> Path:
     return base / "tourserver"
 
 
-def default_content_root() -> Path:
-    """The folder holding tours/ and assets/: the current directory if it has tours/,
-    else the source checkout this package was installed from (editable installs)."""
-    cwd = Path.cwd()
-    if (cwd / "tours").is_dir():
-        return cwd
+MANIFEST_NAMES = ("tour.yaml", "tour.yml", "tour.json")  # as ingest.tours looks for them
+
+
+def bundled_content_root() -> Path:
+    """The source checkout this package runs from: the bundled demo tours (editable installs)."""
     return Path(__file__).resolve().parents[1]
+
+
+def find_content_root(cwd: Path, bundled: bool = True) -> tuple[Path, str]:
+    """The content root (the folder holding tours/ and assets/) to use when none is given,
+    and a note saying why when that is not plainly the current folder ("" when it is).
+
+    cwd itself if it holds tours/; X when cwd is inside X/tours/ (a tour folder); the nearest
+    folder above with tours/; else the bundled demo tours, said out loud so nobody validates
+    the demo while believing they validated their own tour (or, without `bundled`, cwd
+    itself: where `tourserver new` starts a content root)."""
+    cwd = cwd.resolve()
+    if (cwd / "tours").is_dir():
+        return cwd, ""
+    for folder in (cwd, *cwd.parents):
+        if folder.name == "tours" and folder.parent != folder:
+            return folder.parent, ""
+    for folder in cwd.parents:
+        if (folder / "tours").is_dir():
+            return folder, (f"note: no tours/ folder here: using the content root {folder} "
+                            "above; pass --root DIR to choose another")
+    if not bundled:
+        return cwd, ""
+    demo = bundled_content_root()
+    if (demo / "tours").is_dir():
+        return demo, (f"note: no tours/ folder here: using the bundled demo tours at "
+                      f"{demo}; pass --root DIR for yours")
+    return cwd, ("note: no tours/ folder here or above; run from the folder that holds "
+                 "tours/ and assets/, or pass --root DIR")
+
+
+def tour_folder_root(tour_dir: Path) -> tuple[Path, str]:
+    """The content root of one tour folder: X for X/tours/<id>/. A folder outside any tours/
+    has no content root of its own; its parent is used, with a note."""
+    tour_dir = tour_dir.resolve()
+    if tour_dir.parent.name == "tours":
+        return tour_dir.parent.parent, ""
+    return tour_dir.parent, (f"note: {tour_dir} is not inside a tours/ folder: asset paths "
+                             f"are read from {tour_dir.parent}; pass --root DIR to choose")
+
+
+def is_tour_folder(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in MANIFEST_NAMES)
+
+
+def default_content_root() -> Path:
+    """The folder holding tours/ and assets/, found from the current directory."""
+    return find_content_root(Path.cwd())[0]
 
 
 def default_node_modules() -> Path:

@@ -3,13 +3,101 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
+from collections.abc import Iterable
+from pathlib import Path
 
+from tourserver.errors import Issue
 from tourserver.pipeline.report import OptimizeReport
+
+# ANSI styles, used only when use_color() says the stream is a terminal that wants them.
+BOLD, RED, YELLOW, DIM, RESET = "\033[1m", "\033[31m", "\033[33m", "\033[2m", "\033[0m"
 
 
 def use_color(stream=sys.stdout) -> bool:
+    # https://no-color.org: any value, even empty, turns colour off.
     return stream.isatty() and "NO_COLOR" not in os.environ
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def count_issues(issues: Iterable[Issue]) -> tuple[int, int]:
+    """(errors, warnings)."""
+    issues = list(issues)
+    errors = sum(1 for i in issues if i.is_error)
+    return errors, len(issues) - errors
+
+
+def display_path(file: str | None, root: Path | None) -> str:
+    """A file as a creator knows it: relative to the content root when inside it, so the
+    same tour reads the same from any working directory."""
+    if not file:
+        return "(no file)"
+    if root is not None:
+        try:
+            return Path(file).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return file
+
+
+_STOP_PREFIX = re.compile(r"^/stops/\d+(?=/|$)")
+
+
+def _where(issue: Issue) -> str:
+    """line, stop id and field: `line 12  stop mini-a  anchor/lat`. A stop named by its id
+    needs no /stops/N prefix on its field."""
+    parts = []
+    if issue.line:
+        parts.append(f"line {issue.line}")
+    field = issue.field
+    if issue.stop:
+        parts.append(f"stop {issue.stop}")
+        if field:
+            field = _STOP_PREFIX.sub("", field).lstrip("/")
+    if field:
+        parts.append(field)
+    return "  ".join(parts)
+
+
+def issues_report(issues: list[Issue], root: Path | None = None, color: bool = False) -> str:
+    """Issues grouped by file: each file once as a header, then one line per issue (label,
+    line, stop, field, message, code) and its fix on the next line. No summary line."""
+    def paint(text: str, style: str) -> str:
+        return f"{style}{text}{RESET}" if color else text
+
+    groups: dict[str, list[Issue]] = {}
+    for issue in issues:
+        groups.setdefault(display_path(issue.file, root), []).append(issue)
+    out = []
+    for file, group in groups.items():
+        out.append(paint(file, BOLD))
+        # Stable: by line where there is one, issues without a line after those with one.
+        for issue in sorted(group, key=lambda i: (i.line is None, i.line or 0)):
+            label = "error" if issue.is_error else "warning"
+            styled = paint(f"{label:<8}", RED if issue.is_error else YELLOW)
+            where = _where(issue)
+            out.append(f"  {styled} {where + ': ' if where else ''}{issue.message} "
+                       f"[{issue.code}]")
+            if issue.hint:
+                out.append(" " * 11 + paint(f"fix: {issue.hint}", DIM))
+    return "\n".join(out)
+
+
+def progress_line(done: int, total: int, label: str, width: int = 79) -> str:
+    """One line to redraw in place (with \\r): `[3/18] scene-id high`, cut to the width."""
+    text = f"[{done}/{total}] {label}"
+    return text[:width].ljust(width)
+
+
+def build_table(variants: Iterable) -> str:
+    """The variants a build made or reused: tour, scene, tier, triangles, size, new/reused."""
+    rows = [[v.tour, v.scene, v.tier, f"{v.triangles:,}", human_bytes(v.bytes),
+             "reused" if v.reused else "new"] for v in variants]
+    return table(rows, ["tour", "scene", "tier", "triangles", "size", "new/reused"])
 
 
 def human_bytes(n: float) -> str:
@@ -96,6 +184,12 @@ def inspect_report(info: dict) -> str:
                              f"{a['duration_s']} s"] for a in info["animations"]],
                            ["animation", "name", "channels", "samplers", "duration"]))
     parts.append(f"skins: {info['skins']}")
-    parts.append("extensions used: " + (", ".join(info["extensions_used"]) or "none"))
-    parts.append("extensions required: " + (", ".join(info["extensions_required"]) or "none"))
+    # Every extension the file uses, and whether a client must support it to open the file.
+    required = set(info["extensions_required"])
+    extensions = sorted(set(info["extensions_used"]) | required)
+    if extensions:
+        parts.append(table([[e, "required" if e in required else "optional"]
+                            for e in extensions], ["extension", "client support"]))
+    else:
+        parts.append("extensions: none")
     return "\n\n".join(parts)

@@ -54,7 +54,7 @@ async def test_safari_probe_and_ranges(client, catalog):
     size = len(full)
     for header, start, end in [("bytes=0-1", 0, 1), ("bytes=5-", 5, size - 1),
                                ("bytes=-10", size - 10, size - 1),
-                               ("bytes=3-100000", 3, size - 1)]:
+                               (f"bytes=3-{size + 1000}", 3, size - 1)]:
         resp = await client.get(f"/c/{name}", headers={"Range": header})
         assert resp.status == 206, header
         assert resp.headers["Content-Range"] == f"bytes {start}-{end}/{size}"

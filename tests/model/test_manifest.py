@@ -78,7 +78,7 @@ def test_route_in_gcj02_is_converted():
          "/stops/0/title"),
         (lambda d: d["lights_on"][0].update(start="25:00"), "schema", "/lights_on/0/start"),
         (lambda d: d["route"].update(type="Polygon"), "schema", "/route/type"),
-        (lambda d: d.update(extra=1), "schema", "/"),
+        (lambda d: d.update(extra=1), "unknown_field", "/extra"),
     ],
 )
 def test_each_problem_is_named_with_its_field(mutate, code, field):

@@ -132,6 +132,15 @@ def test_resizes_to_powers_of_two_keeping_formats_and_modes():
             assert validate_file(path).errors == 0
 
 
+def test_a_webp_larger_than_the_preset_is_resized_and_stays_webp():
+    rgba = np.dstack([_gradient(4096, 2048), np.full((2048, 4096), 200, np.uint8)])
+    src = _doc_with([(_encode(Image.fromarray(rgba, "RGBA"), "WEBP"), "image/webp")])
+    out, ctx = run(src, TextureResize(max_px=1024))
+    with Image.open(io.BytesIO(out.buffer_view_bytes(out.json["images"][0]["bufferView"]))) as im:
+        assert (im.format, im.mode, im.size) == ("WEBP", "RGBA", (1024, 512))
+    assert ctx.facts["texture_resize.images"] == 1
+
+
 def test_never_upsizes():
     img = Image.fromarray(_gradient(200, 120))
     out, _ = run(_doc_with([(_encode(img, "PNG"), "image/png")]), TextureResize(max_px=4096))

@@ -152,3 +152,99 @@ def test_build_and_the_optimize_command_give_the_same_bytes(mini_root, tmp_path)
                            "phone", "--quiet"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert hashlib.sha256(out.read_bytes()).hexdigest() == medium["blob"]["sha256"]
+
+
+def test_build_reports_progress_and_a_summary(mini_root, tmp_path):
+    data = tmp_path / "data"
+    steps = []
+    first = build(mini_root, data, progress=lambda *step: steps.append(step))
+    labels = [f"mini-a-scene {tier}" for tier in ("high", "medium", "low")]
+    assert steps == [(i + 1, 3, label) for i, label in enumerate(labels)]
+    assert [(v.tour, v.stop, v.scene, v.tier, v.reused) for v in first.variants] == [
+        ("mini", "mini-a", "mini-a-scene", tier, False) for tier in ("high", "medium", "low")]
+    assert all(v.triangles > 0 and v.bytes > 0 and v.source == "assets/mini/a.glb"
+               for v in first.variants)
+    body = json.loads(json.dumps(first.to_json()))
+    assert body["build_id"] == first.build_id and len(body["variants"]) == 3
+    # forced: every variant comes from the cache, and still counts as a step
+    steps.clear()
+    forced = build(mini_root, data, force=True, progress=lambda *step: steps.append(step))
+    assert [s[2] for s in steps] == labels and forced.variants_made == 0
+    assert all(v.reused for v in forced.variants)
+    # nothing changed: no work, but the summary still lists what is published
+    steps.clear()
+    same = build(mini_root, data, progress=lambda *step: steps.append(step))
+    assert not same.changed and steps == []
+    assert [(v.tier, v.bytes) for v in same.variants] == [
+        (v.tier, v.bytes) for v in first.variants]
+
+
+def test_warnings_do_not_stop_a_build_and_are_returned(mini_root, tmp_path, monkeypatch):
+    from tourserver.errors import Issue
+    from tourserver.store import build as build_module
+
+    real = build_module.load_all
+    warning = Issue("heading_missing", "no heading: the scene faces north", "tour.yaml",
+                    "/stops/1/anchor", stop="mini-b", severity="warning")
+
+    def with_warning(root):
+        loaded, issues = real(root)
+        return loaded, [*issues, warning]
+
+    monkeypatch.setattr(build_module, "load_all", with_warning)
+    result = build(mini_root, tmp_path / "data")
+    assert result.changed and result.warnings == (warning,)
+    assert result.to_json()["warnings"] == [warning.to_json()]
+    error = Issue("x_error", "broken", "tour.yaml")
+    monkeypatch.setattr(build_module, "load_all",
+                        lambda root: (real(root)[0], [warning, error]))
+    with pytest.raises(ManifestInvalid) as info:
+        build(mini_root, tmp_path / "data2")
+    assert info.value.issues == [error, warning]  # errors first
+
+
+def test_a_scene_failure_names_the_tour_stop_and_file(mini_root, tmp_path, monkeypatch):
+    from support import tiny_glb
+
+    from tourserver.errors import BuildError
+    from tourserver.ingest.gltf_io import GltfInvalid
+    from tourserver.store import build as build_module
+
+    data = tmp_path / "data"
+    first = build(mini_root, data)
+    tiny_glb(mini_root / "assets/mini/a.glb", subdivisions=2)  # a new source: not cached
+
+    def refuse(path, *args):
+        raise GltfInvalid(f"{path}#/images/0: the decoder gave up", code="image_invalid")
+
+    monkeypatch.setattr(build_module, "load_asset", refuse)
+    with pytest.raises(BuildError) as info:
+        build(mini_root, data)
+    message = info.value.message
+    assert message == ("tour 'mini', stop 'mini-a': assets/mini/a.glb#/images/0: the decoder "
+                       "gave up")
+    assert info.value.code == "image_invalid"
+    assert DataDir(data).current_build_id() == first.build_id
+
+
+def test_a_gltf_source_is_stored_as_glb_and_its_bin_is_part_of_the_fingerprint(tmp_path):
+    import copy
+
+    from support import MINI_TOUR
+    from test_build_gltf_8k_mp3 import gradient_png, write_gltf
+
+    manifest = copy.deepcopy(MINI_TOUR)
+    manifest["stops"][0]["scenes"][0]["source"] = "assets/mini/g/scene.gltf"
+    root = make_mini_root(tmp_path / "content", manifest)
+    write_gltf(root / "assets/mini/g", gradient_png(64))
+    data = tmp_path / "data"
+    first = build(root, data)
+    ref = load_published(data).tour_files["mini"]["assets/mini/g/scene.gltf"]
+    assert ref.ext == "glb"
+    assert not build(root, data).changed
+    bin_path = root / "assets/mini/g/scene.bin"
+    blob = bytearray(bin_path.read_bytes())
+    blob[4 * 3 * 4 + 4] ^= 0x01  # nudge the apex's height
+    bin_path.write_bytes(bytes(blob))
+    again = build(root, data)
+    assert again.changed and again.build_id != first.build_id and again.variants_made == 3

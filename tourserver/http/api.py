@@ -1,11 +1,14 @@
-"""JSON API handlers: parse the request, ask the catalog, serialise. Nothing else."""
+"""JSON API handlers: parse the request, ask the catalog, serialise. Nothing else.
+
+Each handler reads the catalog once (`catalog_of`) and uses that object throughout: a hot
+reload may swap the served catalog while a request runs."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from tourserver.errors import InvalidRequest
-from tourserver.http.keys import CATALOG
+from tourserver.http.keys import catalog_of
 from tourserver.http.responses import json_response
 from tourserver.model import cells
 from tourserver.model.anchors import GEOPOSE_MEDIA_TYPE
@@ -23,7 +26,7 @@ def _query(request: web.Request, name: str, max_len: int = 64) -> str | None:
 
 
 async def list_tours(request: web.Request) -> web.Response:
-    catalog = request.app[CATALOG]
+    catalog = catalog_of(request)
     lang = _query(request, "lang")
     tours = [catalog.tour_summary(t, catalog.language(t, lang) if lang else None)
              for t in catalog.tours.values()]
@@ -31,7 +34,7 @@ async def list_tours(request: web.Request) -> web.Response:
 
 
 async def get_tour(request: web.Request) -> web.Response:
-    catalog = request.app[CATALOG]
+    catalog = catalog_of(request)
     tour = catalog.tour(request.match_info["tour_id"])
     lang = catalog.language(tour, _query(request, "lang"))  # normalised: a bounded cache key
     doc = catalog.cached(("tour", tour.id, lang), lambda: catalog.tour_document(tour.id, lang))
@@ -39,14 +42,14 @@ async def get_tour(request: web.Request) -> web.Response:
 
 
 async def get_tileset(request: web.Request) -> web.Response:
-    catalog = request.app[CATALOG]
+    catalog = catalog_of(request)
     tour = catalog.tour(request.match_info["tour_id"])
     return json_response(request, catalog.cached(("tileset", tour.id),
                                                  lambda: catalog.tileset(tour.id)))
 
 
 async def get_pack(request: web.Request) -> web.Response:
-    catalog = request.app[CATALOG]
+    catalog = catalog_of(request)
     tour = catalog.tour(request.match_info["tour_id"])
     lang = catalog.language(tour, _query(request, "lang"))
     tier = _query(request, "tier")
@@ -59,21 +62,21 @@ async def get_pack(request: web.Request) -> web.Response:
 
 
 async def get_anchor(request: web.Request) -> web.Response:
-    catalog = request.app[CATALOG]
+    catalog = catalog_of(request)
     anchor_id = catalog.anchor(request.match_info["anchor_id"]).anchor.id
     return json_response(request, catalog.cached(("anchor", anchor_id),
                                                  lambda: catalog.anchor_document(anchor_id)))
 
 
 async def get_geopose(request: web.Request) -> web.Response:
-    catalog = request.app[CATALOG]
+    catalog = catalog_of(request)
     entry = catalog.anchor(request.match_info["anchor_id"])
     doc = catalog.cached(("geopose", entry.anchor.id), entry.anchor.pose.to_json)
     return json_response(request, doc, content_type=GEOPOSE_MEDIA_TYPE)
 
 
 async def get_scene(request: web.Request) -> web.Response:
-    catalog = request.app[CATALOG]
+    catalog = catalog_of(request)
     scene_id = catalog.scene(request.match_info["scene_id"]).scene.id
     return json_response(request, catalog.cached(("scene", scene_id),
                                                  lambda: catalog.scene_document(scene_id)))
@@ -81,7 +84,7 @@ async def get_scene(request: web.Request) -> web.Response:
 
 async def get_scene_glb(request: web.Request) -> web.Response:
     """Redirect to the variant that fits the client (see model.variants for the rules)."""
-    catalog = request.app[CATALOG]
+    catalog = catalog_of(request)
     entry = catalog.scene(request.match_info["scene_id"])
     tier = _query(request, "tier")
     if tier is not None and tier not in TIER_NAMES:
@@ -101,7 +104,7 @@ async def get_scene_glb(request: web.Request) -> web.Response:
 
 
 async def get_cell(request: web.Request) -> web.Response:
-    catalog = request.app[CATALOG]
+    catalog = catalog_of(request)
     try:
         cell, res = cells.parse_cell(request.match_info["cell"])
     except cells.CellError as exc:

@@ -7,9 +7,10 @@ from aiohttp import web
 from tourserver.config import Settings
 from tourserver.http import api, content, events, ops
 from tourserver.http import web as webapp
-from tourserver.http.keys import CATALOG, LIVE, METRICS, SETTINGS
+from tourserver.http.keys import CATALOG, LIVE, METRICS, RELOADER, SETTINGS
 from tourserver.http.metrics import HttpMetrics
 from tourserver.http.middleware import errors, headers, observe
+from tourserver.http.reload import Published, Reloader
 from tourserver.live.protocol import LiveLimits
 from tourserver.live.service import LiveConfig, LiveService
 from tourserver.store.catalog import Catalog
@@ -37,16 +38,35 @@ async def _stop_live(app: web.Application) -> None:
     await app[LIVE].close()  # sockets get 1001 after their queued frames
 
 
-def create_app(settings: Settings, catalog: Catalog) -> web.Application:
+async def _start_reloader(app: web.Application) -> None:
+    await app[RELOADER].start()
+
+
+async def _stop_reloader(app: web.Application) -> None:
+    await app[RELOADER].stop()
+
+
+def create_app(settings: Settings, catalog: Catalog, *,
+               reload_poll_s: float | None = None) -> web.Application:
+    """The application serving `catalog`. With `reload_poll_s` (seconds; 0: only when
+    poked, as by SIGHUP) it also swaps in the builds published to `settings.data_dir`
+    (hot reload, see http.reload); None serves `catalog` for good."""
     app = web.Application(middlewares=[observe, headers, errors],
                           client_max_size=settings.limits.max_request_bytes)
     app[SETTINGS] = settings
-    app[CATALOG] = catalog
+    published = Published(catalog)
+    app[CATALOG] = published
     app[METRICS] = HttpMetrics()
     app[webapp.WEB] = webapp.WebFiles(settings.node_modules)
-    app[LIVE] = LiveService(live_config(settings), settings.data_dir, catalog.tours)
+    live = app[LIVE] = LiveService(live_config(settings), settings.data_dir, catalog.tours)
     app.on_startup.append(_start_live)
     app.on_shutdown.append(_stop_live)
+    if reload_poll_s is not None:
+        app[RELOADER] = Reloader(published, settings.data_dir,
+                                 on_swap=lambda new: live.use_tours(new.tours),
+                                 poll_s=reload_poll_s)
+        app.on_startup.append(_start_reloader)
+        app.on_shutdown.append(_stop_reloader)
     r = app.router
     r.add_get("/", webapp.index)
     r.add_get("/host", webapp.host)

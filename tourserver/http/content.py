@@ -14,7 +14,7 @@ import re
 from aiohttp import web
 
 from tourserver.errors import NotFound, RangeNotSatisfiable
-from tourserver.http.keys import CATALOG
+from tourserver.http.keys import catalog_of
 from tourserver.http.responses import etag_matches
 from tourserver.store.catalog import Catalog
 
@@ -79,7 +79,7 @@ async def _send_file(request: web.Request, response: web.StreamResponse, path: s
 
 async def get_content(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
-    catalog: Catalog = request.app[CATALOG]
+    catalog: Catalog = catalog_of(request)  # once: a reload may swap it mid-request
     if not NAME_RE.match(name):
         raise NotFound("content names are <sha256>.<ext>", field="name")
     ref, path = catalog.blob_path(name)

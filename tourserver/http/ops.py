@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from importlib import resources
 
 from aiohttp import web
@@ -16,9 +17,14 @@ _OPENAPI = resources.files("tourserver.http").joinpath("openapi.yaml").read_byte
 
 
 async def health(request: web.Request) -> web.Response:
-    catalog = request.app[CATALOG]
+    published = request.app[CATALOG]
+    catalog = published.catalog
+    loaded_at = datetime.fromtimestamp(published.loaded_at, UTC)
     return json_response(request, {"status": "ok", "version": __version__,
                                    "build": catalog.build_id, "tours": len(catalog.tours),
+                                   "loaded_at": loaded_at.isoformat(timespec="seconds")
+                                   .replace("+00:00", "Z"),
+                                   "reloading": published.reloading,
                                    "worker": os.getpid()},
                          cache="no-store")
 

@@ -1,5 +1,6 @@
 """Running the server: one or N worker processes on one port, a request-head timeout,
-JSON errors for requests too malformed to reach a handler, and graceful shutdown."""
+JSON errors for requests too malformed to reach a handler, graceful shutdown, and SIGHUP
+to pick up a newly published build at once (each worker also watches for it, see reload)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from aiohttp.web_server import Server
 from tourserver.config import Settings
 from tourserver.errors import TourError
 from tourserver.http.app import create_app
+from tourserver.http.keys import RELOADER
+from tourserver.http.reload import POLL_S
 from tourserver.http.responses import error_body
 from tourserver.store.catalog import Catalog, json_bytes
 
@@ -110,14 +113,17 @@ class _GuardedRunner(web.AppRunner):
 
 
 async def start(settings: Settings, catalog: Catalog, *, reuse_port: bool = False,
-                sock: socket.socket | None = None) -> web.AppRunner:
-    """Start serving in the running loop; returns the runner (call .cleanup() to stop)."""
+                sock: socket.socket | None = None,
+                reload_poll_s: float | None = POLL_S) -> web.AppRunner:
+    """Start serving in the running loop; returns the runner (call .cleanup() to stop).
+    Builds published to settings.data_dir are swapped in as they appear (looked for every
+    `reload_poll_s` seconds; 0: only on SIGHUP; None: never)."""
     _GuardedHandler.head_timeout_s = settings.limits.header_timeout_s
     # The catalog lives as long as the process: move it out of the collector's sight, or
     # every full collection walks hundreds of thousands of objects (~250 ms at 100k stops).
     gc.collect()
     gc.freeze()
-    app = create_app(settings, catalog)
+    app = create_app(settings, catalog, reload_poll_s=reload_poll_s)
     runner = _GuardedRunner(
         app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S,
         keepalive_timeout=settings.limits.keepalive_timeout_s,
@@ -159,14 +165,17 @@ def _check_port_free(settings: Settings) -> None:
 
 
 async def _serve_until_signal(settings: Settings, catalog: Catalog, reuse_port: bool,
-                              ready: Callable[[], None] | None = None) -> None:
-    runner = await start(settings, catalog, reuse_port=reuse_port)
+                              ready: Callable[[], None] | None = None,
+                              reload_poll_s: float = POLL_S) -> None:
+    runner = await start(settings, catalog, reuse_port=reuse_port,
+                         reload_poll_s=reload_poll_s)
     if ready is not None:
         ready()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, runner.app[RELOADER].poke)
     log.info("serving", extra={"server": {"host": settings.host, "port": settings.port,
                                           "pid": os.getpid(), "build": catalog.build_id}})
     await stop.wait()
@@ -175,16 +184,22 @@ async def _serve_until_signal(settings: Settings, catalog: Catalog, reuse_port: 
 
 
 def serve(settings: Settings, load_catalog: Callable[[], Catalog],
-          ready: Callable[[], None] | None = None) -> int:
+          ready: Callable[[], None] | None = None, reload_poll_s: float = POLL_S) -> int:
     """Serve in this process, or supervise `settings.workers` processes sharing the port.
     `ready` is called once the port is bound (with workers: once it is known to be free
-    for them). Raises TourError if it cannot be; returns 1 if a worker failed, else 0."""
+    for them). Raises TourError if it cannot be; returns 1 if a worker failed, else 0.
+    Every process looks for a newly published build every `reload_poll_s` seconds (0: only
+    on SIGHUP, which the supervisor forwards to its workers)."""
+    # SIGHUP means "reload" (as for nginx), never "exit": ignored until the handlers are in
+    # place; spawned workers inherit the ignore until their own loop takes it over.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if settings.workers <= 1:
-        asyncio.run(_serve_until_signal(settings, load_catalog(), False, ready))
+        asyncio.run(_serve_until_signal(settings, load_catalog(), False, ready, reload_poll_s))
         return 0
     _check_port_free(settings)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(settings, load_catalog), daemon=False)
+    procs = [ctx.Process(target=_worker, args=(settings, load_catalog, reload_poll_s),
+                         daemon=False)
              for _ in range(settings.workers)]
     for p in procs:
         p.start()
@@ -199,8 +214,14 @@ def serve(settings: Settings, load_catalog: Callable[[], Catalog],
             if p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
 
+    def reload_all(_signum=None, _frame=None):
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop_all)
     signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGHUP, reload_all)
     alive = procs
     while alive:
         wait([p.sentinel for p in alive])  # until one of them exits
@@ -215,12 +236,15 @@ def _failed(proc: multiprocessing.process.BaseProcess) -> bool:
     return (proc.exitcode or 0) > 0
 
 
-def _worker(settings: Settings, load_catalog: Callable[[], Catalog]) -> None:
+def _worker(settings: Settings, load_catalog: Callable[[], Catalog],
+            reload_poll_s: float = POLL_S) -> None:
     from tourserver.logs import setup_logging
 
     setup_logging()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the loop's handler takes over
     try:
-        asyncio.run(_serve_until_signal(settings, load_catalog(), reuse_port=True))
+        asyncio.run(_serve_until_signal(settings, load_catalog(), reuse_port=True,
+                                        reload_poll_s=reload_poll_s))
     except TourError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         sys.exit(1)

@@ -2,7 +2,9 @@
 
 `ingest.loaders` already refuses what cannot be read (bad headers, out-of-range views,
 node cycles, hostile URIs). These checks look at the data itself: non-finite positions,
-indices past the vertex count, and the budgets of the target device.
+indices past the vertex count, images no decoder will open (`structural_issues`: what no
+transform can fix), and the budgets of the target device (`budget_issues`: what the
+optimiser fixes, so it is measured on its output; a texture over the iOS limit is one).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 
 from tourserver.errors import Issue, TourError
 from tourserver.ingest.gltf_io import Document
-from tourserver.ingest.images import image_size
+from tourserver.ingest.images import MAX_DECODE_PIXELS, image_size
 from tourserver.ingest.inspect import scene_stats
 
 IOS_MAX_TEXTURE_PX = 4096  # larger textures fail to upload on many iPhones
@@ -71,9 +73,11 @@ def structural_issues(doc: Document, file: str | None = None) -> list[Issue]:
             except TourError as exc:
                 issues.append(Issue(exc.code, exc.message, file, f"/images/{i}"))
                 continue
-            if max(w, h) > IOS_MAX_TEXTURE_PX:
-                issues.append(Issue("texture_too_large_ios", f"{w}x{h} is over "
-                                    f"{IOS_MAX_TEXTURE_PX} px: iOS devices fail to load it",
+            # Over the decode cap nothing can resize it; merely large (over the iOS limit or a
+            # preset's) is fixed by the texture resize, and checked on the output instead.
+            if w * h > MAX_DECODE_PIXELS:
+                issues.append(Issue("image_too_large", f"{w}x{h} image is over the decode "
+                                    f"limit of {MAX_DECODE_PIXELS:,} pixels (8192x8192)",
                                     file, f"/images/{i}"))
     return issues
 
@@ -92,4 +96,9 @@ def budget_issues(doc: Document, size_bytes: int, budget: Budget,
     if budget.max_texture_px is not None and stats.max_texture_px > budget.max_texture_px:
         issues.append(Issue("over_budget_texture", f"largest texture {stats.max_texture_px} px; "
                             f"the {budget.name} budget is {budget.max_texture_px} px", file))
+    elif stats.max_texture_px > IOS_MAX_TEXTURE_PX:  # a budget without its own texture limit
+        issues.append(Issue("over_budget_texture_ios", f"largest texture "
+                            f"{stats.max_texture_px} px is over {IOS_MAX_TEXTURE_PX} px: iOS "
+                            "devices fail to load it", file,
+                            hint=f"resize it (optimize --texture-max {IOS_MAX_TEXTURE_PX})"))
     return issues

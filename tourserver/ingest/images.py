@@ -29,6 +29,7 @@ from PIL import (  # noqa: F401
 from tourserver.ingest.gltf_io import GltfInvalid
 
 KTX2_MAGIC = b"\xabKTX 20\xbb\r\n\x1a\n"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Our decode cap: 8192 x 8192 (67 MP, 256 MiB as RGBA8). Anything larger is refused unread.
 MAX_DECODE_PIXELS = 8192 * 8192
 # Pillow format names we decode, with their MIME types.
@@ -50,10 +51,14 @@ def image_size(data: bytes, where: str = "image") -> tuple[int, int]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:  # lazy: reads the header only
                 return img.size
-    except Image.DecompressionBombError as exc:
-        raise GltfInvalid(f"{where}: image is over the decode limit ({exc})",
-                          code="image_too_large") from None
-    except (OSError, ValueError) as exc:
+    except Image.DecompressionBombError:
+        # Pillow refuses absurd sizes before saying what they are; a PNG says it in IHDR.
+        if data.startswith(PNG_MAGIC) and len(data) >= 24 and data[12:16] == b"IHDR":
+            width, height = struct.unpack_from(">II", data, 16)
+            return width, height
+        raise GltfInvalid(f"{where}: image is over the decode limit of {MAX_DECODE_PIXELS} "
+                          "pixels", code="image_too_large") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
         raise GltfInvalid(f"{where}: unreadable image: {exc}", code="image_invalid") from None
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from tourserver.ingest.gltf_io import MODE_TRIANGLES, Document
+from tourserver.ingest.gltf_io import GLB_MAGIC, MODE_TRIANGLES, Document, parse_glb
 from tourserver.ingest.images import image_size
+from tourserver.ingest.loaders import load_asset
 
 
 @dataclass(frozen=True)
@@ -127,10 +130,34 @@ def _texture_slots(material: dict) -> list[tuple[str, int]]:
     return found
 
 
-def inspect_document(doc: Document) -> dict:
+def declared_extensions(path: Path) -> tuple[list[str], list[str]]:
+    """(extensionsUsed, extensionsRequired) as the file itself declares them. The loader
+    decodes EXT_meshopt_compression and drops it from the document, but a client still
+    needs it to open the file, so inspect reports the file's own lists."""
+    data = path.read_bytes()
+    if data[:4] == GLB_MAGIC.to_bytes(4, "little"):
+        doc_json = parse_glb(data, str(path), allow_uris=True).json
+    elif path.suffix.lower() == ".gltf":
+        doc_json = json.loads(data.decode("utf-8"))
+    else:  # .obj, .ply, .stl: no glTF extensions
+        return [], []
+    return (sorted(doc_json.get("extensionsUsed", [])),
+            sorted(doc_json.get("extensionsRequired", [])))
+
+
+def inspect_file(path: Path) -> dict:
+    """inspect_document for a file on disk, with the extensions the file declares."""
+    doc = load_asset(path)  # validates first: declared_extensions then reads a sound file
+    return inspect_document(doc, declared_extensions(path))
+
+
+def inspect_document(doc: Document,
+                     declared: tuple[list[str], list[str]] | None = None) -> dict:
     """Tables of scenes, meshes, materials, textures, animations and extensions, like
-    gltf-transform's inspect: what a creator needs to see where the bytes and costs are."""
+    gltf-transform's inspect: what a creator needs to see where the bytes and costs are.
+    `declared`: the source file's (extensionsUsed, extensionsRequired), merged in."""
     j = doc.json
+    used, required = declared or ([], [])
     stats = scene_stats(doc)
     meshes = []
     for m, mesh in enumerate(j.get("meshes", [])):
@@ -200,6 +227,6 @@ def inspect_document(doc: Document) -> dict:
                     "bounds": {"min": list(stats.bounds_min), "max": list(stats.bounds_max)}},
         "scenes": scenes, "meshes": meshes, "materials": materials, "textures": textures,
         "animations": animations, "skins": len(j.get("skins", [])),
-        "extensions_used": sorted(j.get("extensionsUsed", [])),
-        "extensions_required": sorted(j.get("extensionsRequired", [])),
+        "extensions_used": sorted({*j.get("extensionsUsed", []), *used}),
+        "extensions_required": sorted({*j.get("extensionsRequired", []), *required}),
     }

@@ -74,6 +74,11 @@ class LiveService:
         self.signer = Signer(self._secret)
         self.ticket_limiter = AddressLimiter(config.tickets_per_minute)
 
+    def use_tours(self, tours: dict) -> None:
+        """A newly published build's tours (hot reload): new events are checked against
+        them. One assignment, so a request sees the old set or the new, never a mix."""
+        self.tours = tours
+
     async def start(self) -> None:
         await self.broker.start()
 

@@ -42,6 +42,7 @@ client. Nothing in the spec contradicts the convention above.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -267,6 +268,12 @@ def _outside_china(lat: float, lon: float) -> bool:
     return not (_CHINA_LON[0] <= lon <= _CHINA_LON[1] and _CHINA_LAT[0] <= lat <= _CHINA_LAT[1])
 
 
+def in_gcj02_area(lat: float, lon: float) -> bool:
+    """Whether GCJ-02 applies at ``(lat, lon)``: the same coarse box the conversions use,
+    so a point is converted exactly when this is True (see the note above on its extent)."""
+    return not _outside_china(lat, lon)
+
+
 def _gcj_offset(lat: float, lon: float) -> tuple[float, float]:
     """GCJ-02 minus WGS84, in degrees, at a WGS84 point (no bounding-box test)."""
     x, y = lon - 105.0, lat - 35.0
@@ -475,3 +482,139 @@ def trs_matrix(translation: Sequence[float] = (0.0, 0.0, 0.0),
     m[:3, :3] = quaternion_to_matrix(rotation) * np.asarray(scale, dtype=np.float64)
     m[:3, 3] = translation
     return m
+
+
+# ----------------------------------------------------------------------- point sets
+# Rules that compare many points (stops with each other, stops with a route) work with
+# unit vectors on a sphere of the mean radius: ~0.5 % off the ellipsoid, irrelevant for
+# thresholds of hundreds of metres and more. There is no local projection, so an arc of
+# any length (a route point typed in the wrong hemisphere) is measured correctly. Point
+# arrays are (n, 2) of (lat, lon) in degrees; work is chunked, so memory stays bounded.
+
+_CHUNK = 1 << 20  # matrix entries per chunk (8 MB of float64)
+
+
+def unit_vectors(latlon: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
+    """(n, 3) unit vectors (x towards lon 0, z towards the north pole) of (lat, lon) rows."""
+    a = np.radians(np.asarray(latlon, dtype=np.float64).reshape(-1, 2))
+    cos_lat = np.cos(a[:, 0])
+    return np.column_stack((cos_lat * np.cos(a[:, 1]), cos_lat * np.sin(a[:, 1]),
+                            np.sin(a[:, 0])))
+
+
+def _chord_to_m(chord: np.ndarray) -> np.ndarray:
+    return 2.0 * _MEAN_RADIUS_M * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
+
+
+def _m_to_chord(distance_m: float) -> float:
+    return 2.0 * math.sin(min(math.pi, max(0.0, distance_m) / _MEAN_RADIUS_M) / 2.0)
+
+
+def nearest_distances_m(points: Sequence[Sequence[float]] | np.ndarray,
+                        refs: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
+    """Great-circle distance in metres from each point to its nearest ref (inf if none)."""
+    p, r = unit_vectors(points), unit_vectors(refs)
+    out = np.full(len(p), np.inf)
+    if len(r) == 0:
+        return out
+    step = max(1, _CHUNK // len(r))
+    for i in range(0, len(p), step):
+        dots = np.max(p[i:i + step] @ r.T, axis=1)
+        out[i:i + step] = _chord_to_m(np.sqrt(np.maximum(0.0, 2.0 - 2.0 * dots)))
+    return out
+
+
+def polyline_distances_m(points: Sequence[Sequence[float]] | np.ndarray,
+                         line: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
+    """Distance in metres from each point to the polyline of great-circle arcs through the
+    (lat, lon) vertices of `line`, in order (inf if `line` is empty).
+
+    Where a point projects inside an arc this is its cross-track distance, otherwise the
+    distance to the nearest vertex; exact on the sphere for arcs of any length below 180°.
+    """
+    out = nearest_distances_m(points, line)
+    v = unit_vectors(line)
+    if len(v) < 2 or len(out) == 0:
+        return out
+    a, b = v[:-1], v[1:]
+    normal = np.cross(a, b)
+    norm = np.linalg.norm(normal, axis=1)
+    # Repeated (or antipodal) vertices span no single arc; their vertices count already.
+    keep = norm > 1e-12
+    if not keep.any():
+        return out
+    normal = normal[keep] / norm[keep, None]
+    # A point's foot on the great circle lies on the arc a->b iff it is turned from a, and
+    # b from it, by 0..180° about the normal: both triple products are >= 0.
+    from_a, to_b = np.cross(normal, a[keep]), np.cross(b[keep], normal)
+    p = unit_vectors(points)
+    step = max(1, _CHUNK // len(normal))
+    for i in range(0, len(p), step):
+        chunk = p[i:i + step]
+        inside = (chunk @ from_a.T >= 0.0) & (chunk @ to_b.T >= 0.0)
+        sin_xt = np.where(inside, np.abs(chunk @ normal.T), 2.0).min(axis=1)
+        cross_track = np.where(sin_xt <= 1.0,
+                               _MEAN_RADIUS_M * np.arcsin(np.minimum(sin_xt, 1.0)), np.inf)
+        out[i:i + step] = np.minimum(out[i:i + step], cross_track)
+    return out
+
+
+def link_clusters(points: Sequence[Sequence[float]] | np.ndarray,
+                  link_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Single-linkage clusters of (lat, lon) points: joined by any chain of hops of at most
+    `link_m` metres (great circle).
+
+    Returns ``(labels, linked)``: ``labels[i]`` is the smallest index in point i's cluster;
+    ``linked[i]`` says whether another point lies within `link_m` of point i. Points go
+    into a grid of cubes over their unit vectors, with sides chord/sqrt(3): two points in
+    one cube are always linked and a link spans at most 2 cubes per axis, so spread-out
+    points cost O(n) and no n x n matrix is ever built.
+    """
+    u = unit_vectors(points)
+    n = len(u)
+    parent = list(range(n))
+    linked = np.zeros(n, dtype=bool)
+    chord = _m_to_chord(link_m)
+    limit = chord * chord * (1.0 + 1e-9)
+    side = max(chord / math.sqrt(3.0), 1e-9)
+    cells: dict[tuple[int, ...], list[int]] = {}
+    for i, key in enumerate(np.floor(u / side).astype(np.int64).tolist()):
+        cells.setdefault(tuple(key), []).append(i)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+
+    for members in cells.values():
+        for j in members[1:]:
+            union(members[0], j)
+        if len(members) > 1:
+            linked[members] = True
+    offsets = [o for o in itertools.product(range(-2, 3), repeat=3) if o > (0, 0, 0)]
+    for key, members in cells.items():
+        mine = np.asarray(members)
+        for dx, dy, dz in offsets:
+            other = cells.get((key[0] + dx, key[1] + dy, key[2] + dz))
+            if other is None:
+                continue
+            theirs = np.asarray(other)
+            step = max(1, _CHUNK // (3 * len(theirs)))
+            for i in range(0, len(mine), step):
+                if (find(members[0]) == find(other[0]) and linked[mine].all()
+                        and linked[theirs].all()):
+                    break  # nothing left to learn from this pair of cubes
+                rows = mine[i:i + step]
+                d2 = ((u[rows, None, :] - u[None, theirs, :]) ** 2).sum(axis=2)
+                close = d2 <= limit
+                if close.any():
+                    union(members[0], other[0])
+                    linked[rows[close.any(axis=1)]] = True
+                    linked[theirs[close.any(axis=0)]] = True
+    return np.asarray([find(i) for i in range(n)], dtype=np.intp), linked

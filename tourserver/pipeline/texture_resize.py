@@ -1,10 +1,11 @@
-"""Downscale embedded PNG/JPEG textures to a maximum edge, snapped to powers of two.
+"""Downscale embedded PNG/JPEG/WebP textures to a maximum edge, snapped to powers of two.
 
 Phones sample, mipmap and (with KTX2) block-compress power-of-two textures best, and every
 preset has a largest texture edge. Images are decoded under our pixel cap
 (`ingest.images.decode_image`); a texture is only ever made smaller, never larger, and keeps
-its format: a palette or greyscale PNG stays so, a JPEG stays a JPEG. WebP and KTX2 images
-are left as they are (re-encoding is `texture_encode`'s job).
+its format: a palette or greyscale PNG stays so, a JPEG stays a JPEG, a WebP stays a
+(lossless) WebP. KTX2 images are left as they are: GPU block formats cannot be resampled
+without transcoding (re-encoding is `texture_encode`'s job).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tourserver.pipeline.repack import repack
 
 __all__ = ["MAX_DECODE_PIXELS", "TextureResize", "resize_image", "target_size"]
 
+RESIZABLE = ("image/png", "image/jpeg", "image/webp")
 JPEG_QUALITY = 90  # resizing is not the place to lose quality; texture_encode tunes it
 
 
@@ -38,7 +40,7 @@ class TextureResize:
         for i, image in enumerate(new_json.get("images", [])):
             view = image.get("bufferView")
             mime = image.get("mimeType")
-            if view is None or mime not in ("image/png", "image/jpeg"):
+            if view is None or mime not in RESIZABLE:
                 continue
             data = doc.buffer_view_bytes(view)
             out = resize_image(data, mime, self.max_px, f"{doc.source}#/images/{i}",
@@ -103,6 +105,11 @@ def resize_image(data: bytes, mime: str, max_px: int, where: str,
             elif mode in ("L", "LA"):
                 resized = resized.convert(mode)
             resized.save(out, format="PNG", optimize=True)
+        elif mime == "image/webp":
+            # Lossless: the one lossy step is texture_encode's, at its quality target.
+            if "A" not in mode:
+                resized = resized.convert("RGB")
+            resized.save(out, format="WEBP", lossless=True, method=4)
         else:
             if mode == "L":
                 resized = resized.convert("L")  # greyscale JPEG stays one channel

@@ -8,13 +8,15 @@ once here; handlers only pick and serialise.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
-from tourserver.errors import InvalidRequest, NotFound
+from tourserver.errors import InvalidRequest, NotFound, TourError
 from tourserver.model import cells
 from tourserver.model.anchors import anchor_document
 from tourserver.model.manifest import Anchor, SceneRef, Stop, Tour, match_language, parse_tour
@@ -350,12 +352,41 @@ def render(body: object) -> Rendered:
     return Rendered(data, '"' + hashlib.sha256(data).hexdigest()[:32] + '"')
 
 
+BUILD_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
 def load_published(data_root: Path) -> Catalog:
     """The catalog of the current published build in a data directory."""
     from tourserver.store.build import DataDir  # build imports catalog's neighbours only
 
-    data = DataDir(data_root)
-    current = data.read_current_catalog()
-    if current is None:
+    build_id = DataDir(data_root).current_build_id()
+    if build_id is None:
         raise NotFound(f"nothing is published in {data_root}; run `tourserver build`")
-    return Catalog.from_catalog_json(current, data.blobs)
+    return load_build(data_root, build_id)
+
+
+def load_build(data_root: Path, build_id: str) -> Catalog:
+    """The catalog of one published build. A missing or damaged catalog file is a
+    TourError (code catalog_unreadable) naming it, never a stray KeyError or traceback."""
+    from tourserver.store.build import DataDir
+
+    data = DataDir(data_root)
+    if not BUILD_ID_RE.match(build_id):  # `current` names a file: no paths in it
+        raise TourError(f"{data.current_file} holds {build_id[:80]!r}, not a build id",
+                        code="catalog_unreadable")
+    path = data.catalog_path(build_id)
+    try:
+        raw = json.loads(path.read_bytes())
+        if not isinstance(raw, dict):
+            raise TypeError("not a JSON object")
+        return Catalog.from_catalog_json(raw, data.blobs)
+    except FileNotFoundError:
+        raise TourError(f"no catalog for build {build_id}: {path} is missing",
+                        code="catalog_unreadable") from None
+    except TourError as exc:  # a manifest in it no longer parses (made by another version)
+        raise TourError(f"{path}: {exc.message}",
+                        code="catalog_unreadable") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+        raise TourError(f"{path} cannot be read: {reason}"[:500],
+                        code="catalog_unreadable") from None

@@ -163,7 +163,7 @@ class KeyStore:
     def _write(self, records: dict[str, ApiKey]) -> None:
         items = [{**k.to_json(), "sha256": h} for h, k in records.items()]
         body = json.dumps({"schema": SCHEMA, "keys": items}, ensure_ascii=False, indent=1)
-        atomic_write(self.path, body.encode() + b"\n")  # mkstemp: mode 0600
+        atomic_write(self.path, body.encode() + b"\n", private=True)  # keys: owner only
 
     def create(self, role: str, name: str = "") -> tuple[ApiKey, str]:
         """A new key: its record and the plaintext key, which is never stored or shown again."""
