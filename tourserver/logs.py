@@ -35,3 +35,5 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
     # aiohttp's own access logger would print the raw path and client address: keep it off.
     logging.getLogger("aiohttp.access").disabled = True
+    # libvips reports every thread pool it finishes at INFO: noise for an operator.
+    logging.getLogger("pyvips").setLevel(logging.WARNING)
