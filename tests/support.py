@@ -14,6 +14,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
+MODELS = REPO / "tests" / "models"  # small, openly licensed: see tests/models/README.md
 REQUIRE_REAL = os.environ.get("TOURSERVER_REQUIRE_REAL_TOOLS") == "1"
 
 
@@ -27,6 +28,11 @@ def require(available: bool, what: str) -> None:
 
 
 def corpus_file(rel: str) -> Path:
+    """A sample model: the small ones are committed under tests/models/ (so the suite runs
+    on a fresh clone), the large ones come from ../shared/corpus."""
+    committed = MODELS / rel
+    if committed.is_file():
+        return committed
     path = CORPUS / rel
     # Absent on a fresh clone with nothing beside it: a skip there, a failure in CI.
     require(path.is_file(), f"the shared corpus file {rel} (expected {path}, "
