@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 from pathlib import Path
@@ -145,3 +146,34 @@ def first_loader_only(data: Path, marker: Path):
     except FileExistsError:
         raise TourError("this worker was told to fail", code="test") from None
     return load_published(data)
+
+
+def write_gltf(folder: Path, png: bytes, name: str = "scene") -> Path:
+    """A textured pyramid as .gltf with a separate .bin and PNG."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pos = np.array([[-1, 0, -1], [1, 0, -1], [1, 0, 1], [-1, 0, 1], [0, 2, 0]], np.float32)
+    uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0.5, 0.5]], np.float32)
+    idx = np.array([0, 2, 1, 0, 3, 2, 0, 1, 4, 1, 2, 4, 2, 3, 4, 3, 0, 4], np.uint16)
+    blob = pos.tobytes() + uv.tobytes() + idx.tobytes()
+    (folder / f"{name}.bin").write_bytes(blob)
+    (folder / f"{name}-color.png").write_bytes(png)
+    doc = {
+        "asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0, "name": "pyramid"}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "TEXCOORD_0": 1},
+                                    "indices": 2, "material": 0}]}],
+        "materials": [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}],
+        "textures": [{"source": 0}], "images": [{"uri": f"{name}-color.png"}],
+        "buffers": [{"uri": f"{name}.bin", "byteLength": len(blob)}],
+        "bufferViews": [{"buffer": 0, "byteOffset": 0, "byteLength": 60, "target": 34962},
+                        {"buffer": 0, "byteOffset": 60, "byteLength": 40, "target": 34962},
+                        {"buffer": 0, "byteOffset": 100, "byteLength": 36, "target": 34963}],
+        "accessors": [
+            {"bufferView": 0, "componentType": 5126, "count": 5, "type": "VEC3",
+             "min": [-1, 0, -1], "max": [1, 2, 1]},
+            {"bufferView": 1, "componentType": 5126, "count": 5, "type": "VEC2"},
+            {"bufferView": 2, "componentType": 5123, "count": 18, "type": "SCALAR"}],
+    }
+    path = folder / f"{name}.gltf"
+    path.write_text(json.dumps(doc))
+    return path

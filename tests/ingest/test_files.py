@@ -13,9 +13,8 @@ import wave
 import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
-from support import REPO
+from support import REPO, write_gltf
 
 from tourserver.ingest.audio import probe_audio
 from tourserver.ingest.files import check_tour_files, scene_dependencies
@@ -79,37 +78,6 @@ def _png_claiming(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
             + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
-
-
-def write_gltf(folder: Path, png: bytes, name: str = "scene") -> Path:
-    """A textured pyramid as .gltf with a separate .bin and PNG."""
-    folder.mkdir(parents=True, exist_ok=True)
-    pos = np.array([[-1, 0, -1], [1, 0, -1], [1, 0, 1], [-1, 0, 1], [0, 2, 0]], np.float32)
-    uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0.5, 0.5]], np.float32)
-    idx = np.array([0, 2, 1, 0, 3, 2, 0, 1, 4, 1, 2, 4, 2, 3, 4, 3, 0, 4], np.uint16)
-    blob = pos.tobytes() + uv.tobytes() + idx.tobytes()
-    (folder / f"{name}.bin").write_bytes(blob)
-    (folder / f"{name}-color.png").write_bytes(png)
-    doc = {
-        "asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}],
-        "nodes": [{"mesh": 0, "name": "pyramid"}],
-        "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "TEXCOORD_0": 1},
-                                    "indices": 2, "material": 0}]}],
-        "materials": [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}],
-        "textures": [{"source": 0}], "images": [{"uri": f"{name}-color.png"}],
-        "buffers": [{"uri": f"{name}.bin", "byteLength": len(blob)}],
-        "bufferViews": [{"buffer": 0, "byteOffset": 0, "byteLength": 60, "target": 34962},
-                        {"buffer": 0, "byteOffset": 60, "byteLength": 40, "target": 34962},
-                        {"buffer": 0, "byteOffset": 100, "byteLength": 36, "target": 34963}],
-        "accessors": [
-            {"bufferView": 0, "componentType": 5126, "count": 5, "type": "VEC3",
-             "min": [-1, 0, -1], "max": [1, 2, 1]},
-            {"bufferView": 1, "componentType": 5126, "count": 5, "type": "VEC2"},
-            {"bufferView": 2, "componentType": 5123, "count": 18, "type": "SCALAR"}],
-    }
-    path = folder / f"{name}.gltf"
-    path.write_text(json.dumps(doc))
-    return path
 
 
 def _nan_glb(path: Path) -> bytes:

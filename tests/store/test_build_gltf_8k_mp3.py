@@ -9,9 +9,15 @@ import io
 import shutil
 
 import pytest
-from ingest.test_files import write_gltf
 from PIL import Image
-from support import MINI_TOUR, REPO, make_mini_root, node_validator_available, require
+from support import (
+    MINI_TOUR,
+    REPO,
+    make_mini_root,
+    node_validator_available,
+    require,
+    write_gltf,
+)
 
 from tourserver.ingest.checks import BUDGETS
 from tourserver.ingest.loaders import load_asset
