@@ -199,8 +199,8 @@ def test_glb_with_trailing_garbage_and_cut_files(tmp_path):
     path = tmp_path / "a.glb"
     tiny_glb(path)
     data = path.read_bytes()
-    for bad in (data[:-10], data + b"junk"):
+    for bad, code in ((data[:-10], "glb_truncated"), (data + b"junk", "glb_length_mismatch")):
         path.write_bytes(bad)
         with pytest.raises(GltfInvalid) as info:
             load_asset(path)
-        assert info.value.code == "glb_truncated"
+        assert info.value.code == code

@@ -286,8 +286,9 @@ def parse_glb(data: bytes, source: str = "<memory>", allow_uris: bool = False) -
         raise GltfInvalid(f"{source}: GLB version {version}; only 2 is supported",
                           code="glb_version")
     if length != len(data):
+        # Fewer bytes: cut short (an interrupted copy). More: something was appended.
         raise GltfInvalid(f"{source}: header says {length} bytes, file has {len(data)}",
-                          code="glb_truncated")
+                          code="glb_truncated" if len(data) < length else "glb_length_mismatch")
     json_chunk: bytes | None = None
     bin_chunk = b""
     pos = 12
