@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DATA_ENV = "TOURSERVER_DATA"
 
@@ -79,6 +80,31 @@ def default_node_modules() -> Path:
     return Path(__file__).resolve().parents[1] / "node_modules"
 
 
+def base_url(value: str, what: str, *, trailing_slash: bool = False) -> str:
+    """An absolute http(s) URL that links are made from (--public-url, --content-url),
+    normalised: no trailing slash, or exactly one with `trailing_slash` (a folder). Raises
+    ValueError saying what is wrong: a relative URL, another scheme, a query or a fragment
+    would make every link in every document wrong."""
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"{what} {value[:200]!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{what} must be an absolute http:// or https:// URL with a host, "
+                         f"such as https://tours.example.org; got {value[:200]!r}")
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        raise ValueError(f"{what} may not have a query or fragment; got {value[:200]!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{what} may not carry a user name or password; got "
+                         f"{parts.scheme}://...@{parts.hostname}")
+    if any(c.isspace() for c in text):
+        raise ValueError(f"{what} may not contain spaces; got {value[:200]!r}")
+    text = text.rstrip("/")
+    return text + "/" if trailing_slash else text
+
+
 @dataclass(frozen=True)
 class Limits:
     """Request limits enforced at the HTTP edge."""
@@ -116,6 +142,32 @@ class Settings:
     access_log: bool = True
     live: LiveSettings = field(default_factory=lambda: LiveSettings())
     node_modules: Path = field(default_factory=default_node_modules)  # the web app's libraries
+    log_format: str | None = None  # "text" | "json"; None: $TOURSERVER_LOG_FORMAT or the TTY
+    # Where links in documents point (see base_url); None: relative to this server.
+    public_url: str | None = None  # the API as clients reach it: https://tours.example.org
+    content_url: str | None = None  # the /c/ files (a CDN): https://cdn.example.org/c/
+
+    def __post_init__(self) -> None:
+        if self.log_format not in (None, "text", "json"):
+            raise ValueError(f"log format must be text or json, not {self.log_format!r}")
+        # Checked here, whoever builds Settings: a bad base would break every link.
+        if self.public_url is not None:
+            object.__setattr__(self, "public_url", base_url(self.public_url, "--public-url"))
+        if self.content_url is not None:
+            object.__setattr__(self, "content_url", base_url(
+                self.content_url, "--content-url", trailing_slash=True))
+
+    @property
+    def content_base(self) -> str:
+        """The prefix of content file URLs: --content-url, else <public-url>/c/, else /c/."""
+        if self.content_url is not None:
+            return self.content_url
+        return f"{self.public_url}/c/" if self.public_url is not None else "/c/"
+
+    @property
+    def api_base(self) -> str:
+        """The prefix of API links (/v1/...): --public-url, else "" (relative)."""
+        return self.public_url or ""
 
     @property
     def tours_dir(self) -> Path:

@@ -210,3 +210,26 @@ async def test_wrong_method_and_unknown_route(client):
 async def test_oversized_body_is_refused(client):
     resp = await client.post("/v1/tours", data=b"x" * (1024 * 1024))
     assert 400 <= resp.status < 500
+
+
+async def test_documents_are_sent_gzip_compressed_to_clients_that_accept_it(client):
+    import gzip
+    import json
+
+    url = "/v1/tours/mini?lang=en"
+    plain = await client.get(url, headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers
+    body = await plain.read()
+    packed = await client.get(url, headers={"Accept-Encoding": "gzip, br"},
+                              auto_decompress=False)
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in packed.headers["Vary"]
+    raw = await packed.read()
+    assert len(raw) < len(body) and json.loads(gzip.decompress(raw)) == json.loads(body)
+    # two representations, two validators, each revalidates on its own
+    assert packed.headers["ETag"] != plain.headers["ETag"]
+    again = await client.get(url, headers={"Accept-Encoding": "gzip",
+                                           "If-None-Match": packed.headers["ETag"]})
+    assert again.status == 304
+    refused = await client.get(url, headers={"Accept-Encoding": "gzip;q=0, *"})
+    assert "Content-Encoding" not in refused.headers

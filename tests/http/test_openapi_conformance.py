@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import socket
 import threading
@@ -606,8 +607,28 @@ def test_operation_with_real_ids(request, served_schema, live_server, index):
         assert response.headers["location"] == [f"/v1/events/{response.json()['id']}"]
 
 
-# Provoked elsewhere: 304 by test_not_modified, 101 by test_live_socket_upgrades.
-PROVOKED_ELSEWHERE = {"304", "101"}
+# Provoked elsewhere: 304 by test_not_modified, 101 by test_live_socket_upgrades, 414 and
+# 431 by test_oversized_requests_get_documented_json_errors.
+PROVOKED_ELSEWHERE = {"304", "101", "414", "431"}
+
+
+def test_oversized_requests_get_documented_json_errors(served_schema, live_server):
+    """Every operation documents 414 (request line too long) and 431 (header too long):
+    the server answers both, before routing, with the JSON error the document promises."""
+    import requests
+
+    for path, methods in served_schema.raw_schema["paths"].items():
+        for method, operation in methods.items():
+            if method not in HTTP_METHODS:
+                continue
+            url = live_server.url + re.sub(r"\{[^}]+\}", "x", path)
+            for status, kwargs in (("414", {"params": {"pad": "p" * 9000}}),
+                                   ("431", {"headers": {"X-Pad": "p" * 9000}})):
+                assert status in operation["responses"], (method, path, status)
+                response = requests.request(method.upper(), url, timeout=10, **kwargs)
+                assert str(response.status_code) == status, (method, path, response.text)
+                assert response.headers["Content-Type"].startswith("application/json")
+                assert response.json()["error"]["code"]
 
 
 def test_explicit_calls_cover_every_documented_status(served_schema, live_server):

@@ -71,6 +71,8 @@ async def test_gc_removes_the_oldest_build_and_only_its_files(tmp_path, aiohttp_
     assert f"{len(only_oldest)} file(s)" in proc.stdout and "freed" in proc.stdout
     assert f"kept build {current} (current), {previous}" in proc.stdout
     assert not DataDir(data).catalog_path(oldest).exists()
+    assert not (data / "builds" / oldest).exists()  # its precomputed files too
+    assert (data / "builds" / previous / "tours-1.json").is_file()
     for name in only_oldest:
         assert not (blobs / name[:2] / name).exists()
     for name in refs[previous] | refs[current]:  # everything a kept build references
@@ -113,8 +115,10 @@ def test_dry_run_removes_nothing(tmp_path):
 
     report = json.loads(run_gc("--data", data, "--keep", 0, "--dry-run", "--json").stdout)
     assert report["dry_run"] and report["bytes_freed"] > 0
-    assert {b["path"] for b in report["builds"]} == {f"builds/{oldest}.json",
-                                                     f"builds/{previous}.json"}
+    # each build's catalog and its precomputed files (builds/<id>/)
+    assert {b["path"] for b in report["builds"]} == {
+        f"builds/{build}{name}" for build in (oldest, previous)
+        for name in (".json", "/tours-1.json", "/cells-1.json")}
     assert files_of(data) == before
 
 

@@ -4,33 +4,34 @@ Two things, both deterministic:
 
 * `make_content_root(root)`: a small valid content root (one tour, two stops, narration,
   subtitles) whose first scene is a ~1 MB GLB, to be built with `tourserver build`.
-* `big_catalog(anchors)`: an in-memory `Catalog` with ~`anchors` stops spread over the
-  Chongqing area (lat 29.4-29.7, lon 106.4-106.7), as tours of 1,000 stops each, for the
-  cell query. `python tools/bench/synthetic.py serve --port P --anchors N` serves it with
-  the production server code (`tourserver.http.server.start`) and production logging
-  (JSON lines on stderr: redirect stderr to a file or /dev/null).
+* `write_data_dir(data, anchors)`: a published data directory with ~`anchors` stops
+  spread over the Chongqing area (lat 29.4-29.7, lon 106.4-106.7), as tours of 1,000
+  stops each, for the cell query: the catalog file and the start-up artifacts written by
+  the build's own code (`store.artifacts.write`, cell index included), so that
+  `tourserver serve --no-build --data DIR` serves it exactly as it would a real build.
+  `python tools/bench/synthetic.py data DIR --anchors N` writes one;
+  `python tools/bench/synthetic.py load DIR` times loading it as a worker does.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import random
-import signal
+import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import yaml
 from common import grid_glb  # tools/bench is on sys.path (script dir, or the importer's)
 
-from tourserver.model import geo
+from tourserver.model import cells, geo
 from tourserver.model.manifest import Anchor, GeoPose, Stop, Tour, Trigger
-from tourserver.store.catalog import Catalog
+from tourserver.store import artifacts
+from tourserver.store.blobs import atomic_write
 
 LAT_RANGE = (29.4, 29.7)
 LON_RANGE = (106.4, 106.7)
@@ -39,6 +40,7 @@ TOUR_BOX_M = 5000.0  # each tour's stops lie in a square of this side
 GLB_TARGET_BYTES = 1_000_000
 _M_PER_DEG_LAT = 111_195.0
 
+DEMO_NARRATION = Path(__file__).resolve().parents[2] / "assets/chongqing-night/narration/en"
 VTT = "WEBVTT\n\n00:00:00.000 --> 00:00:01.500\nHello, night.\n"
 
 
@@ -129,9 +131,9 @@ def make_content_root(root: Path, glb_target: int = GLB_TARGET_BYTES) -> Path:
     (assets / "big.glb").write_bytes(glb_bytes(glb_target))
     for lang in ("en", "zh-Hans"):
         (assets / lang).mkdir(parents=True, exist_ok=True)
-        # Not real audio: the server treats audio as opaque bytes.
-        (assets / lang / "a.m4a").write_bytes(b"\0\0\0\x18ftypM4A " + bytes(64))
-        (assets / lang / "a.mp3").write_bytes(b"ID3" + bytes(64))
+        # Real audio (the build checks it by its bytes), from the bundled demo tour.
+        for ext in ("m4a", "mp3"):
+            shutil.copyfile(DEMO_NARRATION / f"jiefangbei.{ext}", assets / lang / f"a.{ext}")
         (assets / lang / "a.vtt").write_text(VTT)
     return root
 
@@ -185,119 +187,112 @@ def _tour(index: int, rng: random.Random, stops: int) -> Tour:
     )
 
 
-def big_catalog(anchors: int = 100_000, seed: int = 2024,
-                progress: Callable[[str], None] | None = None) -> Catalog:
-    """A catalog of ceil(anchors / 1000) tours with `anchors` stops (one anchor each)."""
+def big_tours(anchors: int = 100_000, seed: int = 2024) -> list[Tour]:
+    """ceil(anchors / 1000) tours with `anchors` stops (one anchor each)."""
     rng = random.Random(seed)
-    catalog = Catalog(build_id=f"synthetic-{anchors}", blob_store=None)
-    n_tours = max(1, math.ceil(anchors / STOPS_PER_TOUR))
+    tours = []
     left = anchors
-    for t in range(n_tours):
+    for t in range(max(1, math.ceil(anchors / STOPS_PER_TOUR))):
         stops = min(STOPS_PER_TOUR, left)
         left -= stops
-        catalog.add_tour(_tour(t, rng, stops), {}, {})
+        tours.append(_tour(t, rng, stops))
+    return tours
+
+
+def _manifest(tour: Tour) -> dict:
+    """The tour as a manifest, for the catalog file (gc and people read it; servers load
+    the artifacts). Synthetic: no narration, so it is not meant to pass `validate`."""
+    def anchor(a: Anchor) -> dict:
+        x, y, z, w = a.pose.quaternion
+        return {"geopose": {"position": {"lat": a.pose.lat, "lon": a.pose.lon, "h": a.pose.h},
+                            "quaternion": {"x": x, "y": y, "z": z, "w": w}}}
+
+    return {"schema_version": 1, "id": tour.id, "title": tour.title, "summary": tour.summary,
+            "languages": list(tour.languages), "timezone": tour.timezone,
+            "route": {"type": "LineString", "coordinates": [list(c) for c in tour.route]},
+            "attribution": list(tour.attribution),
+            "stops": [{"id": s.id, "title": s.title, "summary": s.summary,
+                       "anchor": anchor(s.anchor),
+                       "trigger": {"radius_m": s.trigger.radius_m,
+                                   "exit_radius_m": s.trigger.exit_radius_m,
+                                   "dwell_s": s.trigger.dwell_s, "level": s.trigger.level},
+                       "scenes": [], "narration": {}} for s in tour.stops]}
+
+
+def write_data_dir(data: Path, anchors: int = 100_000,
+                   progress: Callable[[str], None] | None = None) -> dict:
+    """Publish the synthetic tours in `data` as a build would (catalog file, artifacts,
+    then `current`). Returns the build id, the busiest and a median res-8 cell with their
+    counts, and how long indexing took."""
+    tours = big_tours(anchors)
+    build_id = f"synthetic-{anchors}"
     started = time.perf_counter()
-    catalog.index_cells()
+    index = cells.index_tours(tours)
+    index_s = time.perf_counter() - started
     if progress:
-        progress(f"indexed {len(catalog.anchors)} anchors in {len(catalog.tours)} tours "
-                 f"in {time.perf_counter() - started:.1f} s")
-    return catalog
+        progress(f"indexed {anchors} anchors in {len(tours)} tours in {index_s:.1f} s")
+    catalog = {"format": 1, "build_id": build_id, "fingerprint": "synthetic",
+               "recipe": "synthetic", "scenes": {},
+               "tours": [{"manifest": _manifest(t), "files": {}, "manifest_file": "tour.json"}
+                         for t in tours]}
+    atomic_write(data / "builds" / f"{build_id}.json", json.dumps(catalog).encode())
+    artifacts.write(artifacts.build_dir(data, build_id),
+                    artifacts.Artifacts(build_id, tours, {}, {}, index), replace=True)
+    atomic_write(data / "current", build_id.encode())
+    busiest, median = busiest_cell(index), median_cell(index)
+    return {"build_id": build_id, "anchors": anchors, "tours": len(tours),
+            "index_s": round(index_s, 2), "cell": busiest[0], "cell_counts": busiest[1],
+            "median_cell": median[0], "median_cell_counts": median[1],
+            "cells_with_anchors": sum(1 for h in index[8].values() if h[2])}
 
 
-def busiest_cell(catalog: Catalog, res: int = 8) -> tuple[str, dict[str, int]]:
+def _counts(hits: cells.CellHits) -> dict[str, int]:
+    return {"tours": len(hits[0]), "stops": len(hits[1]), "anchors": len(hits[2])}
+
+
+def busiest_cell(index: dict, res: int = 8) -> tuple[str, dict[str, int]]:
     """The res-`res` cell holding the most anchors, and its counts."""
-    cell, hit = max(catalog.cell_index[res].items(),
-                    key=lambda kv: (len(kv[1]["anchors"]), kv[0]))
-    return cell, {k: len(v) for k, v in hit.items()}
+    cell, hits = max(index[res].items(), key=lambda kv: (len(kv[1][2]), kv[0]))
+    return cell, _counts(hits)
 
 
-def median_cell(catalog: Catalog, res: int = 8) -> tuple[str, dict[str, int]]:
+def median_cell(index: dict, res: int = 8) -> tuple[str, dict[str, int]]:
     """A res-`res` cell with the median number of anchors (among cells with any)."""
-    ranked = sorted((kv for kv in catalog.cell_index[res].items() if kv[1]["anchors"]),
-                    key=lambda kv: (len(kv[1]["anchors"]), kv[0]))
-    cell, hit = ranked[len(ranked) // 2]
-    return cell, {k: len(v) for k, v in hit.items()}
+    ranked = sorted((kv for kv in index[res].items() if kv[1][2]),
+                    key=lambda kv: (len(kv[1][2]), kv[0]))
+    cell, hits = ranked[len(ranked) // 2]
+    return cell, _counts(hits)
 
 
-# ---- serving it ----------------------------------------------------------------------------
-def _gc_pause_log() -> list[tuple[int, float]]:
-    """Record every garbage-collector pass (generation, ms): a diagnostic, off by default."""
-    import gc
+def time_load(data: Path) -> dict:
+    """Load the published build as a worker does (store.catalog.load_published) and say
+    how long it took; run it in a fresh process for a fair figure."""
+    from tourserver.store.catalog import load_published
 
-    pauses: list[tuple[int, float]] = []
-    started = [0.0]
-
-    def callback(phase: str, info: dict) -> None:
-        if phase == "start":
-            started[0] = time.perf_counter()
-        else:
-            pauses.append((info["generation"], (time.perf_counter() - started[0]) * 1000))
-
-    gc.callbacks.append(callback)
-    return pauses
-
-
-async def _serve(port: int, anchors: int, gc_stats: bool = False,
-                 gc_freeze: bool = False) -> None:
-    import gc
-
-    from tourserver.config import Settings
-    from tourserver.http.server import start
-
-    def progress(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
-    catalog = big_catalog(anchors, progress=progress)
-    if gc_freeze:  # diagnostic: move the loaded catalog out of the collector's sight
-        gc.collect()
-        gc.freeze()
-    pauses = _gc_pause_log() if gc_stats else None
-    cell, counts = busiest_cell(catalog)
-    typical, typical_counts = median_cell(catalog)
-    # Same settings as `tourserver serve` (access log on), but no content on disk.
-    settings = replace(Settings(data_dir=Path("/nonexistent"), content_root=Path("/nonexistent")),
-                       host="127.0.0.1", port=port, workers=1)
-    runner = await start(settings, catalog)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    print(json.dumps({"ready": True, "port": port, "cell": cell, "cell_counts": counts,
-                      "median_cell": typical, "median_cell_counts": typical_counts,
-                      "cells_with_anchors": sum(1 for h in catalog.cell_index[8].values()
-                                                if h["anchors"]),
-                      "anchors": len(catalog.anchors), "tours": len(catalog.tours)}), flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        if pauses is not None:
-            gen2 = sorted(ms for gen, ms in pauses if gen == 2)
-            young = sorted(ms for gen, ms in pauses if gen < 2)
-            print(json.dumps({"gc_passes": len(pauses), "gen2_ms": [round(x, 1) for x in gen2],
-                              "young_max_ms": round(max(young, default=0.0), 2),
-                              "young_total_ms": round(sum(young), 1)}),
-                  file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    catalog = load_published(data)
+    return {"load_s": round(time.perf_counter() - started, 3),
+            "anchors": len(catalog.anchors), "tours": len(catalog.tours)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="serve the synthetic catalog on 127.0.0.1")
-    p.add_argument("--port", type=int, required=True)
+    p = sub.add_parser("data", help="publish the synthetic tours in a data directory")
+    p.add_argument("path", type=Path)
     p.add_argument("--anchors", type=int, default=100_000)
-    p.add_argument("--gc-stats", action="store_true",
-                   help="diagnostic: print garbage-collector pauses on stderr at exit")
-    p.add_argument("--gc-freeze", action="store_true",
-                   help="diagnostic (not production behaviour): gc.freeze() after loading")
+    p = sub.add_parser("load", help="time loading a data directory's published build")
+    p.add_argument("path", type=Path)
     p = sub.add_parser("root", help="write the small content root (with the ~1 MB GLB)")
     p.add_argument("path", type=Path)
     args = parser.parse_args(argv)
-    if args.command == "serve":
-        from tourserver.logs import setup_logging
+    if args.command == "data":
+        def progress(msg: str) -> None:
+            print(msg, file=sys.stderr, flush=True)
 
-        setup_logging()  # production logging: JSON lines on stderr
-        asyncio.run(_serve(args.port, args.anchors, args.gc_stats, args.gc_freeze))
+        print(json.dumps(write_data_dir(args.path, args.anchors, progress)))
+    elif args.command == "load":
+        print(json.dumps(time_load(args.path)))
     else:
         make_content_root(args.path)
         print(args.path)

@@ -32,12 +32,12 @@ def add_common_options(p: argparse.ArgumentParser, data: bool = True, root: bool
 
 def make_parser() -> argparse.ArgumentParser:
     # Imported here, not above: the command modules import the exit codes from this one.
-    from tourserver.cli import assets, authoring, keys, serving
+    from tourserver.cli import assets, authoring, deploy, keys, serving
 
     parser = argparse.ArgumentParser(prog="tourserver", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"tourserver {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (serving, authoring, assets, keys):
+    for module in (serving, authoring, assets, keys, deploy):
         module.add_parsers(sub)
     return parser
 

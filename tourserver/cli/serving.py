@@ -4,20 +4,27 @@ fails) and `gc`."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tourserver import __version__
 from tourserver.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, add_common_options
 from tourserver.config import Limits, LiveSettings, Settings
 from tourserver.errors import ManifestInvalid, TourError
+from tourserver.logs import LOG_FORMAT_ENV
 
 RELOAD_POLL_ENV = "TOURSERVER_RELOAD_POLL"
+PUBLIC_URL_ENV = "TOURSERVER_PUBLIC_URL"
+CONTENT_URL_ENV = "TOURSERVER_CONTENT_URL"
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,6 +52,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                    metavar="S", help="how far ahead a host may schedule a cue")
     p.add_argument("--live-heartbeat", type=float, default=LiveSettings.heartbeat_s,
                    metavar="S", help="ping live sockets every S seconds; no pong closes them")
+    p.add_argument("--log-format", choices=("text", "json"), default=None,
+                   help="log lines on stderr: readable text or JSON lines (default: "
+                        f"${LOG_FORMAT_ENV}, else text on a terminal and JSON otherwise)")
+    p.add_argument("--public-url", metavar="URL", default=os.environ.get(PUBLIC_URL_ENV),
+                   help="the address clients reach this server at (e.g. "
+                        "https://tours.example.org): API links in documents start with it "
+                        "(default: relative links)")
+    p.add_argument("--content-url", metavar="URL", default=os.environ.get(CONTENT_URL_ENV),
+                   help="where the /c/ files are served, e.g. a CDN: "
+                        "https://cdn.example.org/c/ (default: PUBLIC_URL/c/, else /c/)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("gc", help="delete old builds and the files only they use")
@@ -113,11 +130,40 @@ def _say_serving_previous(args: argparse.Namespace, problems: list[str], build_i
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
+@contextlib.contextmanager
+def _shared_worker_metrics(workers: int) -> Iterator[None]:
+    """With several workers, a directory they share their metrics through (see
+    http.metrics): PROMETHEUS_MULTIPROC_DIR if the operator set one, emptied of an earlier
+    run's counts, else a new temporary one, removed when serving stops. Set before the
+    workers start: prometheus_client reads it when a worker first imports it."""
+    from tourserver.http.metrics import MULTIPROC_ENV
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        folder = Path(given)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):  # else the last run's counts would be added in
+            stale.unlink()
+        yield
+        return
+    if workers <= 1:
+        yield  # one process: its own registry is the whole story
+        return
+    folder = Path(tempfile.mkdtemp(prefix="tourserver-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(folder)
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    from tourserver.config import base_url
     from tourserver.http.reload import POLL_S
     from tourserver.http.server import serve
-    from tourserver.logs import setup_logging
-    from tourserver.store.catalog import Catalog, load_published
+    from tourserver.logs import resolve_log_format, setup_logging
+    from tourserver.store.catalog import Catalog, Links, load_published
 
     # How often each worker looks for a newly published build; 0: only on SIGHUP.
     try:
@@ -128,13 +174,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"usage error: {RELOAD_POLL_ENV} must be a number of seconds (0: only on "
               "SIGHUP)", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        log_format = resolve_log_format(args.log_format)
+        public_url = base_url(args.public_url, "--public-url") if args.public_url else None
+        content_url = (base_url(args.content_url, "--content-url", trailing_slash=True)
+                       if args.content_url else None)
+    except ValueError as exc:
+        print(f"usage error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     note = _bundled_demo_note(args)
     if note:
         print(note, file=sys.stderr, flush=True)  # the first line, before any log
-    setup_logging()
+    # Spawned workers inherit the environment: they log as this process does even when
+    # they set up logging with no argument.
+    os.environ[LOG_FORMAT_ENV] = log_format
+    setup_logging(log_format)
     problems = [] if args.no_build else _build_problems(args)
+    settings = Settings(data_dir=args.data, content_root=args.root, host=args.host,
+                        port=args.port, workers=args.workers,
+                        limits=Limits(header_timeout_s=args.header_timeout),
+                        live=LiveSettings(broker_url=args.broker,
+                                          allowed_origins=tuple(args.allow_origin or ()),
+                                          tickets_per_minute=args.tickets_per_minute,
+                                          max_frame_bytes=args.max_frame_bytes,
+                                          history_window=args.history_window,
+                                          cue_horizon_s=args.cue_horizon,
+                                          heartbeat_s=args.live_heartbeat),
+                        log_format=log_format, public_url=public_url, content_url=content_url)
+    # Every link in every document starts with these (relative without the options).
+    links = Links(content_base=settings.content_base, api_base=settings.api_base)
     try:
-        catalog = load_published(args.data)  # fail here, clearly, not in a worker
+        catalog = load_published(args.data, links=links)  # fail here, not in a worker
     except TourError as exc:
         if not problems:
             print(f"error: {exc.message}", file=sys.stderr)
@@ -149,30 +219,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     if problems:
         _say_serving_previous(args, problems, catalog.build_id)
-    settings = Settings(data_dir=args.data, content_root=args.root, host=args.host,
-                        port=args.port, workers=args.workers,
-                        limits=Limits(header_timeout_s=args.header_timeout),
-                        live=LiveSettings(broker_url=args.broker,
-                                          allowed_origins=tuple(args.allow_origin or ()),
-                                          tickets_per_minute=args.tickets_per_minute,
-                                          max_frame_bytes=args.max_frame_bytes,
-                                          history_window=args.history_window,
-                                          cue_horizon_s=args.cue_horizon,
-                                          heartbeat_s=args.live_heartbeat))
 
     def say_serving() -> None:
+        where = (f"; links to {settings.api_base or 'this server'}/v1/ and "
+                 f"{settings.content_base}" if public_url or content_url else "")
         print(f"tourserver {__version__} serving http://{args.host}:{args.port}/ "
-              f"({args.workers} worker(s), data {args.data})", file=sys.stderr, flush=True)
+              f"({args.workers} worker(s), data {args.data}{where})", file=sys.stderr,
+              flush=True)
 
     def loaded() -> Catalog:
         return catalog
 
     # One process serves the catalog just checked; workers (other processes) load their own.
-    load = loaded if args.workers <= 1 else functools.partial(load_published, args.data)
+    load = (loaded if args.workers <= 1 else
+            functools.partial(load_published, args.data, links=links))
     if args.workers > 1:
         del catalog  # the supervisor serves nothing: do not hold a catalog for its lifetime
     try:
-        failed = serve(settings, load, say_serving, reload_poll_s)
+        with _shared_worker_metrics(args.workers):
+            failed = serve(settings, load, say_serving, reload_poll_s)
     except TourError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_INVALID

@@ -16,6 +16,9 @@ from tourserver.model.variants import CLIENT_HINTS, choose_tier
 from tourserver.pipeline.presets import DEFAULT_TIER, TIER_NAMES
 
 CELL_CACHE = "public, max-age=300"  # cells are coarse and public: shared caches may keep them
+# Asks browsers to send the hints the tier is chosen from (they send ECT and Device-Memory
+# only to origins that asked; Save-Data always). No Critical-CH: see README, Variant choice.
+ACCEPT_CH = ", ".join(CLIENT_HINTS)
 
 
 def _query(request: web.Request, name: str, max_len: int = 64) -> str | None:
@@ -90,17 +93,15 @@ async def get_scene_glb(request: web.Request) -> web.Response:
     if tier is not None and tier not in TIER_NAMES:
         raise InvalidRequest(f"tier {tier!r} is unknown; use one of {', '.join(TIER_NAMES)}",
                              code="tier_unknown", field="tier")
+    headers = {"Accept-CH": ACCEPT_CH, "Cache-Control": "private, max-age=60"}
     if tier is None:
         tier = choose_tier(request.headers, DEFAULT_TIER)
+        headers["Vary"] = ACCEPT_CH  # the answer depended on the hints: caches key on them
     variant = entry.variant(tier)
-    url = f"/c/{variant['blob']['sha256']}.{variant['blob']['ext']}"
-    return web.Response(status=302, headers={
-        "Location": url,
-        "Vary": ", ".join(CLIENT_HINTS),
-        "Accept-CH": ", ".join(CLIENT_HINTS),
-        "Cache-Control": "private, max-age=60",
-        "X-Tourserver-Tier": tier,
-    })
+    headers["Location"] = catalog.links.content(
+        f"{variant['blob']['sha256']}.{variant['blob']['ext']}")  # a CDN with --content-url
+    headers["X-Tourserver-Tier"] = tier
+    return web.Response(status=302, headers=headers)
 
 
 async def get_cell(request: web.Request) -> web.Response:

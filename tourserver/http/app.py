@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
 from tourserver.config import Settings
@@ -9,7 +13,7 @@ from tourserver.http import api, content, events, ops
 from tourserver.http import web as webapp
 from tourserver.http.keys import CATALOG, LIVE, METRICS, RELOADER, SETTINGS
 from tourserver.http.metrics import HttpMetrics
-from tourserver.http.middleware import errors, headers, observe
+from tourserver.http.middleware import errors, headers, install_headers, observe
 from tourserver.http.reload import Published, Reloader
 from tourserver.live.protocol import LiveLimits
 from tourserver.live.service import LiveConfig, LiveService
@@ -38,6 +42,22 @@ async def _stop_live(app: web.Application) -> None:
     await app[LIVE].close()  # sockets get 1001 after their queued frames
 
 
+LIVE_GAUGE_S = 5.0  # how stale another worker's live socket count may be in a scrape
+
+
+async def _live_gauges(app: web.Application) -> AsyncIterator[None]:
+    async def refresh() -> None:
+        while True:
+            ops.refresh_live_gauges(app)
+            await asyncio.sleep(LIVE_GAUGE_S)
+
+    task = asyncio.get_running_loop().create_task(refresh(), name="live-gauges")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _start_reloader(app: web.Application) -> None:
     await app[RELOADER].start()
 
@@ -53,6 +73,7 @@ def create_app(settings: Settings, catalog: Catalog, *,
     (hot reload, see http.reload); None serves `catalog` for good."""
     app = web.Application(middlewares=[observe, headers, errors],
                           client_max_size=settings.limits.max_request_bytes)
+    install_headers(app)  # CORS and security headers, streamed responses included
     app[SETTINGS] = settings
     published = Published(catalog)
     app[CATALOG] = published
@@ -61,6 +82,7 @@ def create_app(settings: Settings, catalog: Catalog, *,
     live = app[LIVE] = LiveService(live_config(settings), settings.data_dir, catalog.tours)
     app.on_startup.append(_start_live)
     app.on_shutdown.append(_stop_live)
+    app.cleanup_ctx.append(_live_gauges)
     if reload_poll_s is not None:
         app[RELOADER] = Reloader(published, settings.data_dir,
                                  on_swap=lambda new: live.use_tours(new.tours),

@@ -1,8 +1,10 @@
 """GET/HEAD /c/{sha256}.{ext}: immutable, content-addressed files.
 
 Written here rather than with aiohttp's FileResponse because we need a strong ETag (the
-content hash), our own MIME table, If-Range compared against that ETag, and JSON errors;
-the body still goes out with sendfile.
+content hash), our own MIME table, ranges and If-Range to the letter of RFC 9110, and JSON
+errors; the body still goes out with sendfile. The catalog knows every file's size, so a
+request never stats on the event loop; the file is opened (and closed) in a thread, and
+only when there is a body to send (not for HEAD or 304).
 """
 
 from __future__ import annotations
@@ -10,66 +12,141 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
+from pathlib import Path
+from typing import BinaryIO
 
 from aiohttp import web
 
-from tourserver.errors import NotFound, RangeNotSatisfiable
+from tourserver.errors import NotFound, RangeNotSatisfiable, TourError
 from tourserver.http.keys import catalog_of
 from tourserver.http.responses import etag_matches
 from tourserver.store.catalog import Catalog
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 NAME_RE = re.compile(r"^[0-9a-f]{64}\.[a-z0-9]{2,4}$")
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# More parts than this is a scraper or an amplification attempt, not a viewer: the whole
+# file is sent instead (RFC 9110 §14.2 lets a server ignore Range).
+MAX_RANGES = 16
+_SPEC_RE = re.compile(r"(\d*)-(\d*)")
+_MAX_DIGITS = 30  # beyond any file size; keeps int() away from 8 KB digit strings
+_CHUNK = 256 * 1024
+
+Segment = bytes | tuple[int, int]  # literal bytes, or (offset, count) of the file
 
 
-def parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """One byte range (start, end inclusive), or None to send the whole file.
+class ContentUnavailable(TourError):
+    """The catalog lists a file the blob store does not hold (or holds damaged)."""
 
-    Multi-range requests are answered with the whole file (allowed by RFC 9110 §14.2);
-    an unsatisfiable or malformed range raises RangeNotSatisfiable.
+    status = 500
+    code = "content_unavailable"
+
+
+def _position(digits: str) -> int:
+    return int(digits) if len(digits) <= _MAX_DIGITS else 10 ** _MAX_DIGITS
+
+
+def parse_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
+    """The byte ranges to send (start, end inclusive, in the order asked), or None for
+    the whole file (RFC 9110 §14): another unit than `bytes` is ignored; so are more than
+    MAX_RANGES ranges and overlapping ones (a server may); ranges past the end are dropped
+    and only if none is left is it a 416; a malformed byte range is a 416 too.
     """
-    header = header.strip()
-    if "," in header:
+    unit, equals, spec = header.partition("=")
+    if not equals or unit.strip().lower() != "bytes":  # range units are case-insensitive
         return None
-    m = _RANGE_RE.match(header)
-    if not m or (not m.group(1) and not m.group(2)):
-        raise RangeNotSatisfiable(f"malformed Range header {header[:64]!r}", size)
-    first, last = m.group(1), m.group(2)
-    if first:
-        start = int(first)
-        end = min(int(last), size - 1) if last else size - 1
-        if start >= size or (last and int(last) < start):
-            raise RangeNotSatisfiable(f"range {header[:64]} is outside 0-{size - 1}", size)
-    else:  # suffix range: the last N bytes
-        length = int(last)
-        if length == 0 or size == 0:
-            raise RangeNotSatisfiable("an empty suffix range selects nothing", size)
-        start, end = max(0, size - length), size - 1
-    return start, end
+    if size == 0:
+        return None  # nothing to select from: the (empty) whole file
+    # Empty list elements ("0-1,,4-5") are allowed and skipped (RFC 9110 §5.6.1).
+    specs = [s.strip() for s in spec.split(",") if s.strip()]
+    if len(specs) > MAX_RANGES:
+        return None
+    ranges: list[tuple[int, int]] = []
+    for s in specs:
+        m = _SPEC_RE.fullmatch(s)
+        if m is None or not (m.group(1) or m.group(2)):
+            raise RangeNotSatisfiable(f"malformed Range header {header[:64]!r}", size)
+        first, last = m.group(1), m.group(2)
+        if first:
+            start = _position(first)
+            if last and _position(last) < start:
+                raise RangeNotSatisfiable(f"range {s[:40]} ends before it starts", size)
+            if start >= size:
+                continue  # unsatisfiable: others may still be
+            ranges.append((start, min(_position(last), size - 1) if last else size - 1))
+        elif _position(last) > 0:  # suffix range: the last N bytes
+            ranges.append((max(0, size - _position(last)), size - 1))
+    if not ranges:
+        raise RangeNotSatisfiable(f"no range of {header[:64]!r} is inside 0-{size - 1}", size)
+    ordered = sorted(ranges)
+    if any(b[0] <= a[1] for a, b in zip(ordered, ordered[1:], strict=False)):
+        return None
+    return ranges
 
 
-async def _send_file(request: web.Request, response: web.StreamResponse, path: str,
-                     offset: int, count: int) -> None:
-    writer = await response.prepare(request)
-    if request.method == "HEAD" or count == 0:
-        await response.write_eof()
-        return
+def _wanted_ranges(request: web.Request, etag: str, size: int) -> list[tuple[int, int]] | None:
+    # Range is defined for GET only: HEAD answers as a GET without Range would (§14.2).
+    range_header = request.headers.get("Range")
+    if request.method != "GET" or range_header is None:
+        return None
+    # If-Range holds a strong validator equal to ours, or the whole file is sent: another
+    # ETag, a weak one or a date (our files have no Last-Modified) is stale (§13.1.5).
+    if_range = request.headers.get("If-Range")
+    if if_range is not None and if_range.strip() != etag:
+        return None
+    return parse_ranges(range_header, size)
+
+
+def _multipart(ranges: list[tuple[int, int]], size: int,
+               mime: str) -> tuple[str, list[Segment], int]:
+    """multipart/byteranges (RFC 9110 §14.6): the boundary, the body as segments, its length."""
+    boundary = secrets.token_hex(16)
+    segments: list[Segment] = []
+    for start, end in ranges:
+        segments.append(f"--{boundary}\r\nContent-Type: {mime}\r\n"
+                        f"Content-Range: bytes {start}-{end}/{size}\r\n\r\n".encode())
+        segments.append((start, end - start + 1))
+        segments.append(b"\r\n")
+    segments.append(f"--{boundary}--\r\n".encode())
+    length = sum(len(s) if isinstance(s, bytes) else s[1] for s in segments)
+    return boundary, segments, length
+
+
+def _open_checked(path: Path, size: int) -> BinaryIO:
+    """Open the blob (in a thread): missing or not the size the catalog says is our fault."""
+    try:
+        fobj = open(path, "rb")  # noqa: SIM115 - closed by the caller, in a thread too
+    except FileNotFoundError:
+        raise ContentUnavailable(f"blob {path} is listed in the catalog but missing") from None
+    actual = os.fstat(fobj.fileno()).st_size
+    if actual != size:
+        fobj.close()
+        raise ContentUnavailable(f"blob {path} holds {actual} bytes, the catalog says {size}")
+    return fobj
+
+
+async def _send(request: web.Request, response: web.StreamResponse, fobj: BinaryIO,
+                segments: list[Segment]) -> None:
+    writer = await response.prepare(request)  # StreamResponse: the headers go out now
     transport = request.transport
     loop = asyncio.get_running_loop()
-    with open(path, "rb") as fobj:
-        if transport is not None and transport.get_extra_info("sslcontext") is None:
-            await writer.drain()  # headers first, then the kernel copies the body
+    use_sendfile = transport is not None and transport.get_extra_info("sslcontext") is None
+    for segment in segments:
+        if isinstance(segment, bytes):
+            await response.write(segment)
+            continue
+        offset, count = segment
+        if use_sendfile:
+            await writer.drain()  # what was written first, then the kernel copies the file
             try:
                 await loop.sendfile(transport, fobj, offset, count)
-                await response.write_eof()
-                return
+                continue
             except NotImplementedError:
-                pass
+                use_sendfile = False
         fobj.seek(offset)
         remaining = count
         while remaining > 0:
-            chunk = await loop.run_in_executor(None, fobj.read, min(256 * 1024, remaining))
+            chunk = await loop.run_in_executor(None, fobj.read, min(_CHUNK, remaining))
             if not chunk:
                 break
             await response.write(chunk)
@@ -83,38 +160,39 @@ async def get_content(request: web.Request) -> web.StreamResponse:
     if not NAME_RE.match(name):
         raise NotFound("content names are <sha256>.<ext>", field="name")
     ref, path = catalog.blob_path(name)
-    size = os.stat(path).st_size
+    size = ref.bytes  # from the catalog: no stat per request
     etag = f'"{ref.sha256}"'
-    headers = {
-        "ETag": etag,
-        "Cache-Control": IMMUTABLE,
-        "Accept-Ranges": "bytes",
-        "Content-Type": ref.mime,
-        "X-Content-Type-Options": "nosniff",
-    }
-    if etag_matches(request, etag):
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    if etag_matches(request, etag):  # before Range: a 304 ignores it (§13.2.2)
         return web.Response(status=304, headers=headers)
-    byte_range = None
-    range_header = request.headers.get("Range")
-    if range_header is not None:
-        if_range = request.headers.get("If-Range")
-        # If-Range with another validator (or a date: our files have none) means
-        # "the whole thing", per RFC 9110 §13.1.5.
-        if if_range is None or if_range.strip() == etag:
-            try:
-                byte_range = parse_range(range_header, size)
-            except RangeNotSatisfiable as exc:
-                exc.headers = {"Content-Range": f"bytes */{size}"}  # type: ignore[attr-defined]
-                raise
+    headers["Accept-Ranges"] = "bytes"
+    ranges = _wanted_ranges(request, etag, size)
     response = web.StreamResponse(status=200, headers=headers)
-    if byte_range is None:
+    segments: list[Segment]
+    if ranges is None:
+        response.headers["Content-Type"] = ref.mime
+        segments = [(0, size)]
         response.content_length = size
-        offset, count = 0, size
-    else:
-        start, end = byte_range
+    elif len(ranges) == 1:
+        (start, end), = ranges
         response.set_status(206)
+        response.headers["Content-Type"] = ref.mime
         response.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        segments = [(start, end - start + 1)]
         response.content_length = end - start + 1
-        offset, count = start, end - start + 1
-    await _send_file(request, response, str(path), offset, count)
+    else:
+        boundary, segments, length = _multipart(ranges, size, ref.mime)
+        response.set_status(206)
+        response.headers["Content-Type"] = f"multipart/byteranges; boundary={boundary}"
+        response.content_length = length
+    if request.method == "HEAD" or size == 0:
+        await response.prepare(request)
+        await response.write_eof()
+        return response
+    loop = asyncio.get_running_loop()
+    fobj = await loop.run_in_executor(None, _open_checked, path, size)
+    try:
+        await _send(request, response, fobj, segments)
+    finally:
+        await loop.run_in_executor(None, fobj.close)
     return response

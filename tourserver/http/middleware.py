@@ -1,4 +1,5 @@
-"""Middlewares: errors as JSON, CORS for public reads, security headers, metrics, access log.
+"""Middlewares: errors as JSON, CORS preflight, metrics, access log; and install_headers,
+which puts CORS and security headers on every response.
 
 The access log records the route template, status, time and size: never the raw path or
 query (a cell id or coordinates could be in them) and never the client address.
@@ -14,14 +15,17 @@ from aiohttp import web
 from tourserver.errors import RangeNotSatisfiable, TooManyRequests, TourError
 from tourserver.http.keys import METRICS, SETTINGS
 from tourserver.http.responses import error_response, tour_error_response
+from tourserver.logs import AccessLog
 
-access_log = logging.getLogger("tourserver.access")
+access_log = AccessLog("tourserver.access")
 log = logging.getLogger("tourserver.http")
 
 _CORS_ALLOW_HEADERS = ("Range, If-None-Match, If-Range, Save-Data, ECT, Device-Memory, "
                        "Authorization, Content-Type")
-_CORS_EXPOSE = ("ETag, Content-Range, Accept-Ranges, Content-Length, X-Tourserver-Tier, "
-                "Location, Retry-After")
+# What a viewer on another origin (CesiumJS, 3DTilesRendererJS, a fetch() with progress)
+# reads beyond the CORS-safelisted ones: validators, ranges, sizes, redirects, back-off.
+_CORS_EXPOSE = ("ETag, Content-Range, Accept-Ranges, Content-Length, Content-Encoding, "
+                "Location, Retry-After, Vary, X-Tourserver-Tier")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
                400: "bad_request", 431: "headers_too_large", 414: "uri_too_long"}
 
@@ -49,9 +53,8 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
         route = _route_name(request)
         request.app[METRICS].observe(request.method, route, status, elapsed, size)
         if request.app[SETTINGS].access_log:
-            access_log.info("request", extra={"http": {
-                "method": request.method, "route": route, "status": status,
-                "ms": round(elapsed * 1000, 3), "bytes": size}})
+            access_log.request({"method": request.method, "route": route, "status": status,
+                                "ms": round(elapsed * 1000, 3), "bytes": size})
 
 
 @web.middleware
@@ -90,16 +93,29 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
 
 @web.middleware
 async def headers(request: web.Request, handler) -> web.StreamResponse:
+    """CORS preflight. Every other response gets its headers from install_headers."""
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-        response: web.StreamResponse = web.Response(status=204)
+        response = web.Response(status=204)
         response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = _CORS_ALLOW_HEADERS
         response.headers["Access-Control-Max-Age"] = "86400"
-    else:
-        response = await handler(request)
+        return response
+    return await handler(request)
+
+
+async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
+    # Runs as the response is prepared, before its headers are sent: so a handler that
+    # streams (the /c/ files, the event log, the 101 of a WebSocket) gets them too, as
+    # does any 206, 304, HEAD or error. setdefault: a handler's own value wins.
     h = response.headers
     h.setdefault("Access-Control-Allow-Origin", request.app[SETTINGS].cors_origin)
     h.setdefault("Access-Control-Expose-Headers", _CORS_EXPOSE)
     h.setdefault("X-Content-Type-Options", "nosniff")
     h.setdefault("Referrer-Policy", "no-referrer")
-    return response
+
+
+def install_headers(app: web.Application) -> None:
+    """CORS and security headers on every response of `app` (aiohttp's public
+    on_response_prepare signal); the `headers` middleware answers preflights."""
+    if _add_headers not in app.on_response_prepare:
+        app.on_response_prepare.append(_add_headers)

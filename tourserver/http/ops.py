@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import UTC, datetime
 from importlib import resources
@@ -9,7 +10,7 @@ from importlib import resources
 from aiohttp import web
 
 from tourserver import __version__
-from tourserver.http.keys import CATALOG, METRICS
+from tourserver.http.keys import CATALOG, LIVE, METRICS
 from tourserver.http.responses import json_response
 from tourserver.model.manifest import tour_schema
 
@@ -29,8 +30,19 @@ async def health(request: web.Request) -> web.Response:
                          cache="no-store")
 
 
+def refresh_live_gauges(app: web.Application) -> None:
+    """Count this process's open live sockets (in rooms, and replays) into the metrics."""
+    hub = app[LIVE].hub
+    rooms = list(hub.rooms.values())
+    app[METRICS].set_live(sum(len(room.conns) for room in rooms) + len(hub.replays),
+                          len(rooms))
+
+
 async def metrics(request: web.Request) -> web.Response:
-    body, content_type = request.app[METRICS].render()
+    refresh_live_gauges(request.app)
+    # With several workers, rendering reads every worker's metrics file: off the loop.
+    body, content_type = await asyncio.get_running_loop().run_in_executor(
+        None, request.app[METRICS].render)
     return web.Response(body=body, headers={"Content-Type": content_type,
                                             "Cache-Control": "no-store"})
 

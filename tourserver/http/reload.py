@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -104,7 +105,10 @@ class Reloader:
             return False
         self.published.reloading = True
         try:
-            catalog = await loop.run_in_executor(None, load_build, self.data_root, build_id)
+            # Links as the served catalog has them (--public-url, --content-url).
+            load = functools.partial(load_build, self.data_root, build_id,
+                                     links=self.published.catalog.links)
+            catalog = await loop.run_in_executor(None, load)
         except TourError as exc:
             log.error("build %s not loaded, still serving build %s: %s", build_id, old_id,
                       exc.message, extra={"build": old_id, "failed_build": build_id,

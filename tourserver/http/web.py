@@ -22,6 +22,7 @@ from aiohttp import web
 
 from tourserver.errors import NotFound
 from tourserver.http.responses import etag_matches
+from tourserver.model.variants import CLIENT_HINTS
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
@@ -120,22 +121,22 @@ class WebFiles:
                 or not path.startswith(VENDOR_PACKAGES[package])
                 or Path(path).suffix not in SERVED_TYPES):
             raise NotFound(f"no file {path!r} in {package}", field="path")
-        base = (self.node_modules / package).resolve()
-        file = (base / path).resolve()
-        if not file.is_relative_to(base):
-            raise NotFound(f"no file {path!r} in {package}", field="path")
         async with self._lock:
             try:
-                body = await asyncio.to_thread(_read_capped, file)
+                # resolve() reads symlinks: in the thread, with the read, off the loop
+                body = await asyncio.to_thread(_read_capped, self.node_modules / package, path)
             except OSError:
                 raise NotFound(f"no file {path!r} in {package}", field="path") from None
-            hit = self._vendor[key] = _static(body, file.name)
+            hit = self._vendor[key] = _static(body, Path(path).name)
         return hit
 
 
-def _read_capped(path: Path) -> bytes:
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise OSError("too large")
+def _read_capped(folder: Path, relative: str) -> bytes:
+    """A file of `folder` (never outside it, symlinks included), at most MAX_FILE_BYTES."""
+    base = folder.resolve()
+    path = (base / relative).resolve()
+    if not path.is_relative_to(base) or path.stat().st_size > MAX_FILE_BYTES:
+        raise OSError("outside its package, or too large")
     return path.read_bytes()
 
 
@@ -154,8 +155,9 @@ def _page(name: str):
         body, csp = request.app[WEB].pages[name]
         return web.Response(body=body, content_type="text/html", charset="utf-8", headers={
             "Cache-Control": REVALIDATE, "Content-Security-Policy": csp,
-            # The app reads client hints to pick a scene's tier, like the API does.
-            "Accept-CH": "Save-Data, ECT, Device-Memory",
+            # Browsers send ECT and Device-Memory only to an origin whose top-level page
+            # asked for them: the app (and the API's tier choice) read them.
+            "Accept-CH": ", ".join(CLIENT_HINTS),
             "Permissions-Policy": "geolocation=(self), xr-spatial-tracking=(self), "
                                   "camera=(self), gyroscope=(self), accelerometer=(self), "
                                   "magnetometer=(self)"})

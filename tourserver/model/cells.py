@@ -4,15 +4,20 @@ Phones ask for a whole cell (resolution 7: ~5 km², or 8: ~0.7 km²) and do geof
 themselves, so the server never learns where they are. A stop is in every cell its
 geofence circle (exit radius) overlaps; a tour is in every cell its route or its stops
 touch. Geometry is planar in a local equirectangular frame: exact enough at these sizes.
+
+`index_tours()` computes every tour's cells once, at build time (seconds per 10,000
+stops): a server loads the result and never recomputes it.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import h3
+
+from tourserver.model.manifest import Tour
 
 DISCOVERY_RESOLUTIONS = (7, 8)
 _CELL_RE = re.compile(r"^[0-9a-fA-F]{15,16}$")
@@ -140,3 +145,38 @@ def line_cells(coords: Iterable[tuple[float, float]], res: int) -> set[str]:
 
 def point_cell(lat: float, lon: float, res: int) -> str:
     return h3.latlng_to_cell(lat, lon, res)
+
+
+# A cell's contents as positions, not ids: (tours, stops, anchors), each a list of indexes.
+# Tours are numbered in the order given, stops in tour then stop order, anchors in tour then
+# `Tour.anchors()` order. Compact to store and to load (a few ints per cell instead of
+# hundreds of thousands of strings).
+CellHits = tuple[list[int], list[int], list[int]]
+
+
+def index_tours(tours: Sequence[Tour], resolutions: Sequence[int] = DISCOVERY_RESOLUTIONS
+                ) -> dict[int, dict[str, CellHits]]:
+    """res -> cell -> CellHits for every cell a tour, a stop's geofence (exit radius) or an
+    anchor touches. Each list is in increasing order, without repeats."""
+    index: dict[int, dict[str, CellHits]] = {}
+    for res in resolutions:
+        by_cell: dict[str, CellHits] = {}
+        stop_no = anchor_no = 0
+        for tour_no, tour in enumerate(tours):
+            tour_cells: set[str] = line_cells(tour.route, res)
+            for stop in tour.stops:
+                pose = stop.anchor.pose
+                stop_cells = circle_cells(pose.lat, pose.lon, stop.trigger.exit_radius_m, res)
+                tour_cells |= stop_cells
+                for cell in stop_cells:
+                    by_cell.setdefault(cell, ([], [], []))[1].append(stop_no)
+                stop_no += 1
+            for anchor in tour.anchors():
+                cell = point_cell(anchor.pose.lat, anchor.pose.lon, res)
+                by_cell.setdefault(cell, ([], [], []))[2].append(anchor_no)
+                tour_cells.add(cell)
+                anchor_no += 1
+            for cell in tour_cells:
+                by_cell.setdefault(cell, ([], [], []))[0].append(tour_no)
+        index[res] = by_cell
+    return index

@@ -9,6 +9,8 @@ Layout of the data directory:
   blobs/ab/<sha256>.<ext>     immutable content, served at /c/<sha256>.<ext>
   cache/<key>.json            scene variants already made for a (source, tiers) pair
   builds/<build-id>.json      a published catalog
+  builds/<build-id>/          what a server loads at start (store.artifacts): the tours
+                              parsed, the cell index computed; written before `current`
   current                     the id of the catalog being served (replaced atomically)
 A failed build never touches `current`, so the previous state keeps serving.
 """
@@ -36,6 +38,7 @@ from tourserver.model.manifest import SceneRef, Stop
 from tourserver.pipeline.base import Context
 from tourserver.pipeline.optimize import optimize
 from tourserver.pipeline.presets import TIERS
+from tourserver.store import artifacts
 from tourserver.store.blobs import BlobRef, BlobStore, atomic_write
 
 log = logging.getLogger("tourserver.build")
@@ -91,13 +94,13 @@ class DataDir:
         return self.root / "current"
 
     def current_build_id(self) -> str | None:
-        try:
-            return self.current_file.read_text().strip() or None
-        except FileNotFoundError:
-            return None
+        return artifacts.current_build_id(self.root)
 
     def catalog_path(self, build_id: str) -> Path:
         return self.root / "builds" / f"{build_id}.json"
+
+    def artifacts_dir(self, build_id: str) -> Path:
+        return artifacts.build_dir(self.root, build_id)
 
     def read_current_catalog(self) -> dict | None:
         build_id = self.current_build_id()
@@ -155,6 +158,9 @@ def build(content_root: Path, data_root: Path, force: bool = False,
     with data.lock():
         current = data.read_current_catalog()
         if current and current.get("fingerprint") == fingerprint and not force:
+            # Up to date, but published by a version that wrote no (or older) artifacts:
+            # write them, so that upgrading needs no forced rebuild.
+            _write_artifacts(data, current, loaded, replace=False)
             return BuildResult(current["build_id"], False, len(loaded),
                                len(current["scenes"]), 0, time.perf_counter() - started,
                                warnings, _summaries(loaded, current["scenes"]))
@@ -165,10 +171,27 @@ def build(content_root: Path, data_root: Path, force: bool = False,
         catalog["build_id"] = build_id
         atomic_write(data.catalog_path(build_id),
                      json.dumps(catalog, ensure_ascii=False, sort_keys=True, indent=1).encode())
+        # Everything a server loads is on disk before `current` names the build.
+        _write_artifacts(data, catalog, loaded, replace=force)
         atomic_write(data.current_file, build_id.encode())
     log.info("published build %s (%d tours, %d variants made)", build_id, len(loaded), made)
     return BuildResult(build_id, True, len(loaded), len(catalog["scenes"]), made,
                        time.perf_counter() - started, warnings, tuple(steps.rows))
+
+
+def _write_artifacts(data: DataDir, catalog: dict, loaded: list[LoadedTour],
+                     replace: bool) -> None:
+    """Write builds/<id>/ from the catalog and its tours (parsed and checked by this build:
+    the same manifests the catalog holds). Computing the cell index is the slow part."""
+    build_id = catalog["build_id"]
+    if not replace and artifacts.present(data.artifacts_dir(build_id)):
+        return
+    files = {entry["manifest"]["id"]: {rel: BlobRef.from_json(ref)
+                                       for rel, ref in entry["files"].items()}
+             for entry in catalog["tours"]}
+    art = artifacts.Artifacts(build_id, [lt.tour for lt in loaded], files, catalog["scenes"],
+                              {})
+    artifacts.write(data.artifacts_dir(build_id), art, replace=replace)
 
 
 class _Steps:

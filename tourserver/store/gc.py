@@ -89,6 +89,11 @@ def collect(data_root: Path, keep: int = DEFAULT_KEEP, dry_run: bool = False) ->
             referenced |= blob_names(_read_kept(data, build_id))
         result = GcResult(current, kept_ids, dry_run=dry_run)
         result.builds.extend(_remove(data_root, others[keep:], dry_run))
+        # Each build's precomputed files (store/artifacts: builds/<id>/), and folders a
+        # build that died half-way left behind (.tmp-*: under the lock, none is in use).
+        folders = [p.with_suffix("") for p in others[keep:]]
+        folders += sorted(builds_dir.glob(".tmp-*"))
+        result.builds.extend(_remove_folders(data_root, folders, dry_run))
         blobs = [p for p in _blob_files(data) if p.name not in referenced]
         gone = {p.name for p in blobs}
         result.cache.extend(_remove(data_root, _stale_cache(data, gone), dry_run))
@@ -144,6 +149,20 @@ def _remove(data_root: Path, paths: list[Path], dry_run: bool) -> list[Removed]:
         except FileNotFoundError:
             continue
         removed.append(Removed(str(path.relative_to(data_root)), size))
+    return removed
+
+
+def _remove_folders(data_root: Path, folders: list[Path], dry_run: bool) -> list[Removed]:
+    removed = []
+    for folder in folders:
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        removed.extend(_remove(data_root, sorted(p for p in folder.rglob("*")
+                                                 if not p.is_dir()), dry_run))
+        if not dry_run:
+            for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
+                sub.rmdir()
+            folder.rmdir()
     return removed
 
 

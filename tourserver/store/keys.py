@@ -141,7 +141,9 @@ class KeyStore:
 
     def verify(self, key: str) -> ApiKey | None:
         """The record of a valid, unrevoked key, else None. Never raises for a bad key string
-        (a corrupt keys.json raises KeysInvalid: fail closed, and loudly)."""
+        (a corrupt keys.json raises KeysInvalid: fail closed, and loudly). It stats keys.json
+        (and re-reads it when it changed): a server calls it off the event loop. Safe from
+        several threads: the cache is one tuple, replaced whole."""
         if not _well_formed(key):
             return None
         # A dict lookup by the SHA-256 of the key is safe: any timing it leaks is about a
