@@ -317,3 +317,34 @@ async def test_metrics_count_open_live_sockets(mini_built, tmp_path):
             await client.close()
     finally:
         server.stop()
+
+
+def test_the_access_log_is_written_once_per_loop_turn_in_the_same_shape(capsys):
+    import asyncio
+    import io
+
+    from tourserver.logs import AccessLog, setup_logging
+
+    for fmt in ("json", "text"):
+        stream = io.StringIO()
+        setup_logging(fmt, stream=stream)
+        access = AccessLog()
+
+        async def two_requests() -> str:
+            for route in ("/v1/cells/{cell}", "/v1/tours"):
+                access.request({"method": "GET", "route": route, "status": 200, "ms": 0.25,
+                                "bytes": 1234})
+            before = stream.getvalue()  # nothing written yet: one write per loop turn
+            await asyncio.sleep(0)
+            return before
+
+        assert asyncio.run(two_requests()) == ""
+        lines = stream.getvalue().splitlines()
+        assert len(lines) == 2, lines
+        if fmt == "json":
+            entry = json.loads(lines[0])
+            assert {k: entry[k] for k in ("level", "logger", "msg")} == {
+                "level": "info", "logger": "tourserver.access", "msg": "request"}
+            assert entry["http"]["route"] == "/v1/cells/{cell}" and entry["ts"].endswith("Z")
+        else:
+            assert "GET /v1/cells/{cell} 200" in lines[0] and "/v1/tours" in lines[1]
