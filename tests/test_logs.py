@@ -330,7 +330,7 @@ def test_the_access_log_is_written_once_per_loop_turn_in_the_same_shape(capsys):
         setup_logging(fmt, stream=stream)
         access = AccessLog()
 
-        async def two_requests() -> str:
+        async def two_requests(access: AccessLog = access, stream: io.StringIO = stream) -> str:
             for route in ("/v1/cells/{cell}", "/v1/tours"):
                 access.request({"method": "GET", "route": route, "status": 200, "ms": 0.25,
                                 "bytes": 1234})

@@ -70,7 +70,8 @@ class JsonFormatter(logging.Formatter):
         entry.update(_extras(record))
         if record.exc_info:
             entry["exc"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        # orjson, compact: the same bytes the access log's fast path writes (AccessLog)
+        return orjson.dumps(entry, default=str).decode()
 
 
 _LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",

@@ -250,7 +250,7 @@ def test_a_catalog_that_fails_to_load_leaves_the_old_build_serving(tmp_path):
         assert server.stop() == 0
     errors = [json.loads(line) for line in server.log.read_text().splitlines()
               if line.startswith("{") and '"tourserver.reload"' in line
-              and '"level": "error"' in line]
+              and '"level":"error"' in line]
     assert [e["failed_build"] for e in errors] == ["0123456789abcdef", "fedcba9876543210"]
     assert "is missing" in errors[0]["msg"] and "cannot be read" in errors[1]["msg"]
     assert all(e["build"] == good for e in errors)

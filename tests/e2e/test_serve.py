@@ -154,7 +154,7 @@ def test_logs_are_json_and_never_hold_a_location(served):
         if line.startswith("{"):
             entry = json.loads(line)
             assert "remote" not in json.dumps(entry)
-    assert '"route": "/v1/cells/{cell}"' in text
+    assert '"route":"/v1/cells/{cell}"' in text
 
 
 def test_slow_client_gets_408_and_is_disconnected(served):
@@ -240,7 +240,32 @@ def test_sigterm_finishes_the_request_in_flight(tmp_path):
     server.stop()
     log = server.log.read_text()
     # The download really was in flight: shutdown began before it was logged as done.
-    assert log.index("shutting down") < log.index('"route": "/c/{name}"')
+    assert log.index("shutting down") < log.index('"route":"/c/{name}"')
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_workers_that_cannot_load_the_build_stop_serve_clearly(tmp_path, damage):
+    """With --workers 2 the supervisor only checks the build's files are there (each worker
+    loads it): missing files fail in the supervisor, damaged ones in the workers; either
+    way `serve` exits 1 with one clear line naming the file, and no traceback."""
+    root = make_mini_root(tmp_path / "content")
+    data = tmp_path / "data"
+    build = subprocess.run([sys.executable, "-m", "tourserver", "build", "--root", str(root),
+                            "--data", str(data)], capture_output=True, text=True, timeout=120)
+    assert build.returncode == 0, build.stderr
+    build_id = (data / "current").read_text().strip()
+    tours_file = data / "builds" / build_id / "tours-1.json"
+    if damage == "missing":
+        tours_file.unlink()
+    else:
+        tours_file.write_bytes(tours_file.read_bytes()[:100])
+    proc = subprocess.run(
+        [sys.executable, "-m", "tourserver", "serve", "--no-build", "--workers", "2",
+         "--data", str(data), "--port", str(free_port())],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "tours-1.json" in proc.stderr and "tourserver build --force" in proc.stderr
 
 
 def test_serve_with_invalid_tours_and_nothing_published_fails_clearly(tmp_path):

@@ -163,7 +163,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tourserver.http.reload import POLL_S
     from tourserver.http.server import serve
     from tourserver.logs import resolve_log_format, setup_logging
-    from tourserver.store.catalog import Catalog, Links, load_published
+    from tourserver.store.catalog import Catalog, Links, load_published, published_build_id
 
     # How often each worker looks for a newly published build; 0: only on SIGHUP.
     try:
@@ -204,7 +204,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Every link in every document starts with these (relative without the options).
     links = Links(content_base=settings.content_base, api_base=settings.api_base)
     try:
-        catalog = load_published(args.data, links=links)  # fail here, not in a worker
+        # Fail here, clearly, not in a worker. With several workers, check that the build's
+        # files are there and let each worker load it (loading it here too would double the
+        # start-up time at 100k anchors); a worker that cannot load it stops the server.
+        if args.workers > 1:
+            catalog, build_id = None, published_build_id(args.data)
+        else:
+            catalog = load_published(args.data, links=links)
+            build_id = catalog.build_id
     except TourError as exc:
         if not problems:
             print(f"error: {exc.message}", file=sys.stderr)
@@ -218,7 +225,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         return EXIT_INVALID
     if problems:
-        _say_serving_previous(args, problems, catalog.build_id)
+        _say_serving_previous(args, problems, build_id)
 
     def say_serving() -> None:
         where = (f"; links to {settings.api_base or 'this server'}/v1/ and "
@@ -228,13 +235,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
               flush=True)
 
     def loaded() -> Catalog:
+        assert catalog is not None  # one process: the catalog just loaded
         return catalog
 
     # One process serves the catalog just checked; workers (other processes) load their own.
     load = (loaded if args.workers <= 1 else
             functools.partial(load_published, args.data, links=links))
-    if args.workers > 1:
-        del catalog  # the supervisor serves nothing: do not hold a catalog for its lifetime
     try:
         with _shared_worker_metrics(args.workers):
             failed = serve(settings, load, say_serving, reload_poll_s)

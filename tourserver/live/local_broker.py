@@ -13,6 +13,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -60,7 +61,17 @@ class LocalBroker(Broker):
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        for attempt in range(50):
+            try:
+                # Switching to WAL needs a moment alone with the file: another process
+                # opening it at the same instant gets "locked" without the busy handler.
+                db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.1)
         db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a process crash loses nothing
         db.executescript(_SCHEMA)
         os.chmod(self.path, 0o600)

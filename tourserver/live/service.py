@@ -81,6 +81,8 @@ class LiveService:
         self.tours = tours
 
     async def start(self) -> None:
+        if self.config.unavailable:
+            return  # live answers 503 here: no broker to open (workers would race for it)
         await self.broker.start()
 
     async def close(self) -> None:

@@ -417,6 +417,26 @@ def load_published(data_root: Path, *, links: Links | None = None) -> Catalog:
     return load_build(data_root, build_id, links=links)
 
 
+def published_build_id(data_root: Path) -> str:
+    """The current build's id, once its catalog and start-up files are there: the cheap
+    check a supervisor makes before its workers start (each loads the build itself).
+    Raises TourError like load_published for what is missing; damage inside the files
+    is left for the load to find."""
+    build_id = artifacts.current_build_id(data_root)
+    if build_id is None:
+        raise NotFound(f"nothing is published in {data_root}; run `tourserver build`")
+    if not BUILD_ID_RE.match(build_id):
+        raise TourError(f"{data_root / 'current'} holds {build_id[:80]!r}, not a build id",
+                        code="catalog_unreadable")
+    folder = artifacts.build_dir(data_root, build_id)
+    for path in (folder.parent / f"{build_id}.json", folder / artifacts.TOURS_FILE,
+                 folder / artifacts.CELLS_FILE):
+        if not path.is_file():
+            raise TourError(f"build {build_id} cannot be read: {path} is missing: run "
+                            f"`{artifacts.REBUILD}` to rebuild it", code="catalog_unreadable")
+    return build_id
+
+
 def load_build(data_root: Path, build_id: str, *, links: Links | None = None) -> Catalog:
     """The catalog of one published build, from the artifacts the build wrote (see
     store.artifacts): no manifest is parsed or validated and no cell is computed here.
