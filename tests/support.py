@@ -177,3 +177,14 @@ def write_gltf(folder: Path, png: bytes, name: str = "scene") -> Path:
     path = folder / f"{name}.gltf"
     path.write_text(json.dumps(doc))
     return path
+
+
+def write_wav(path: Path) -> None:
+    """One second of silent 8 kHz WAV: audio no tour accepts (MP3 and AAC only)."""
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(bytes(16000))

@@ -9,12 +9,11 @@ import copy
 import json
 import os
 import shutil
-import wave
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support import MINI_TOUR, make_mini_root
+from support import MINI_TOUR, make_mini_root, write_wav
 
 from tourserver.cli import main
 
@@ -31,14 +30,6 @@ def _move_to_paris(data: dict) -> None:
     _stop(data, 1)["anchor"]["geopose"]["position"].update(lat=48.8606, lon=2.3376)
     data["route"]["coordinates"] = [[2.2945, 48.8584], [2.3376, 48.8606]]
     data["timezone"] = "Europe/Paris"
-
-
-def _wav(path: Path) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(bytes(16000))
 
 
 def _swap_anchor(data: dict) -> None:
@@ -91,7 +82,7 @@ CASES: dict[str, Case] = {
         None, lambda root: (root / "assets/mini/a.glb").write_bytes(os.urandom(2048)),
         "scene_format", "mini-a", "scenes/0/source", 1),
     "a WAV named .mp3": (
-        None, lambda root: _wav(root / "assets/mini/en/a.mp3"), "audio_format", "mini-a",
+        None, lambda root: write_wav(root / "assets/mini/en/a.mp3"), "audio_format", "mini-a",
         "narration/en/audio/1", 1),
     "subtitles past the end of the audio": (
         None, lambda root: (root / "assets/mini/zh-Hans/a.vtt").write_text(

@@ -9,12 +9,11 @@ import os
 import shutil
 import struct
 import time
-import wave
 import zlib
 from pathlib import Path
 
 import pytest
-from support import REPO, write_gltf
+from support import REPO, write_gltf, write_wav
 
 from tourserver.ingest.audio import probe_audio
 from tourserver.ingest.files import check_tour_files, scene_dependencies
@@ -176,14 +175,6 @@ def test_scene_dependencies_skip_what_leaves_the_folder(tmp_path):
     assert scene_dependencies(path) == []
 
 
-def _wav(path: Path) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(bytes(16000))
-
-
 def _silent_mp3(path: Path) -> None:
     """The demo MP3's first frame alone, its Info header saying 0 frames: valid, 0 s long."""
     data = (NARRATION / "jiefangbei.mp3").read_bytes()
@@ -194,7 +185,7 @@ def _silent_mp3(path: Path) -> None:
 
 M4A_FIELD, MP3_FIELD = "/stops/0/narration/en/audio/0", "/stops/0/narration/en/audio/1"
 AUDIO_CASES = {
-    "a WAV named .mp3": ("a.mp3", MP3_FIELD, _wav, "audio_format", "is a WAV file"),
+    "a WAV named .mp3": ("a.mp3", MP3_FIELD, write_wav, "audio_format", "is a WAV file"),
     "an M4A named .mp3": ("a.mp3", MP3_FIELD,
                           lambda p: shutil.copyfile(NARRATION / "jiefangbei.m4a", p),
                           "audio_type_mismatch", "AAC audio in an MP4 (M4A) container"),
