@@ -124,6 +124,8 @@ class LiveSettings:
     broker_url: str | None = None  # redis://HOST:PORT/DB; None: one process, SQLite
     allowed_origins: tuple[str, ...] = ()  # besides same-origin and loopback
     tickets_per_minute: int = 60  # per client address
+    # Proxies whose X-Forwarded-For names the client (http.client_address); none by default.
+    trusted_proxies: tuple = ()
     max_frame_bytes: int = 64 * 1024
     history_window: int = 10_000  # messages a resume may replay before a snapshot instead
     cue_horizon_s: float = 6 * 3600.0

@@ -594,6 +594,38 @@ def test_ticket_rate_limit_per_address(mini_built, tmp_path):
         srv.stop()
 
 
+def test_behind_a_trusted_proxy_the_ticket_limit_is_per_forwarded_client(mini_built, tmp_path):
+    """Behind nginx every request comes from the proxy: with --trusted-proxy, each tourist
+    named by X-Forwarded-For has their own budget; without it, the header is ignored (a
+    client cannot forge its way past the limit)."""
+    root, built = mini_built
+    srv = LiveServer(private_data(built, tmp_path), root, "--tickets-per-minute", "3",
+                     "--trusted-proxy", "127.0.0.1/32")
+    try:
+        event = srv.create_event()
+        url = f"/v1/events/{event['id']}/tickets"
+
+        def ticket(forwarded: str) -> int:
+            return srv.call("POST", url, {}, {"X-Forwarded-For": forwarded})[0]
+
+        assert [ticket("198.51.100.7") for _ in range(4)] == [201, 201, 201, 429]
+        assert ticket("198.51.100.8") == 201  # another tourist behind the same proxy
+        # The client's own claim left of the proxy's entry is not believed.
+        assert ticket("203.0.113.9, 198.51.100.7") == 429
+    finally:
+        srv.stop()
+    srv = LiveServer(private_data(built, tmp_path / "untrusted"), root,
+                     "--tickets-per-minute", "3")
+    try:
+        event = srv.create_event()
+        url = f"/v1/events/{event['id']}/tickets"
+        codes = [srv.call("POST", url, {}, {"X-Forwarded-For": f"198.51.100.{i}"})[0]
+                 for i in range(4)]
+        assert codes == [201, 201, 201, 429]  # forged headers do not help
+    finally:
+        srv.stop()
+
+
 def test_several_workers_without_a_broker_say_what_is_missing(mini_built, tmp_path):
     root, built = mini_built
     srv = LiveServer(private_data(built, tmp_path), root, "--workers", "2")

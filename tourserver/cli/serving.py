@@ -44,6 +44,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                         "loopback (repeat; '*' allows any)")
     p.add_argument("--tickets-per-minute", type=int, default=LiveSettings.tickets_per_minute,
                    metavar="N", help="live tickets per client address per minute")
+    p.add_argument("--trusted-proxy", action="append", metavar="CIDR",
+                   help="a proxy (nginx, a load balancer) whose X-Forwarded-For names the "
+                        "client, for per-address limits (repeat; default: none)")
     p.add_argument("--max-frame-bytes", type=int, default=LiveSettings.max_frame_bytes,
                    metavar="N", help="largest live frame a client may send (closed with 1009)")
     p.add_argument("--history-window", type=int, default=LiveSettings.history_window,
@@ -160,6 +163,7 @@ def _shared_worker_metrics(workers: int) -> Iterator[None]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from tourserver.config import base_url
+    from tourserver.http.client_address import parse_networks
     from tourserver.http.reload import POLL_S
     from tourserver.http.server import serve
     from tourserver.logs import resolve_log_format, setup_logging
@@ -179,6 +183,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         public_url = base_url(args.public_url, "--public-url") if args.public_url else None
         content_url = (base_url(args.content_url, "--content-url", trailing_slash=True)
                        if args.content_url else None)
+        trusted_proxies = parse_networks(args.trusted_proxy or ())
     except ValueError as exc:
         print(f"usage error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -196,6 +201,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         live=LiveSettings(broker_url=args.broker,
                                           allowed_origins=tuple(args.allow_origin or ()),
                                           tickets_per_minute=args.tickets_per_minute,
+                                          trusted_proxies=trusted_proxies,
                                           max_frame_bytes=args.max_frame_bytes,
                                           history_window=args.history_window,
                                           cue_horizon_s=args.cue_horizon,

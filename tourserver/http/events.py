@@ -9,7 +9,8 @@ import orjson
 from aiohttp import web
 
 from tourserver.errors import InvalidRequest
-from tourserver.http.keys import LIVE
+from tourserver.http.client_address import client_address
+from tourserver.http.keys import LIVE, SETTINGS
 from tourserver.http.responses import json_response
 from tourserver.live import socket as live_socket
 from tourserver.live.hub import now_ms
@@ -62,9 +63,10 @@ async def get_event(request: web.Request) -> web.Response:
 async def issue_ticket(request: web.Request) -> web.Response:
     live = request.app[LIVE]
     # The address is used for the rate limit in memory only: never logged or stored.
+    address = client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                             request.app[SETTINGS].live.trusted_proxies)
     ticket = await live.issue_ticket(request.match_info["event_id"],
-                                     await _body(request, optional=True),
-                                     request.remote or "unknown")
+                                     await _body(request, optional=True), address)
     return json_response(request, ticket, cache=NO_STORE, status=201)
 
 
