@@ -46,7 +46,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -56,7 +55,18 @@ sys.path.insert(0, str(HERE))
 
 import nginx_front  # noqa: E402  (tools/bench is not a package)
 import synthetic  # noqa: E402
-from common import Procs, cpu_model, free_port, tail  # noqa: E402
+from common import (  # noqa: E402
+    BenchError,
+    Procs,
+    cpu_model,
+    fetch,
+    find_tool,
+    free_port,
+    high_variant,
+    run_wrk,
+    tail,
+    wait_http,
+)
 
 HOST = "127.0.0.1"
 TOUR_ID = synthetic.MINI_TOUR["id"]
@@ -71,24 +81,10 @@ def say(msg: str) -> None:
     print(f"[http_bench] {msg}", file=sys.stderr, flush=True)
 
 
-class BenchError(RuntimeError):
-    pass
-
-
 # ---- tools ---------------------------------------------------------------------------------
-def _find(cmd: str) -> str | None:
-    found = shutil.which(cmd)
-    if found:
-        return found
-    for d in ("/usr/sbin", "/usr/local/sbin", "/sbin"):  # nginx lives in sbin
-        if os.access(f"{d}/{cmd}", os.X_OK):
-            return f"{d}/{cmd}"
-    return None
-
-
 def ensure_tools() -> tuple[str, str]:
     """Paths of nginx and wrk, installing both with apt-get if either is missing."""
-    nginx, wrk = _find("nginx"), _find("wrk")
+    nginx, wrk = find_tool("nginx"), find_tool("wrk")
     if nginx and wrk:
         return nginx, wrk
     apt = shutil.which("apt-get")
@@ -100,7 +96,7 @@ def ensure_tools() -> tuple[str, str]:
     if subprocess.run(install, env=env, timeout=900).returncode != 0:
         subprocess.run([apt, "update"], env=env, timeout=900, check=True)
         subprocess.run(install, env=env, timeout=900, check=True)
-    nginx, wrk = _find("nginx"), _find("wrk")
+    nginx, wrk = find_tool("nginx"), find_tool("wrk")
     if not (nginx and wrk):
         raise BenchError("apt-get ran but nginx or wrk is still missing")
     return nginx, wrk
@@ -142,32 +138,6 @@ def machine_info(nginx: str, wrk: str) -> dict:
 # ---- processes -----------------------------------------------------------------------------
 # What phones send, and what wrk sends to both servers.
 ACCEPT_GZIP = "gzip, deflate"
-
-
-def fetch(url: str, timeout: float = 10.0, gzip_ok: bool = False) -> tuple[int, dict, bytes]:
-    """Status, headers and the body as sent (urllib does not decode gzip)."""
-    headers = {"User-Agent": "http_bench"}
-    if gzip_ok:
-        headers["Accept-Encoding"] = ACCEPT_GZIP
-    req = urllib.request.Request(url, headers=headers)
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (loopback only)
-        return resp.status, dict(resp.headers), resp.read()
-
-
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    for _ in range(int(timeout_s / 0.1) + 1):
-        if proc.poll() is not None:
-            raise BenchError(f"{proc.args[0]} exited with {proc.returncode}:\n{tail(log)}")
-        try:
-            if fetch(url, timeout=2)[0] == 200:
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    raise BenchError(f"{url} did not answer within {timeout_s:g} s:\n{tail(log)}")
 
 
 SERVING = re.compile(r'"msg":\s*"serving"')  # each process's JSON line once it listens
@@ -250,46 +220,6 @@ def start_nginx(procs: Procs, nginx: str, tmp: Path, workers: int, static: Path,
 
 
 # ---- wrk -----------------------------------------------------------------------------------
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
-
-
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text.strip())
-    if not m:
-        raise BenchError(f"cannot read wrk latency {text!r}")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def parse_wrk(out: str) -> dict:
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    total = re.search(r"(\d+) requests in ([\d.]+\w+), ([\d.]+\w+) read", out)
-    if not rps or not total:
-        raise BenchError(f"cannot parse wrk output:\n{out}")
-    pct = {p: _ms(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M)}
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                       out)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": float(rps.group(1)),
-        "requests": int(total.group(1)),
-        "read": total.group(3),
-        "p50_ms": pct.get("50"), "p75_ms": pct.get("75"),
-        "p90_ms": pct.get("90"), "p99_ms": pct.get("99"),
-        "socket_errors": sum(map(int, errors.groups())) if errors else 0,
-        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-    }
-
-
-def run_wrk(wrk: str, url: str, connections: int, duration: int) -> dict:
-    threads = max(1, min(2, connections))
-    cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
-           "-H", f"Accept-Encoding: {ACCEPT_GZIP}", url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
-    if out.returncode != 0:
-        raise BenchError(f"wrk failed ({out.returncode}): {out.stderr.strip()}")
-    return parse_wrk(out.stdout)
-
-
 @dataclass
 class Result:
     target: str
@@ -310,8 +240,8 @@ class Result:
 def measure(wrk: str, target: str, workers: int, server: str, base: str, path: str,
             body_bytes: int, connections: int, duration: int) -> Result:
     url = base + path
-    run_wrk(wrk, url, connections, WARMUP_S)  # warm-up, discarded
-    r = run_wrk(wrk, url, connections, duration)
+    run_wrk(wrk, url, connections, WARMUP_S, ACCEPT_GZIP)  # warm-up, discarded
+    r = run_wrk(wrk, url, connections, duration, ACCEPT_GZIP)
     res = Result(target, workers, server, connections, path, body_bytes, r["rps"], r["p50_ms"],
                  r["p90_ms"], r["p99_ms"], r["requests"], r["socket_errors"], r["non_2xx"])
     say(f"{target:<9} w{workers} {server:<10} c={connections:<3} {res.rps:10.1f} req/s  "
@@ -325,8 +255,8 @@ def measure(wrk: str, target: str, workers: int, server: str, base: str, path: s
 def same_body(a_url: str, b_url: str, expect_type: str) -> int:
     """Both servers give 200 and the same bytes, with the same Content-Encoding and the
     expected type, to a client accepting gzip; returns the size sent."""
-    sa, ha, ba = fetch(a_url, gzip_ok=True)
-    sb, hb, bb = fetch(b_url, gzip_ok=True)
+    sa, ha, ba = fetch(a_url, ACCEPT_GZIP)
+    sb, hb, bb = fetch(b_url, ACCEPT_GZIP)
     if sa != 200 or sb != 200:
         raise BenchError(f"status {sa} / {sb} for {a_url} / {b_url}")
     if hashlib.sha256(ba).digest() != hashlib.sha256(bb).digest():
@@ -346,7 +276,7 @@ def publish_static(static: Path, path: str, url: str) -> None:
     target = static / path.lstrip("/")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(fetch(url)[2])
-    _, headers, packed = fetch(url, gzip_ok=True)
+    _, headers, packed = fetch(url, ACCEPT_GZIP)
     gz = target.with_name(target.name + ".gz")
     if headers.get("Content-Encoding") == "gzip":
         gz.write_bytes(packed)
@@ -355,21 +285,6 @@ def publish_static(static: Path, path: str, url: str) -> None:
 
 
 # ---- the run -------------------------------------------------------------------------------
-def high_variant(data: Path) -> tuple[str, int, Path]:
-    """(name, bytes, path) of the "high" tier variant of the benchmark scene."""
-    build_id = (data / "current").read_text().strip()
-    catalog = json.loads((data / "builds" / f"{build_id}.json").read_text("utf-8"))
-    for v in catalog["scenes"][SCENE_ID]["variants"]:
-        if v["tier"] == "high":
-            blob = v["blob"]
-            name = f"{blob['sha256']}.{blob['ext']}"
-            path = data / "blobs" / blob["sha256"][:2] / name
-            if not path.is_file() or path.stat().st_size != blob["bytes"]:
-                raise BenchError(f"blob {path} is missing or has the wrong size")
-            return name, int(blob["bytes"]), path
-    raise BenchError("the build has no high variant for the benchmark scene")
-
-
 def start_tourserver(procs: Procs, tmp: Path, root: Path, data: Path, workers: int,
                      name: str = "tourserver") -> tuple[subprocess.Popen, int, float]:
     """Start `tourserver serve --no-build`; returns the process, its port and the seconds
@@ -438,7 +353,7 @@ def run(args: argparse.Namespace) -> dict:
                                capture_output=True, text=True, timeout=300, cwd=str(REPO))
         if build.returncode != 0:
             raise BenchError(f"tourserver build failed:\n{build.stdout}\n{build.stderr}")
-        glb_name, glb_bytes, glb_path = high_variant(data)
+        glb_name, glb_bytes, glb_path = high_variant(data, SCENE_ID)
         extra["glb"] = {"name": glb_name, "bytes": glb_bytes, "tier": "high"}
         say(f"built: high variant {glb_name} ({glb_bytes} bytes)")
 
@@ -630,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = run(args)
         # Content through nginx in front (tourserver nginx-config) against nginx alone.
         front = nginx_front.run(duration=args.duration, connections=args.connections)
-    except (BenchError, nginx_front.BenchError, OSError, subprocess.SubprocessError) as exc:
+    except (BenchError, OSError, subprocess.SubprocessError) as exc:
         print(f"http_bench: {exc}", file=sys.stderr)
         return 1
     summary["nginx_front"] = {"results": front["results"], "ratios": front["ratios"]}

@@ -22,15 +22,12 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -38,7 +35,18 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
 import synthetic  # noqa: E402  (tools/bench is not a package)
-from common import HOST, Procs, cpu_model, free_port, tail  # noqa: E402
+from common import (  # noqa: E402
+    HOST,
+    BenchError,
+    Procs,
+    cpu_model,
+    fetch,
+    find_tool,
+    free_port,
+    high_variant,
+    run_wrk,
+    wait_http,
+)
 
 from tourserver.http.nginx import NginxOptions, nginx_config  # noqa: E402
 
@@ -80,63 +88,8 @@ PLAIN_SERVER = """\
 """
 
 
-class BenchError(RuntimeError):
-    pass
-
-
 def say(msg: str) -> None:
     print(f"[nginx_front] {msg}", file=sys.stderr, flush=True)
-
-
-def _find(cmd: str) -> str:
-    found = shutil.which(cmd) or next((f"{d}/{cmd}" for d in ("/usr/sbin", "/usr/local/sbin")
-                                       if os.access(f"{d}/{cmd}", os.X_OK)), None)
-    if found is None:
-        raise BenchError(f"{cmd} is needed (Debian: apt-get install nginx wrk)")
-    return found
-
-
-def _get(url: str) -> tuple[int, dict, bytes]:
-    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 (loopback only)
-        return resp.status, dict(resp.headers), resp.read()
-
-
-def _wait(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"{proc.args[0]} exited with {proc.returncode}:\n{tail(log)}")
-        try:
-            if _get(url)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise BenchError(f"{url} did not answer within {timeout_s:g} s:\n{tail(log)}")
-
-
-def wrk(binary: str, url: str, connections: int, duration: int) -> dict:
-    """One wrk run: requests per second, latency percentiles, errors."""
-    cmd = [binary, f"-t{max(1, min(2, connections))}", f"-c{connections}",
-           f"-d{duration}s", "--latency", url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
-    if out.returncode != 0:
-        raise BenchError(f"wrk failed ({out.returncode}): {out.stderr.strip()}")
-    text = out.stdout
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
-    total = re.search(r"(\d+) requests in", text)
-    if not rps or not total:
-        raise BenchError(f"cannot read wrk's output:\n{text}")
-    units = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-    pct = {p: float(v) * units[u] for p, v, u in
-           re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", text, re.M)}
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                       text)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    return {"rps": float(rps.group(1)), "requests": int(total.group(1)),
-            "p50_ms": pct.get("50"), "p99_ms": pct.get("99"),
-            "errors": (sum(map(int, errors.groups())) if errors else 0)
-            + (int(non2xx.group(1)) if non2xx else 0)}
 
 
 def _start_nginx(procs: Procs, binary: str, prefix: Path, workers: int, body: str,
@@ -150,48 +103,29 @@ def _start_nginx(procs: Procs, binary: str, prefix: Path, workers: int, body: st
     if check.returncode != 0:
         raise BenchError(f"nginx -t failed:\n{check.stderr}")
     proc = procs.start(cmd, prefix / "stderr.log")
-    _wait(url, proc, prefix / "error.log")
+    wait_http(url, proc, prefix / "error.log", 60)
     return proc
-
-
-def _content_root(root: Path) -> None:
-    """The benchmark tour, with the demo tour's real narration in place of synthetic's
-    placeholder bytes (the build recognises audio by its bytes and refuses those)."""
-    synthetic.make_content_root(root)
-    narration = REPO / "assets" / "chongqing-night" / "narration" / "en"
-    for lang in ("en", "zh-Hans"):
-        for ext in ("m4a", "mp3"):
-            shutil.copyfile(narration / f"jiefangbei.{ext}",
-                            root / "assets" / "bench" / lang / f"a.{ext}")
-
-
-def _high_variant(data: Path) -> tuple[str, int]:
-    build_id = (data / "current").read_text().strip()
-    catalog = json.loads((data / "builds" / f"{build_id}.json").read_text("utf-8"))
-    for variant in catalog["scenes"][SCENE_ID]["variants"]:
-        if variant["tier"] == "high":
-            blob = variant["blob"]
-            return f"{blob['sha256']}.{blob['ext']}", int(blob["bytes"])
-    raise BenchError("the benchmark build has no high variant")
 
 
 def run(duration: int = 10, connections: int = 32, workers: int = 1,
         keep: bool = False) -> dict:
     """Measure; every figure in one dict (see the module docstring)."""
-    nginx, wrk_bin = _find("nginx"), _find("wrk")
+    nginx, wrk_bin = find_tool("nginx"), find_tool("wrk")
+    if not (nginx and wrk_bin):
+        raise BenchError("nginx and wrk are needed (Debian: apt-get install nginx wrk)")
     procs = Procs()
     tmp = Path(tempfile.mkdtemp(prefix="nginx-front-"))
     os.chmod(tmp, 0o755)  # nginx workers may run as another user
     results: dict[str, dict] = {}
     try:
         root, data = tmp / "root", tmp / "data"
-        _content_root(root)
+        synthetic.make_content_root(root)
         build = subprocess.run([sys.executable, "-m", "tourserver", "build", "--root",
                                 str(root), "--data", str(data), "--json"], cwd=REPO,
                                capture_output=True, text=True, timeout=300)
         if build.returncode != 0:
             raise BenchError(f"tourserver build failed:\n{build.stdout}\n{build.stderr}")
-        name, size = _high_variant(data)
+        name, size, _ = high_variant(data, SCENE_ID)
         path = f"/c/{name}"
         say(f"built: high variant {name} ({size} bytes)")
 
@@ -200,7 +134,7 @@ def run(duration: int = 10, connections: int = 32, workers: int = 1,
         ts = procs.start([sys.executable, "-m", "tourserver", "serve", "--root", str(root),
                           "--data", str(data), "--host", HOST, "--port", str(ts_port),
                           "--no-build"], ts_log)
-        _wait(f"http://{HOST}:{ts_port}/v1/health", ts, ts_log)
+        wait_http(f"http://{HOST}:{ts_port}/v1/health", ts, ts_log, 60)
 
         front_port, plain_port = free_port(), free_port()
         block = nginx_config(NginxOptions(
@@ -214,14 +148,15 @@ def run(duration: int = 10, connections: int = 32, workers: int = 1,
                      f"http://{HOST}:{plain_port}{path}")
 
         servers = {"front": front_port, "nginx": plain_port, "tourserver": ts_port}
-        bodies = {server: _get(f"http://{HOST}:{port}{path}")[2]
+        bodies = {server: fetch(f"http://{HOST}:{port}{path}")[2]
                   for server, port in servers.items()}
         if any(len(b) != size or b != bodies["nginx"] for b in bodies.values()):
             raise BenchError("the three servers do not send the same bytes")
         for server, port in servers.items():
             url = f"http://{HOST}:{port}{path}"
-            wrk(wrk_bin, url, connections, WARMUP_S)  # warm-up, discarded
-            results[server] = r = wrk(wrk_bin, url, connections, duration)
+            run_wrk(wrk_bin, url, connections, WARMUP_S)  # warm-up, discarded
+            results[server] = r = run_wrk(wrk_bin, url, connections, duration)
+            r["errors"] = r["socket_errors"] + r["non_2xx"]
             say(f"{server:<10} c={connections} {r['rps']:9.1f} req/s  p50 {r['p50_ms']:.3f} ms"
                 f"  p99 {r['p99_ms']:.3f} ms  errors {r['errors']}")
             if r["errors"]:
