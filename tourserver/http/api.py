@@ -14,6 +14,7 @@ from tourserver.model import cells
 from tourserver.model.anchors import GEOPOSE_MEDIA_TYPE
 from tourserver.model.variants import CLIENT_HINTS, choose_tier
 from tourserver.pipeline.presets import DEFAULT_TIER, TIER_NAMES
+from tourserver.store.blobs import BlobRef
 
 CELL_CACHE = "public, max-age=300"  # cells are coarse and public: shared caches may keep them
 # Asks browsers to send the hints the tier is chosen from (they send ECT and Device-Memory
@@ -98,8 +99,7 @@ async def get_scene_glb(request: web.Request) -> web.Response:
         tier = choose_tier(request.headers, DEFAULT_TIER)
         headers["Vary"] = ACCEPT_CH  # the answer depended on the hints: caches key on them
     variant = entry.variant(tier)
-    headers["Location"] = catalog.links.content(
-        f"{variant['blob']['sha256']}.{variant['blob']['ext']}")  # a CDN with --content-url
+    headers["Location"] = catalog.content_url(BlobRef.from_json(variant["blob"]))
     headers["X-Tourserver-Tier"] = tier
     return web.Response(status=302, headers=headers)
 
