@@ -9,9 +9,9 @@ import json
 import numpy as np
 from support import node_validator_available, require
 
-from tourserver.ingest.gltf_io import Document, write_glb
+from tourserver.gltf.document import Document, write_glb
+from tourserver.gltf.refs import texture_infos
 from tourserver.ingest.validator import validate_file
-from tourserver.pipeline.prune import material_texture_infos
 
 
 def _sha(data: bytes) -> str:
@@ -40,7 +40,7 @@ def resolved_scene(doc: Document) -> list:
             return None
         m = copy.deepcopy(j["materials"][i])
         m.pop("name", None)
-        for info in material_texture_infos(m):
+        for info in texture_infos(m):
             info["index"] = texture(info["index"])
         return json.dumps(m, sort_keys=True)
 

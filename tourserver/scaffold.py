@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tourserver.errors import TourError
-from tourserver.ingest.gltf_io import Document, write_glb
+from tourserver.gltf.document import Document, write_glb
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # tour.schema.json#/$defs/id
 LANG_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")  # tour.schema.json#/$defs/lang

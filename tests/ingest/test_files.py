@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from support import REPO, write_gltf, write_wav
 
+from tourserver.gltf.document import Document, write_glb
 from tourserver.ingest.audio import probe_audio
 from tourserver.ingest.files import check_tour_files, scene_dependencies
-from tourserver.ingest.gltf_io import Document, write_glb
 from tourserver.ingest.loaders import load_asset
 from tourserver.ingest.tours import find_manifest, read_manifest
 from tourserver.model.manifest import parse_tour

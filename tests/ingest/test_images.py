@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tourserver.ingest.gltf_io import GltfInvalid
+from tourserver.gltf.document import GltfInvalid
 from tourserver.ingest.images import (
     KTX2_MAGIC,
     MAX_DECODE_PIXELS,

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from support import corpus_file, tiny_glb
 
 from tourserver.errors import TourError
+from tourserver.gltf.document import GltfInvalid, write_glb
 from tourserver.ingest.checks import structural_issues
-from tourserver.ingest.gltf_io import GltfInvalid, write_glb
 from tourserver.ingest.loaders import LoadLimits, load_asset
 
 TRIANGLE = struct.pack("<9f", 0, 0, 0, 1, 0, 0, 0, 1, 0)

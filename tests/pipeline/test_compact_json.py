@@ -9,11 +9,11 @@ import numpy as np
 from scene_compare import validator_errors
 from support import corpus_file
 
-from tourserver.ingest.gltf_io import Document, write_glb
+from tourserver.gltf.buffers import BufferBuilder, repack
+from tourserver.gltf.document import Document, write_glb
 from tourserver.ingest.loaders import load_asset
 from tourserver.pipeline.base import run
 from tourserver.pipeline.compact_json import CompactJson, shortest_float32
-from tourserver.pipeline.repack import BufferBuilder, repack
 
 
 def scene() -> Document:

@@ -15,11 +15,11 @@ from scene_compare import (
 )
 from support import corpus_file
 
-from tourserver.ingest.gltf_io import Document, parse_glb, write_glb
+from tourserver.gltf.buffers import BufferBuilder, repack
+from tourserver.gltf.document import Document, parse_glb, write_glb
 from tourserver.ingest.loaders import load_asset
 from tourserver.pipeline.base import Context, run
 from tourserver.pipeline.dedup import Dedup
-from tourserver.pipeline.repack import BufferBuilder, repack
 
 
 def copies_doc(copies: int = 3) -> Document:
@@ -173,7 +173,7 @@ def test_animation_times_and_values_with_equal_bytes_stay_apart(tmp_path):
     merged into one accessor used as both input and output (ACCESSOR_USAGE_OVERRIDE)."""
     import struct
 
-    from tourserver.ingest.gltf_io import parse_glb
+    from tourserver.gltf.document import parse_glb
     from tourserver.pipeline.base import Context
 
     times = struct.pack("<3f", 0.0, 0.5, 1.0)
@@ -201,8 +201,8 @@ def test_animation_times_and_values_with_equal_bytes_stay_apart(tmp_path):
         "animations": [{"samplers": [{"input": 2, "output": 3}],
                         "channels": [{"sampler": 0, "target": {"node": 0, "path": "weights"}}]}],
     }
-    from tourserver.ingest.gltf_io import Document as _Doc
-    from tourserver.ingest.gltf_io import write_glb as _write
+    from tourserver.gltf.document import Document as _Doc
+    from tourserver.gltf.document import write_glb as _write
 
     doc = parse_glb(_write(_Doc(doc_json, data)))
     out = Dedup()(doc, Context())

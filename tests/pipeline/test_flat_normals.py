@@ -8,7 +8,7 @@ from scene_compare import soups, validator_errors
 from support import corpus_file
 from test_weld import mesh_doc
 
-from tourserver.ingest.gltf_io import Document
+from tourserver.gltf.document import Document
 from tourserver.ingest.loaders import load_asset
 from tourserver.pipeline.base import run
 from tourserver.pipeline.flat_normals import FlatNormals

@@ -9,12 +9,12 @@ import pytest
 import trimesh.transformations as tf
 from support import corpus_file, node_validator_available, require
 
-from tourserver.ingest.gltf_io import Document, write_glb
+from tourserver.gltf.buffers import BufferBuilder, repack
+from tourserver.gltf.document import Document, write_glb
 from tourserver.ingest.loaders import load_asset
 from tourserver.ingest.validator import validate_file
 from tourserver.pipeline.base import Context, run
 from tourserver.pipeline.instance import Instance, node_trs
-from tourserver.pipeline.repack import BufferBuilder, repack
 
 EXT = "EXT_mesh_gpu_instancing"
 

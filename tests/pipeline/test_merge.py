@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from support import corpus_file, node_validator_available, require
 
-from tourserver.ingest.gltf_io import Document, write_glb
+from tourserver.gltf.buffers import BufferBuilder, repack
+from tourserver.gltf.document import Document, write_glb
 from tourserver.ingest.loaders import load_asset
 from tourserver.pipeline.base import run
 from tourserver.pipeline.dedup import Dedup
 from tourserver.pipeline.merge import MergePrimitives
-from tourserver.pipeline.repack import BufferBuilder, repack
 
 
 def validate(doc: Document, tmp_path, name: str = "out.glb"):

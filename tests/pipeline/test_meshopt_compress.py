@@ -13,7 +13,7 @@ import pytest
 import trimesh
 from support import corpus_file, node_validator_available, require
 
-from tourserver.ingest.gltf_io import COMPONENT_DTYPES, Document, parse_glb, write_glb
+from tourserver.gltf.document import COMPONENT_DTYPES, Document, parse_glb, write_glb
 from tourserver.ingest.loaders import load_asset
 from tourserver.pipeline.base import run
 from tourserver.pipeline.meshopt_compress import (

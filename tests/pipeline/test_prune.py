@@ -14,12 +14,12 @@ from scene_compare import (
 )
 from support import corpus_file
 
-from tourserver.ingest.gltf_io import Document, parse_glb, write_glb
+from tourserver.gltf.buffers import BufferBuilder, repack
+from tourserver.gltf.document import Document, parse_glb, write_glb
 from tourserver.ingest.loaders import load_asset
 from tourserver.pipeline.base import Context, run
 from tourserver.pipeline.optimize import OptimizeOptions, plan
 from tourserver.pipeline.prune import Prune
-from tourserver.pipeline.repack import BufferBuilder, repack
 
 
 def with_garbage(doc: Document) -> Document:

@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 from support import corpus_file, node_validator_available, require
 
-from tourserver.ingest.gltf_io import Document, write_glb
+from tourserver.gltf.buffers import BufferBuilder
+from tourserver.gltf.document import Document, write_glb
 from tourserver.ingest.loaders import load_asset
 from tourserver.pipeline.base import Context, run
 from tourserver.pipeline.quantize import Quantize, node_matrix
-from tourserver.pipeline.repack import BufferBuilder
 
 
 def validate(doc: Document, tmp_path, name: str = "out.glb"):
@@ -158,7 +158,7 @@ def generated_scene(texture_size: tuple[int, int] = (4, 4)) -> Document:
                                                                "path": "weights"}}]}],
         "extensionsUsed": ["KHR_texture_transform"],
     })
-    from tourserver.pipeline.repack import repack
+    from tourserver.gltf.buffers import repack
 
     return repack(Document({"asset": {"version": "2.0"}}, b""), doc_json, b.payloads)
 
@@ -320,7 +320,7 @@ def two_meshes(scale_b: float = 1.0, instanced: bool = False) -> Document:
                                       "TRANSLATION": t, "ROTATION": r, "SCALE": s}}}})
         doc_json["scenes"][0]["nodes"].append(2)
         doc_json["extensionsUsed"] = ["EXT_mesh_gpu_instancing"]
-    from tourserver.pipeline.repack import repack
+    from tourserver.gltf.buffers import repack
 
     return repack(Document({"asset": {"version": "2.0"}}, b""), doc_json, bb.payloads)
 
@@ -467,7 +467,7 @@ def test_uvs_on_a_small_patch_of_a_texture_store_small_numbers():
     for info in (j["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"],
                  j["materials"][0]["normalTexture"]):
         info.pop("extensions", None)
-    from tourserver.pipeline.repack import repack
+    from tourserver.gltf.buffers import repack
 
     doc = repack(doc, j, b.payloads)
     out, ctx = run(doc, Quantize(texcoord_steps_per_texel=0))  # the texel cap: next test

@@ -12,11 +12,11 @@ import trimesh
 from scene_compare import same_soups, validator_errors
 from support import corpus_file
 
-from tourserver.ingest.gltf_io import Document, write_glb
+from tourserver.gltf.buffers import BufferBuilder, repack
+from tourserver.gltf.document import Document, write_glb
 from tourserver.ingest.loaders import load_asset
 from tourserver.pipeline.base import Context, run
 from tourserver.pipeline.reorder import Reorder, vertices_transformed
-from tourserver.pipeline.repack import BufferBuilder, repack
 from tourserver.pipeline.weld import Weld
 
 

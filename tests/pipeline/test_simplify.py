@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from tourserver.ingest.gltf_io import parse_glb
+from tourserver.gltf.document import parse_glb
 from tourserver.ingest.inspect import scene_stats
 from tourserver.pipeline.base import Context
 from tourserver.pipeline.simplify import Simplify

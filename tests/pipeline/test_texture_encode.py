@@ -19,7 +19,7 @@ from PIL import Image
 from support import corpus_file, node_validator_available, require
 
 from tourserver.errors import TourError
-from tourserver.ingest.gltf_io import Document, parse_glb, write_glb
+from tourserver.gltf.document import Document, parse_glb, write_glb
 from tourserver.ingest.images import psnr, rgba_pixels
 from tourserver.ingest.loaders import load_asset
 from tourserver.ingest.validator import validate_file

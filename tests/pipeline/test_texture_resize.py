@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from support import corpus_file, node_validator_available, require
 
-from tourserver.ingest.gltf_io import Document, GltfInvalid, write_glb
+from tourserver.gltf.document import Document, GltfInvalid, write_glb
 from tourserver.ingest.images import psnr, rgba_pixels
 from tourserver.ingest.loaders import load_asset
 from tourserver.ingest.validator import validate_file

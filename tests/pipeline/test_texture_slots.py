@@ -7,10 +7,10 @@ import numpy as np
 from PIL import Image
 from test_texture_encode import pixels, texture_image, textured_doc
 
-from tourserver.ingest.gltf_io import Document, parse_glb, write_glb
+from tourserver.gltf.buffers import repack
+from tourserver.gltf.document import Document, parse_glb, write_glb
 from tourserver.ingest.images import psnr
 from tourserver.pipeline.base import run
-from tourserver.pipeline.repack import repack
 from tourserver.pipeline.texture_encode import TextureEncode
 from tourserver.pipeline.texture_slots import fill_unread, image_channels, image_roles
 

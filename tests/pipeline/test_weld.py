@@ -11,12 +11,12 @@ import trimesh
 from scene_compare import same_soups, validator_errors
 from support import corpus_file
 
-from tourserver.ingest.gltf_io import Document, write_glb
+from tourserver.gltf.buffers import BufferBuilder, repack
+from tourserver.gltf.document import Document, write_glb
 from tourserver.ingest.loaders import load_asset
 from tourserver.pipeline.base import Context, run
 from tourserver.pipeline.instance import Instance
 from tourserver.pipeline.reorder import Reorder
-from tourserver.pipeline.repack import BufferBuilder, repack
 from tourserver.pipeline.weld import Weld
 
 
@@ -211,7 +211,7 @@ def test_triangles_that_repeat_a_vertex_are_dropped():
     gltfpack removes and we kept."""
     import struct
 
-    from tourserver.ingest.gltf_io import Document, parse_glb, write_glb
+    from tourserver.gltf.document import Document, parse_glb, write_glb
     from tourserver.ingest.inspect import scene_stats
     from tourserver.pipeline.base import Context
 
@@ -238,8 +238,8 @@ def test_optimised_output_has_no_two_vertices_alike(tmp_path):
     to the same values are one vertex in the file (TilesBuilding had 640 such pairs).
     Checked without meshopt compression, whose octahedral normal filter may still round a
     few more normals alike (0.2 % here) after the weld."""
-    from tourserver.ingest.gltf_io import parse_glb
-    from tourserver.ingest.meshopt_decode import decode_meshopt
+    from tourserver.gltf.document import parse_glb
+    from tourserver.gltf.meshopt import decode_meshopt
     from tourserver.pipeline.optimize import OptimizeOptions, optimize
 
     path = corpus_file("TilesBuilding/building.glb")

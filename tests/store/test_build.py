@@ -207,7 +207,7 @@ def test_a_scene_failure_names_the_tour_stop_and_file(mini_root, tmp_path, monke
     from support import tiny_glb
 
     from tourserver.errors import BuildError
-    from tourserver.ingest.gltf_io import GltfInvalid
+    from tourserver.gltf.document import GltfInvalid
     from tourserver.store import build as build_module
 
     data = tmp_path / "data"

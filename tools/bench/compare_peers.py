@@ -134,7 +134,7 @@ class Source:
 
     def __init__(self, path: Path) -> None:
 
-        from tourserver.ingest.gltf_io import write_glb
+        from tourserver.gltf.document import write_glb
         from tourserver.ingest.inspect import scene_stats
         from tourserver.ingest.loaders import load_asset
 

@@ -1,7 +1,7 @@
 """Measuring helpers for tools/bench/compare_peers.py: read any tool's output back fairly.
 
 * `decode_meshopt_glb(data)`: a GLB with EXT_meshopt_compression buffer views → the same GLB
-  with plain views in one binary chunk (through `tourserver.ingest.meshopt_decode`, which
+  with plain views in one binary chunk (through `tourserver.gltf.meshopt`, which
   calls the meshoptimizer library's own decoders, independently of our encoder).
 * `world_geometry(doc)`: every triangle and point of the default scene in world space, as
   rendered at rest: normalized (quantized) accessors dequantized, sparse accessors applied,
@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tourserver.ingest.gltf_io import (
+from tourserver.gltf.document import (
     Document,
     parse_glb,
     write_glb,
 )
-from tourserver.ingest.meshopt_decode import decode_meshopt
+from tourserver.gltf.meshopt import decode_meshopt
 from tourserver.pipeline.texture_slots import image_channels
 
 MESHOPT_EXTENSIONS = ("EXT_meshopt_compression",)

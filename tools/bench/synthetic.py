@@ -51,7 +51,7 @@ def glb_bytes(target: int = GLB_TARGET_BYTES) -> bytes:
     benchmark measures serving a ~1 MB file, not the source's size."""
     import numpy as np
 
-    from tourserver.ingest.gltf_io import parse_glb
+    from tourserver.gltf.document import parse_glb
     from tourserver.pipeline.optimize import optimize
     from tourserver.pipeline.presets import TIERS
 

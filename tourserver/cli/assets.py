@@ -55,8 +55,8 @@ def _asset_issue(exc: TourError, path: Path) -> Issue:
 
 def _validate_asset(path: Path, args: argparse.Namespace) -> int:
     """Structural checks, the preset's budgets, and the Khronos validator where available."""
+    from tourserver.gltf.document import write_glb
     from tourserver.ingest.checks import BUDGETS, budget_issues, structural_issues
-    from tourserver.ingest.gltf_io import write_glb
     from tourserver.ingest.loaders import load_asset
     from tourserver.ingest.validator import ValidatorUnavailable, validate_file
 
@@ -178,7 +178,7 @@ def _refuse_overwriting_input(source: Path, outputs: list[Path]) -> bool:
 def _source_bytes(path: Path, doc) -> int:
     """What the asset weighs as delivered: the GLB itself, or a .gltf with every file it
     references (measured as the equivalent self-contained GLB)."""
-    from tourserver.ingest.gltf_io import write_glb
+    from tourserver.gltf.document import write_glb
 
     return path.stat().st_size if path.suffix.lower() == ".glb" else len(write_glb(doc))
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tourserver.errors import Issue, TourError
-from tourserver.ingest.gltf_io import Document
+from tourserver.gltf.document import Document
 from tourserver.ingest.images import MAX_DECODE_PIXELS, image_size
 from tourserver.ingest.inspect import scene_stats
 

@@ -16,9 +16,9 @@ import urllib.parse
 from pathlib import Path
 
 from tourserver.errors import Issue, TourError
+from tourserver.gltf.document import GLB_MAGIC
 from tourserver.ingest.audio import AudioInfo, AudioRejected, describe, probe_audio
 from tourserver.ingest.checks import structural_issues
-from tourserver.ingest.gltf_io import GLB_MAGIC
 from tourserver.ingest.loaders import load_asset
 from tourserver.ingest.resolver import resolve_inside
 from tourserver.model.manifest import Tour, asset_paths

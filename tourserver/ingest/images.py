@@ -26,7 +26,7 @@ from PIL import (  # noqa: F401
     WebPImagePlugin,
 )
 
-from tourserver.ingest.gltf_io import GltfInvalid
+from tourserver.gltf.document import GltfInvalid
 
 KTX2_MAGIC = b"\xabKTX 20\xbb\r\n\x1a\n"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

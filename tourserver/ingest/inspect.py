@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tourserver.ingest.gltf_io import GLB_MAGIC, MODE_TRIANGLES, Document, parse_glb
+from tourserver.gltf.document import GLB_MAGIC, MODE_TRIANGLES, Document, parse_glb
 from tourserver.ingest.images import image_size
 from tourserver.ingest.loaders import load_asset
 

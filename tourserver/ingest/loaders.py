@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tourserver.errors import TourError
-from tourserver.ingest.gltf_io import (
+from tourserver.gltf.document import (
     GLB_MAGIC,
     ChunkWriter,
     Document,
@@ -25,7 +25,7 @@ from tourserver.ingest.gltf_io import (
     check_structure,
     parse_glb,
 )
-from tourserver.ingest.meshopt_decode import EXTENSION, decode_meshopt
+from tourserver.gltf.meshopt import EXTENSION, decode_meshopt
 from tourserver.ingest.resolver import resolve_inside
 
 MESH_FORMATS = (".obj", ".ply", ".stl")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tourserver.ingest.gltf_io import Document
+from tourserver.gltf.document import Document
 
 
 @dataclass

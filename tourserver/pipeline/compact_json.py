@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tourserver.ingest.gltf_io import Document, texture_infos
+from tourserver.gltf.document import Document
+from tourserver.gltf.refs import texture_infos
 from tourserver.pipeline.base import Context
 
 FLOAT = 5126

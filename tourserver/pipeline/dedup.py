@@ -26,15 +26,16 @@ import json
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from tourserver.ingest.gltf_io import Document
-from tourserver.pipeline.base import Context
-from tourserver.pipeline.prune import (
+from tourserver.gltf.buffers import prune_accessors, repack
+from tourserver.gltf.document import Document
+from tourserver.gltf.refs import (
     OPAQUE_BUFFER_EXTENSIONS,
     REF_WALKERS,
+    accessor_refs,
     remove_items,
     unknown_extensions,
 )
-from tourserver.pipeline.repack import _accessor_refs, prune_accessors, repack
+from tourserver.pipeline.base import Context
 
 
 def _canonical(obj) -> str:
@@ -177,6 +178,6 @@ def _merge_accessors(doc: Document, doc_json: dict) -> int:
             survivor["min"], survivor["max"] = acc["min"], acc["max"]  # same data: same bounds
     duplicates = sum(1 for i, t in enumerate(target) if t != i)
     if duplicates:
-        for container, key in _accessor_refs(doc_json):
+        for container, key in accessor_refs(doc_json):
             container[key] = target[container[key]]
     return duplicates

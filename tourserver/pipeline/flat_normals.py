@@ -27,17 +27,17 @@ from typing import ClassVar
 
 import numpy as np
 
-from tourserver.ingest.gltf_io import MODE_TRIANGLES, Document
-from tourserver.pipeline.base import Context
-from tourserver.pipeline.prune import samples_normal_map
-from tourserver.pipeline.repack import BufferBuilder
-from tourserver.pipeline.weld import (
+from tourserver.gltf.buffers import BufferBuilder
+from tourserver.gltf.document import MODE_TRIANGLES, Document
+from tourserver.gltf.primitives import (
     document_skip_reason,
     finish,
     read_indices,
     rewrite_primitive,
     skip_reason,
 )
+from tourserver.gltf.refs import samples_normal_map
+from tourserver.pipeline.base import Context
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from tourserver.ingest.gltf_io import ChunkWriter, Document
+from tourserver.gltf.buffers import BufferBuilder
+from tourserver.gltf.document import ChunkWriter, Document
+from tourserver.gltf.refs import OPAQUE_BUFFER_EXTENSIONS, unknown_extensions
 from tourserver.model import geo
 from tourserver.pipeline.base import Context
-from tourserver.pipeline.prune import OPAQUE_BUFFER_EXTENSIONS, unknown_extensions
-from tourserver.pipeline.repack import BufferBuilder
 
 EXTENSION = "EXT_mesh_gpu_instancing"
 # Keys a node may have and still be folded into an instancing node.

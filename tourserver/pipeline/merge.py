@@ -34,10 +34,9 @@ from typing import ClassVar
 import meshoptimizer
 import numpy as np
 
-from tourserver.ingest.gltf_io import MODE_TRIANGLES, Document
-from tourserver.pipeline.base import Context
-from tourserver.pipeline.repack import BufferBuilder
-from tourserver.pipeline.weld import (
+from tourserver.gltf.buffers import BufferBuilder
+from tourserver.gltf.document import MODE_TRIANGLES, Document
+from tourserver.gltf.primitives import (
     add_index_accessor,
     add_vertex_accessor,
     as_rows,
@@ -47,6 +46,7 @@ from tourserver.pipeline.weld import (
     remap_rows,
     skip_reason,
 )
+from tourserver.pipeline.base import Context
 
 FLOAT = 5126
 

@@ -72,8 +72,8 @@ from dataclasses import dataclass
 import meshoptimizer
 import numpy as np
 
-from tourserver.ingest.gltf_io import COMPONENT_DTYPES, TYPE_SIZES, ChunkWriter, Document
-from tourserver.ingest.meshopt_decode import EXTENSION, _decode, decode_meshopt
+from tourserver.gltf.document import COMPONENT_DTYPES, TYPE_SIZES, ChunkWriter, Document
+from tourserver.gltf.meshopt import EXTENSION, decode_buffer, decode_meshopt
 from tourserver.pipeline.base import Context
 
 MODE_TRIANGLES = 4
@@ -598,7 +598,7 @@ def _encode_exact(data: bytes, plan: tuple[str, int], rotate_triangles: bool = F
         encoded = _encode(data, attempt)
         if encoded is None or (best[1] is not None and len(encoded) >= len(best[1])):
             continue
-        decoded = _decode(encoded, attempt[0], count, stride)
+        decoded = decode_buffer(encoded, attempt[0], count, stride)
         if decoded == data or (rotate_triangles and attempt[0] == "TRIANGLES"
                                and _same_triangles(decoded, data, stride)):
             best = (attempt, encoded)

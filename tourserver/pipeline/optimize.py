@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from tourserver.errors import TourError
+from tourserver.gltf.document import Document, write_glb
 from tourserver.ingest.checks import BUDGETS, Budget, budget_issues, structural_issues
-from tourserver.ingest.gltf_io import Document, write_glb
 from tourserver.pipeline.base import Context, Transform, run
 from tourserver.pipeline.compact_json import CompactJson
 from tourserver.pipeline.dedup import Dedup

@@ -75,11 +75,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from tourserver.ingest.gltf_io import TYPE_SIZES, Document, GltfInvalid, texture_infos
+from tourserver.gltf.buffers import BufferBuilder, pack_accessor, repack
+from tourserver.gltf.document import TYPE_SIZES, Document, GltfInvalid
+from tourserver.gltf.refs import texture_infos
 from tourserver.ingest.images import image_size
 from tourserver.model import geo
 from tourserver.pipeline.base import Context
-from tourserver.pipeline.repack import BufferBuilder, _pack_accessor, repack
 
 ARRAY_BUFFER = 34962
 FLOAT, BYTE, UBYTE, SHORT, USHORT = 5126, 5120, 5121, 5122, 5123
@@ -224,7 +225,7 @@ class _Run:
         """A new vertex accessor for `data` (a (count, n) integer or float array), its
         elements padded to 4 bytes as glTF requires of vertex attributes."""
         data = np.ascontiguousarray(data)
-        packed, stride = _pack_accessor(data, data.shape[1])
+        packed, stride = pack_accessor(data, data.shape[1])
         view = self.builder.add_view(packed, ARRAY_BUFFER)
         if stride:
             self.json["bufferViews"][view]["byteStride"] = stride

@@ -39,10 +39,9 @@ from typing import ClassVar
 import meshoptimizer
 import numpy as np
 
-from tourserver.ingest.gltf_io import MODE_TRIANGLES, Document
-from tourserver.pipeline.base import Context, fact_prefix
-from tourserver.pipeline.repack import BufferBuilder
-from tourserver.pipeline.weld import (
+from tourserver.gltf.buffers import BufferBuilder
+from tourserver.gltf.document import MODE_TRIANGLES, Document
+from tourserver.gltf.primitives import (
     apply_references,
     document_skip_reason,
     finish,
@@ -53,6 +52,7 @@ from tourserver.pipeline.weld import (
     skip_reason,
     vertex_accessors,
 )
+from tourserver.pipeline.base import Context, fact_prefix
 
 
 class _CacheStatistics(ctypes.Structure):

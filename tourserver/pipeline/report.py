@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from tourserver.errors import Issue
-from tourserver.ingest.gltf_io import TYPE_SIZES, Document
+from tourserver.gltf.document import TYPE_SIZES, Document
 from tourserver.ingest.images import image_size
 from tourserver.ingest.inspect import scene_stats
 

@@ -20,9 +20,9 @@ from typing import ClassVar
 import meshoptimizer
 import numpy as np
 
-from tourserver.ingest.gltf_io import MODE_TRIANGLES, Document
+from tourserver.gltf.document import MODE_TRIANGLES, Document
 from tourserver.pipeline.base import Context
-from tourserver.pipeline.repack import BufferBuilder, repack
+from tourserver.gltf.buffers import BufferBuilder, repack
 
 ARRAY_BUFFER = 34962
 ELEMENT_ARRAY_BUFFER = 34963

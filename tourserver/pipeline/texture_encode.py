@@ -82,12 +82,12 @@ except (ImportError, OSError):  # without it JPEGs are only ever re-encoded loss
     mozjpeg = None
 
 from tourserver.errors import TourError
-from tourserver.ingest.gltf_io import Document, GltfInvalid
+from tourserver.gltf.buffers import BufferBuilder, repack
+from tourserver.gltf.document import Document, GltfInvalid
 from tourserver.ingest.images import MAX_DECODE_PIXELS, decode_image, image_size, rgba_pixels
 from tourserver.pipeline import webp_encode
 from tourserver.pipeline.base import Context
 from tourserver.pipeline.quality_search import Encoded, Prober, search_lowest
-from tourserver.pipeline.repack import BufferBuilder, repack
 from tourserver.pipeline.texture_slots import ALL_CHANNELS, fill_unread, image_channels, image_roles
 from tourserver.pipeline.webp_encode import WebpOptions, encode_lossless, encode_webp
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from tourserver.ingest.gltf_io import Document
+from tourserver.gltf.buffers import repack
+from tourserver.gltf.document import Document
 from tourserver.ingest.images import MAX_DECODE_PIXELS, decode_image, image_size
 from tourserver.pipeline.base import Context
-from tourserver.pipeline.repack import repack
 
 __all__ = ["MAX_DECODE_PIXELS", "TextureResize", "resize_image", "target_size"]
 

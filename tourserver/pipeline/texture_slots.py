@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tourserver.ingest.gltf_io import texture_infos
+from tourserver.gltf.refs import texture_infos
 
 ALL_CHANNELS = "RGBA"
 # Material slots whose texture holds colour; every other *Texture slot holds data.

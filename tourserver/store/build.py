@@ -29,8 +29,8 @@ from pathlib import Path
 
 from tourserver import __version__
 from tourserver.errors import BuildError, Issue, ManifestInvalid, TourError
+from tourserver.gltf.document import Document, write_glb
 from tourserver.ingest.files import asset_reason, at_file, scene_dependencies
-from tourserver.ingest.gltf_io import Document, write_glb
 from tourserver.ingest.inspect import scene_stats
 from tourserver.ingest.loaders import load_asset
 from tourserver.ingest.tours import LoadedTour, load_all, read_manifest

@@ -116,24 +116,6 @@ class ChunkWriter:
         return b"".join(self.parts)
 
 
-def texture_infos(value) -> list[dict]:
-    """Texture infos anywhere in a material (core fields and KHR_materials_* extensions);
-    `extras` are the creator's own data and are not searched."""
-    found: list[dict] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key == "extras":
-                continue
-            if key.endswith("Texture") and isinstance(item, dict) and "index" in item:
-                found.append(item)
-            elif isinstance(item, (dict, list)):
-                found.extend(texture_infos(item))
-    elif isinstance(value, list):
-        for item in value:
-            found.extend(texture_infos(item))
-    return found
-
-
 @functools.cache
 def _structure_validator() -> jsonschema_rs.Draft202012Validator:
     return jsonschema_rs.Draft202012Validator(GLTF_STRUCTURE)

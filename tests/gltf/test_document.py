@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from support import corpus_file, tiny_glb
 
 from tourserver.errors import TourError
-from tourserver.ingest.gltf_io import ChunkWriter, GltfInvalid, parse_glb, write_glb
+from tourserver.gltf.document import ChunkWriter, GltfInvalid, parse_glb, write_glb
 
 
 def glb(doc: dict, bin_chunk: bytes = b"", *, total: int | None = None) -> bytes:

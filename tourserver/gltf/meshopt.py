@@ -13,7 +13,7 @@ import copy
 import meshoptimizer
 import numpy as np
 
-from tourserver.ingest.gltf_io import ChunkWriter, Document, GltfInvalid
+from tourserver.gltf.document import ChunkWriter, Document, GltfInvalid
 
 EXTENSION = "EXT_meshopt_compression"
 MAX_EXPANSION = 64
@@ -65,13 +65,13 @@ def _decode_view(doc: Document, index: int, ext: dict, length: int, budget: int)
                           f"{end - start}: more than the codec can produce",
                           code="meshopt_invalid", field=where)
     try:
-        return _decode(doc.bin[start:end], mode, count, stride, ext.get("filter", "NONE"))
+        return decode_buffer(doc.bin[start:end], mode, count, stride, ext.get("filter", "NONE"))
     except (RuntimeError, ValueError) as exc:
         raise GltfInvalid(f"{doc.source}: compressed view {index} does not decode: {exc}",
                           code="meshopt_invalid", field=where) from None
 
 
-def _decode(encoded: bytes, mode: str, count: int, stride: int, flt: str = "NONE") -> bytes:
+def decode_buffer(encoded: bytes, mode: str, count: int, stride: int, flt: str = "NONE") -> bytes:
     if mode == "ATTRIBUTES":
         out = meshoptimizer.decode_vertex_buffer(count, stride, encoded)
         out = np.ascontiguousarray(out).view(np.uint8).reshape(count, stride)

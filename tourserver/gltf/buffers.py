@@ -6,7 +6,8 @@ import copy
 
 import numpy as np
 
-from tourserver.ingest.gltf_io import ChunkWriter, Document
+from tourserver.gltf.document import ChunkWriter, Document
+from tourserver.gltf.refs import accessor_refs
 
 # Extensions whose JSON points at bufferViews in ways we do not rewrite: keep every view.
 _VIEW_REFERENCING_EXTENSIONS = {"EXT_meshopt_compression", "KHR_draco_mesh_compression"}
@@ -69,32 +70,10 @@ class BufferBuilder:
         return len(accessors) - 1
 
 
-def _accessor_refs(doc_json: dict):
-    """Yield (container, key) for every place that holds an accessor index."""
-    for mesh in doc_json.get("meshes", []):
-        for prim in mesh.get("primitives", []):
-            attrs = prim.get("attributes", {})
-            yield from ((attrs, k) for k in attrs)
-            if "indices" in prim:
-                yield prim, "indices"
-            for target in prim.get("targets", []):
-                yield from ((target, k) for k in target)
-    for skin in doc_json.get("skins", []):
-        if "inverseBindMatrices" in skin:
-            yield skin, "inverseBindMatrices"
-    for anim in doc_json.get("animations", []):
-        for sampler in anim.get("samplers", []):
-            yield sampler, "input"
-            yield sampler, "output"
-    for node in doc_json.get("nodes", []):
-        inst = node.get("extensions", {}).get("EXT_mesh_gpu_instancing", {}).get("attributes", {})
-        yield from ((inst, k) for k in inst)
-
-
 def prune_accessors(doc_json: dict) -> None:
     """Drop accessors nothing refers to, renumbering the references (in place)."""
     accessors = doc_json.get("accessors", [])
-    refs = list(_accessor_refs(doc_json))
+    refs = list(accessor_refs(doc_json))
     used = sorted({container[key] for container, key in refs})
     if len(used) == len(accessors):
         return
@@ -118,7 +97,7 @@ class _Overlay(Document):
         return self._base.buffer_view_bytes(index)
 
 
-def _pack_accessor(data: np.ndarray, ncomp: int) -> tuple[bytes, int | None]:
+def pack_accessor(data: np.ndarray, ncomp: int) -> tuple[bytes, int | None]:
     """Tightly packed bytes; vertex elements are padded to 4 bytes (glTF §3.6.2.4)."""
     itemsize = data.dtype.itemsize * ncomp
     if itemsize % 4 == 0:
@@ -175,7 +154,7 @@ def repack(doc: Document, new_json: dict, payloads: dict[int, bytes]) -> Documen
         template = old_views[old]
         is_vertex = template.get("target") == 34962 or "byteStride" in template
         if is_vertex:
-            packed, stride = _pack_accessor(data, ncomp)
+            packed, stride = pack_accessor(data, ncomp)
         else:
             packed, stride = data.tobytes(), None
         acc["bufferView"] = add(packed, template, stride)
