@@ -80,8 +80,8 @@ def test_the_floor_cost_bench_redoes_each_final_encode_to_the_same_bytes():
     import texture_floor_cost
     from PIL import Image
 
-    from tourserver.pipeline.texture_encode import TextureEncode
-    from tourserver.pipeline.webp_encode import WebpOptions
+    from tourserver.pipeline.textures.encode import TextureEncode
+    from tourserver.pipeline.textures.webp import WebpOptions
 
     rng = np.random.default_rng(5)
     y, x = np.mgrid[0:256, 0:256]

@@ -16,9 +16,9 @@ def test_ruff_clean():
 
 
 def test_core_does_not_import_the_edges():
-    """model <- ingest <- pipeline <- store <- live <- {http, cli}: never the other way
-    round (the core never imports the live layer; the HTTP layer mounts it)."""
-    order = ["model", "ingest", "pipeline", "store", "live", "http"]
+    """gltf <- model <- ingest <- pipeline <- store <- live <- {http, cli}: never the other
+    way round (the core never imports the live layer; the HTTP layer mounts it)."""
+    order = ["gltf", "model", "ingest", "pipeline", "store", "live", "http"]
     for i, layer in enumerate(order):
         later = order[i + 1:] + ["cli", "render", "scaffold"]  # the CLI's own modules
         for path in (REPO / "tourserver" / layer).rglob("*.py"):
@@ -28,3 +28,26 @@ def test_core_does_not_import_the_edges():
                     f"{path} imports tourserver.{other}")
             if layer not in ("http", "live"):
                 assert not any(m.split(".")[0] == "aiohttp" for m in imports), path
+
+
+# Pipeline modules that are not transforms: the protocol, the chain, presets and reports.
+PIPELINE_FRAME = {"base", "optimize", "presets", "report", "session"}
+
+
+def test_no_transform_imports_another():
+    """Every transform stands on the gltf layer and `pipeline.base` alone (glTF-Transform's
+    rule): one that needs another's helper means the helper belongs in `tourserver.gltf`.
+    Modules of one sub-package (`pipeline/textures/`) may use each other."""
+    pipeline = REPO / "tourserver" / "pipeline"
+    for path in pipeline.rglob("*.py"):
+        if path.stem in PIPELINE_FRAME or path.stem == "__init__":
+            continue
+        package = path.parent.relative_to(pipeline).parts
+        imports = re.findall(r"^\s*(?:from|import)\s+(tourserver\.pipeline[\w.]*)",
+                             path.read_text(), re.M)
+        for module in imports:
+            parts = module.split(".")[2:]
+            if not parts or parts[0] == "base":
+                continue
+            assert package and tuple(parts[:len(package)]) == package, (
+                f"{path.relative_to(REPO)} imports {module}")

@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image
 
 from tourserver.ingest.images import rgba_pixels
-from tourserver.pipeline.image_sample import (
+from tourserver.pipeline.textures.sample import (
     SAMPLE_SHARE,
     TILE,
     activity_sample,
@@ -126,7 +126,8 @@ def test_tile_activity_computed_once_gives_the_same_samples():
 
 
 def test_one_image_s_lossy_samples_rank_its_tiles_once(monkeypatch):
-    from tourserver.pipeline import image_sample, webp_encode
+    from tourserver.pipeline.textures import sample as image_sample
+    from tourserver.pipeline.textures import webp as webp_encode
     calls = []
     real = image_sample._tile_activity
     monkeypatch.setattr(image_sample, "_tile_activity",

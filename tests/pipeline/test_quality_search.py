@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tourserver.pipeline.quality_search import search_lowest
+from tourserver.pipeline.textures.search import search_lowest
 
 
 def _probe_of(curve, calls: list[int]):

@@ -10,9 +10,9 @@ from PIL import Image
 from support import corpus_file
 
 from tourserver.ingest.images import psnr_channels, rgba_pixels
-from tourserver.pipeline import sharp_yuv
-from tourserver.pipeline.quality_search import Prober, search_lowest
-from tourserver.pipeline.sharp_yuv import sharp_rgb
+from tourserver.pipeline.textures import sharp_yuv
+from tourserver.pipeline.textures.search import Prober, search_lowest
+from tourserver.pipeline.textures.sharp_yuv import sharp_rgb
 
 
 def _webp(pixels: np.ndarray, quality: int) -> tuple[bytes, np.ndarray]:

@@ -23,16 +23,17 @@ from tourserver.gltf.document import Document, parse_glb, write_glb
 from tourserver.ingest.images import psnr, rgba_pixels
 from tourserver.ingest.loaders import load_asset
 from tourserver.ingest.validator import validate_file
-from tourserver.pipeline import texture_encode, webp_encode
 from tourserver.pipeline.base import Context, run
-from tourserver.pipeline.quality_search import Encoded
-from tourserver.pipeline.texture_encode import (
+from tourserver.pipeline.textures import encode as texture_encode
+from tourserver.pipeline.textures import webp as webp_encode
+from tourserver.pipeline.textures.encode import (
     TextureEncode,
     basisu_available,
     find_basisu,
 )
-from tourserver.pipeline.texture_resize import TextureResize
-from tourserver.pipeline.texture_slots import image_channels, image_roles
+from tourserver.pipeline.textures.resize import TextureResize
+from tourserver.pipeline.textures.search import Encoded
+from tourserver.pipeline.textures.slots import image_channels, image_roles
 
 FLOOR = 40.0
 DATA_FLOOR = 45.0

@@ -19,7 +19,7 @@ from tourserver.ingest.images import psnr, rgba_pixels
 from tourserver.ingest.loaders import load_asset
 from tourserver.ingest.validator import validate_file
 from tourserver.pipeline.base import run
-from tourserver.pipeline.texture_resize import TextureResize, target_size
+from tourserver.pipeline.textures.resize import TextureResize, target_size
 
 
 def _is_pow2(n: int) -> bool:

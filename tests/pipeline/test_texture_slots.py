@@ -11,8 +11,8 @@ from tourserver.gltf.buffers import repack
 from tourserver.gltf.document import Document, parse_glb, write_glb
 from tourserver.ingest.images import psnr
 from tourserver.pipeline.base import run
-from tourserver.pipeline.texture_encode import TextureEncode
-from tourserver.pipeline.texture_slots import fill_unread, image_channels, image_roles
+from tourserver.pipeline.textures.encode import TextureEncode
+from tourserver.pipeline.textures.slots import fill_unread, image_channels, image_roles
 
 
 def _doc(materials: list[dict], images: int, extensions: list[str] | None = None) -> dict:

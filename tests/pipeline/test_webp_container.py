@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tourserver.pipeline.webp_container import riff_chunks, with_alpha
+from tourserver.pipeline.textures.webp_container import riff_chunks, with_alpha
 
 
 def _rgba(width: int = 96, height: int = 64) -> np.ndarray:

@@ -11,10 +11,10 @@ from support import corpus_file
 
 from tourserver.ingest.images import psnr, rgba_pixels
 from tourserver.ingest.loaders import load_asset
-from tourserver.pipeline import webp_encode
-from tourserver.pipeline.image_sample import TILE, _starts, sample_of
-from tourserver.pipeline.quality_search import Prober, search_lowest
-from tourserver.pipeline.webp_encode import LOSSY_SAMPLE_PIXELS, WebpOptions, encode_webp
+from tourserver.pipeline.textures import webp as webp_encode
+from tourserver.pipeline.textures.sample import TILE, _starts, sample_of
+from tourserver.pipeline.textures.search import Prober, search_lowest
+from tourserver.pipeline.textures.webp import LOSSY_SAMPLE_PIXELS, WebpOptions, encode_webp
 
 OPTIONS = WebpOptions()
 

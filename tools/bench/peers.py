@@ -26,7 +26,7 @@ from tourserver.gltf.document import (
     write_glb,
 )
 from tourserver.gltf.meshopt import decode_meshopt
-from tourserver.pipeline.texture_slots import image_channels
+from tourserver.pipeline.textures.slots import image_channels
 
 MESHOPT_EXTENSIONS = ("EXT_meshopt_compression",)
 # Largest value of each normalized integer type (glTF 2.0 §3.11, "normalized" accessors).

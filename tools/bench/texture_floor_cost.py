@@ -43,12 +43,12 @@ from PIL import Image  # noqa: E402
 
 from tourserver.ingest.images import decode_image, rgba_pixels  # noqa: E402
 from tourserver.ingest.loaders import load_asset  # noqa: E402
-from tourserver.pipeline import webp_encode  # noqa: E402
 from tourserver.pipeline.base import Context  # noqa: E402
 from tourserver.pipeline.optimize import OptimizeOptions, plan  # noqa: E402
-from tourserver.pipeline.quality_search import Encoded, measure  # noqa: E402
-from tourserver.pipeline.texture_encode import TextureEncode, jpeg_lossless_recode  # noqa: E402
-from tourserver.pipeline.texture_slots import fill_unread, image_channels, image_roles  # noqa: E402
+from tourserver.pipeline.textures import webp as webp_encode  # noqa: E402
+from tourserver.pipeline.textures.encode import TextureEncode, jpeg_lossless_recode  # noqa: E402
+from tourserver.pipeline.textures.search import Encoded, measure  # noqa: E402
+from tourserver.pipeline.textures.slots import fill_unread, image_channels, image_roles  # noqa: E402
 
 
 def final_encoder(data: bytes, channels: str, result: Encoded, opts: webp_encode.WebpOptions):

@@ -22,8 +22,8 @@ from tourserver.pipeline.quantize import Quantize
 from tourserver.pipeline.reorder import Reorder
 from tourserver.pipeline.report import OptimizeReport, measure
 from tourserver.pipeline.simplify import Simplify
-from tourserver.pipeline.texture_encode import TextureEncode
-from tourserver.pipeline.texture_resize import TextureResize
+from tourserver.pipeline.textures.encode import TextureEncode
+from tourserver.pipeline.textures.resize import TextureResize
 from tourserver.pipeline.weld import Weld
 
 PRESETS = ("phone", "tablet", "headset", "archive")

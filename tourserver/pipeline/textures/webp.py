@@ -36,16 +36,16 @@ except (ImportError, OSError):  # no libvips: Pillow's lossy WebP, no near-lossl
     pyvips = None
 
 from tourserver.ingest.images import psnr
-from tourserver.pipeline.image_sample import Sample, activity_sample, sample_of, tile_activity
-from tourserver.pipeline.quality_search import (
+from tourserver.pipeline.textures.sample import Sample, activity_sample, sample_of, tile_activity
+from tourserver.pipeline.textures.search import (
     Encoded,
     Probe,
     Prober,
     measure,
     search_lowest,
 )
-from tourserver.pipeline.sharp_yuv import sharp_rgb
-from tourserver.pipeline.webp_container import riff_chunks, with_alpha
+from tourserver.pipeline.textures.sharp_yuv import sharp_rgb
+from tourserver.pipeline.textures.webp_container import riff_chunks, with_alpha
 
 WEBP = "image/webp"
 # A sample that misses the floor by this much at the top quality is taken for the image.

@@ -85,11 +85,16 @@ from tourserver.errors import TourError
 from tourserver.gltf.buffers import BufferBuilder, repack
 from tourserver.gltf.document import Document, GltfInvalid
 from tourserver.ingest.images import MAX_DECODE_PIXELS, decode_image, image_size, rgba_pixels
-from tourserver.pipeline import webp_encode
 from tourserver.pipeline.base import Context
-from tourserver.pipeline.quality_search import Encoded, Prober, search_lowest
-from tourserver.pipeline.texture_slots import ALL_CHANNELS, fill_unread, image_channels, image_roles
-from tourserver.pipeline.webp_encode import WebpOptions, encode_lossless, encode_webp
+from tourserver.pipeline.textures import webp as webp_encode
+from tourserver.pipeline.textures.search import Encoded, Prober, search_lowest
+from tourserver.pipeline.textures.slots import (
+    ALL_CHANNELS,
+    fill_unread,
+    image_channels,
+    image_roles,
+)
+from tourserver.pipeline.textures.webp import WebpOptions, encode_lossless, encode_webp
 
 FORMATS = ("webp", "png", "jpeg", "ktx2", "keep")
 EXTENSION_FOR = {"webp": "EXT_texture_webp", "ktx2": "KHR_texture_basisu"}
