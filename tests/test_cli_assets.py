@@ -94,7 +94,8 @@ def test_exit_codes(tmp_path):
     # over budget: a 100k-triangle budget can't hold a 160k mesh when told not to simplify
     big = tmp_path / "big.glb"
     tiny_glb(big, subdivisions=7)  # 327,680 triangles
-    proc = run("optimize", big, "-o", tmp_path / "b.glb", "--simplify", "1", "--json")
+    proc = run("optimize", big, "-o", tmp_path / "b.glb", "--simplify", "1", "--simplify-error",
+               "0", "--json")
     assert proc.returncode == 3
     report = json.loads(proc.stdout)
     assert report["issues"][0]["code"] == "over_budget_triangles"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tourserver.errors import Issue
@@ -126,11 +126,12 @@ def _delta(before: float, after: float) -> str:
 
 def optimize_report(report: OptimizeReport) -> str:
     b, a = report.before, report.after
-    fields = [("size", "bytes", human_bytes), ("triangles", "triangles", "{:,}".format),
-              ("vertices", "vertices", "{:,}".format), ("draw calls", "draw_calls", str),
-              ("materials", "materials", str), ("textures", "textures", str),
-              ("largest texture", "max_texture_px", lambda v: f"{v} px"),
-              ("GPU memory (est.)", "gpu_bytes", human_bytes)]
+    fields: list[tuple[str, str, Callable[[int], str]]] = [
+        ("size", "bytes", human_bytes), ("triangles", "triangles", "{:,}".format),
+        ("vertices", "vertices", "{:,}".format), ("draw calls", "draw_calls", str),
+        ("materials", "materials", str), ("textures", "textures", str),
+        ("largest texture", "max_texture_px", lambda v: f"{v} px"),
+        ("GPU memory (est.)", "gpu_bytes", human_bytes)]
     rows = []
     for label, key, fmt in fields:
         before = getattr(b, key)
@@ -147,13 +148,32 @@ def optimize_report(report: OptimizeReport) -> str:
     steps = [[s.split("(")[0], f"{report.timings_s.get(s.split('(')[0], 0.0) * 1000:.0f} ms"
               if report.timings_s else "planned"] for s in report.steps]
     parts.append(table(steps, ["step", "time"]))
-    facts = {k: v for k, v in report.facts.items() if not k.startswith("_")}
+    if report.textures:
+        parts.append(table([[t["image"], (t.get("name") or "")[:28], t.get("mime", ""),
+                             human_bytes(t.get("bytes_before", 0)),
+                             human_bytes(t.get("bytes_after", 0)), t["setting"],
+                             _score(t)] for t in report.textures],
+                           ["image", "name", "type", "before", "after", "setting", "quality"]))
+    # Per-image facts are in the table above.
+    facts = {k: v for k, v in report.facts.items()
+             if not k.startswith(("_", "texture_encode.image."))}
     if facts:
         parts.append("facts: " + ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
                                            for k, v in sorted(facts.items())))
     for issue in report.issues:
         parts.append(f"problem: {issue}")
     return "\n\n".join(parts)
+
+
+def _score(row: dict) -> str:
+    metric, score = row.get("metric"), row.get("score")
+    if metric is None or score is None:
+        return "-"
+    if metric == "normal_p99_deg":
+        return f"{score:.2f}° p99 normal angle"
+    if metric == "psnr":
+        return "identical" if score >= 100 else f"{score:.1f} dB"
+    return f"SSIMULACRA2 {score:.1f}"
 
 
 def inspect_report(info: dict) -> str:

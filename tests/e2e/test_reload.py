@@ -26,9 +26,9 @@ from support import MINI_TOUR, REPO, make_mini_root
 from test_serve import Served, copy_of, free_port
 
 from tourserver.config import Settings
+from tourserver.files import atomic_write
 from tourserver.http.app import create_app
 from tourserver.http.keys import CATALOG, RELOADER
-from tourserver.store.blobs import atomic_write
 from tourserver.store.build import DataDir, build
 from tourserver.store.catalog import load_published
 from tourserver.store.keys import KeyStore

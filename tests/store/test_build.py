@@ -9,7 +9,8 @@ import pytest
 from support import make_mini_root
 
 from tourserver.errors import ManifestInvalid
-from tourserver.store.blobs import BlobStore, atomic_write
+from tourserver.files import atomic_write
+from tourserver.store.blobs import BlobStore
 from tourserver.store.build import DataDir, build
 from tourserver.store.catalog import load_published
 

@@ -28,10 +28,10 @@ from pathlib import Path
 import yaml
 from common import grid_glb  # tools/bench is on sys.path (script dir, or the importer's)
 
+from tourserver.files import atomic_write
 from tourserver.model import cells, geo
 from tourserver.model.manifest import Anchor, GeoPose, Stop, Tour, Trigger
 from tourserver.store import artifacts
-from tourserver.store.blobs import atomic_write
 
 LAT_RANGE = (29.4, 29.7)
 LON_RANGE = (106.4, 106.7)

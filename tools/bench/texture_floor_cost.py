@@ -46,7 +46,8 @@ from tourserver.ingest.loaders import load_asset  # noqa: E402
 from tourserver.pipeline.base import Context  # noqa: E402
 from tourserver.pipeline.optimize import OptimizeOptions, plan  # noqa: E402
 from tourserver.pipeline.textures import webp as webp_encode  # noqa: E402
-from tourserver.pipeline.textures.encode import TextureEncode, jpeg_lossless_recode  # noqa: E402
+from tourserver.pipeline.textures.encode import TextureEncode  # noqa: E402
+from tourserver.pipeline.textures.jpeg_png import jpeg_lossless_recode  # noqa: E402
 from tourserver.pipeline.textures.search import Encoded, measure  # noqa: E402
 from tourserver.pipeline.textures.slots import fill_unread, image_channels, image_roles  # noqa: E402
 

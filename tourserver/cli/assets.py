@@ -22,11 +22,22 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--preset", default="phone", choices=("phone", "tablet", "headset", "archive"))
     p.add_argument("--simplify", type=float, metavar="RATIO",
                    help="keep this fraction of the triangles (default: only to fit the budget)")
+    p.add_argument("--simplify-error", type=float, metavar="SHARE", default=1e-4,
+                   help="simplify every mesh as far as an error of SHARE x the scene's "
+                   "diagonal allows (default 0.0001: a millimetre on a 10 m building; "
+                   "0 turns it off)")
     p.add_argument("--lods", type=int, metavar="N", help="also write N-1 coarser levels "
                    "beside the output (OUT.lod1.glb, ...)")
     p.add_argument("--texture-max", type=int, metavar="PX", help="largest texture edge")
     p.add_argument("--texture-format", choices=("webp", "png", "jpeg", "ktx2", "keep"))
+    p.add_argument("--texture-quality", metavar="LEVEL", help="high (the default: visually "
+                   "lossless on a phone), very-high, lossless, or an SSIMULACRA2 score 10-100 "
+                   "for colour textures")
     p.add_argument("--compress", choices=("meshopt", "none"))
+    p.add_argument("--join", choices=("unnamed", "all", "none"), default="unnamed",
+                   help="fold sibling parts into one draw per material: unnamed ones (the "
+                   "default), all (named ones too: their names move to extras.joined_names, "
+                   "so they can no longer be found as nodes) or none")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument("--dry-run", action="store_true", help="check and plan, write nothing")
     p.add_argument("--quiet", action="store_true", help="no progress and no table")
@@ -102,15 +113,17 @@ def _validate_asset(path: Path, args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from tourserver.ingest.loaders import load_asset
-    from tourserver.pipeline.optimize import OptimizeOptions, make_lods, optimize
+    from tourserver.pipeline.optimize import OptimizeOptions
+    from tourserver.pipeline.session import Session
     from tourserver.render import optimize_report
-    from tourserver.store.blobs import atomic_write
 
     try:
         options = OptimizeOptions(preset=args.preset, simplify=args.simplify,
+                                  simplify_error=args.simplify_error,
                                   texture_max=args.texture_max,
-                                  texture_format=args.texture_format, compress=args.compress)
+                                  texture_format=args.texture_format,
+                                  texture_quality=args.texture_quality, compress=args.compress,
+                                  join=args.join)
     except TourError as exc:
         print(f"usage error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
@@ -122,26 +135,26 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                                   for level in range(1, args.lods or 1))]
         if _refuse_overwriting_input(args.input, outputs):
             return EXIT_USAGE
+    session = Session()
     try:
-        doc = load_asset(args.input)
+        source = session.read(args.input)
     except TourError as exc:
         _print_issues([_asset_issue(exc, args.input)], args.json)
         return EXIT_INVALID
-    size = _source_bytes(args.input, doc)
     out = str(args.output) if args.output else None
-    _, glb, report = optimize(doc, size, options, source=str(args.input), output=out,
-                              dry_run=args.dry_run,
+    result = session.optimize(source, options, output=out, dry_run=args.dry_run,
                               progress=None if args.json else _progress(args.quiet))
+    report = result.report
     lod_files = []
-    if glb is not None and args.lods and args.lods > 1:
-        for lod in make_lods(doc, size, args.lods, options, str(args.input))[1:]:
+    if result.glb is not None and args.lods and args.lods > 1:
+        for lod in session.lods(source, args.lods, options, first=result)[1:]:
             path = args.output.with_name(f"{args.output.stem}.lod{lod.level}.glb")
-            atomic_write(path, lod.glb)
+            session.write(path, lod.glb)
             lod_files.append({"level": lod.level, "path": str(path), "bytes": len(lod.glb),
                               "triangles": lod.triangles,
                               "geometric_error": lod.geometric_error})
-    if glb is not None:
-        atomic_write(args.output, glb)
+    if result.glb is not None:
+        session.write(args.output, result.glb)
     if args.json:
         body = report.to_json()
         if lod_files:
@@ -175,14 +188,6 @@ def _refuse_overwriting_input(source: Path, outputs: list[Path]) -> bool:
     return False
 
 
-def _source_bytes(path: Path, doc) -> int:
-    """What the asset weighs as delivered: the GLB itself, or a .gltf with every file it
-    references (measured as the equivalent self-contained GLB)."""
-    from tourserver.gltf.document import write_glb
-
-    return path.stat().st_size if path.suffix.lower() == ".glb" else len(write_glb(doc))
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
     from tourserver.ingest.inspect import inspect_file
     from tourserver.render import inspect_report
@@ -197,33 +202,31 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_lods(args: argparse.Namespace) -> int:
-    from tourserver.ingest.loaders import load_asset
-    from tourserver.pipeline.optimize import OptimizeOptions, make_lods
-    from tourserver.store.blobs import atomic_write
+    from tourserver.pipeline.optimize import OptimizeOptions
+    from tourserver.pipeline.session import Session
 
     # Writing into the input's own folder is fine; replacing the input is not.
     outputs = [args.output / f"lod{level}.glb" for level in range(max(args.levels, 1))]
     if _refuse_overwriting_input(args.input, [*outputs, args.output / "lods.json"]):
         return EXIT_USAGE
+    session = Session()
     try:
-        doc = load_asset(args.input)
-        lods = make_lods(doc, _source_bytes(args.input, doc), args.levels,
-                         OptimizeOptions(preset=args.preset), str(args.input))
+        source = session.read(args.input)
+        lods = session.lods(source, args.levels, OptimizeOptions(preset=args.preset))
     except TourError as exc:
         if exc.code == "usage":
             print(f"usage error: {exc.message}", file=sys.stderr)
             return EXIT_USAGE
         _print_issues([_asset_issue(exc, args.input)], args.json)
         return EXIT_INVALID
-    args.output.mkdir(parents=True, exist_ok=True)
     entries = []
     for lod in lods:
         path = args.output / f"lod{lod.level}.glb"
-        atomic_write(path, lod.glb)
+        session.write(path, lod.glb)
         entries.append({"level": lod.level, "file": path.name, "bytes": len(lod.glb),
                         "triangles": lod.triangles, "geometric_error": lod.geometric_error})
     manifest = {"schema": "tourserver.lods/1", "source": str(args.input), "levels": entries}
-    atomic_write(args.output / "lods.json", json.dumps(manifest, indent=1).encode())
+    session.write(args.output / "lods.json", json.dumps(manifest, indent=1).encode())
     if args.json:
         print(json.dumps(manifest))
     else:

@@ -23,7 +23,6 @@ loadable everywhere), so a viewer without it draws one copy. Facts:
 from __future__ import annotations
 
 import copy
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -31,6 +30,7 @@ import numpy as np
 
 from tourserver.gltf.buffers import BufferBuilder
 from tourserver.gltf.document import ChunkWriter, Document
+from tourserver.gltf.nodes import pinned_nodes, remove_nodes, root_counts, sibling_lists
 from tourserver.gltf.refs import OPAQUE_BUFFER_EXTENSIONS, unknown_extensions
 from tourserver.model import geo
 from tourserver.pipeline.base import Context
@@ -72,7 +72,7 @@ class Instance:
             nodes[members[0]] = _instancing_node(new_json, builder, nodes, members, trs)
             for i in members[1:]:
                 keep[i] = False
-        _remove_nodes(new_json, keep)
+        remove_nodes(new_json, keep)
         used = new_json.setdefault("extensionsUsed", [])
         if EXTENSION not in used:
             used.append(EXTENSION)
@@ -123,23 +123,10 @@ def node_trs(node: dict) -> Trs | None:
 def _groups(doc_json: dict, minimum: int) -> list[tuple[list[int], list[Trs]]]:
     """Runs of foldable sibling nodes per (parent, mesh), in sibling order."""
     nodes = doc_json.get("nodes", [])
-    pinned: set[int] = set()  # nodes something else points at
-    for anim in doc_json.get("animations", []):
-        for channel in anim.get("channels", []):
-            if "node" in channel.get("target", {}):
-                pinned.add(channel["target"]["node"])
-    for skin in doc_json.get("skins", []):
-        pinned.update(skin.get("joints", []))
-        if "skeleton" in skin:
-            pinned.add(skin["skeleton"])
-    root_count: defaultdict[int, int] = defaultdict(int)
-    for scene in doc_json.get("scenes", []):
-        for n in scene.get("nodes", []):
-            root_count[n] += 1
-    containers: list[list[int]] = [node.get("children", []) for node in nodes]
-    containers += [scene.get("nodes", []) for scene in doc_json.get("scenes", [])]
+    pinned = pinned_nodes(doc_json)
+    root_count = root_counts(doc_json)
     groups: list[tuple[list[int], list[Trs]]] = []
-    for siblings in containers:
+    for siblings in sibling_lists(doc_json):
         by_mesh: dict[int, tuple[list[int], list[Trs]]] = {}
         for i in siblings:
             node = nodes[i]
@@ -179,29 +166,3 @@ def _instancing_node(doc_json: dict, builder: BufferBuilder, nodes: list[dict],
     if any(n is not None for n in names):
         node["extras"] = {"instance_names": names}
     return node
-
-
-def _remove_nodes(doc_json: dict, keep: list[bool]) -> None:
-    """Drop nodes (nothing but their parent or scene refers to them) and renumber."""
-    remap: dict[int, int] = {}
-    kept: list[dict] = []
-    for i, node in enumerate(doc_json["nodes"]):
-        if keep[i]:
-            remap[i] = len(kept)
-            kept.append(node)
-    doc_json["nodes"] = kept
-    for node in kept:
-        if "children" in node:
-            node["children"] = [remap[c] for c in node["children"] if c in remap]
-    for scene in doc_json.get("scenes", []):
-        if "nodes" in scene:
-            scene["nodes"] = [remap[n] for n in scene["nodes"] if n in remap]
-    for skin in doc_json.get("skins", []):
-        skin["joints"] = [remap[j] for j in skin.get("joints", [])]
-        if "skeleton" in skin:
-            skin["skeleton"] = remap[skin["skeleton"]]
-    for anim in doc_json.get("animations", []):
-        for channel in anim.get("channels", []):
-            target = channel.get("target", {})
-            if "node" in target:
-                target["node"] = remap[target["node"]]

@@ -4,6 +4,7 @@ bytes for the same input."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -15,14 +16,18 @@ from tourserver.pipeline.compact_json import CompactJson
 from tourserver.pipeline.dedup import Dedup
 from tourserver.pipeline.flat_normals import FlatNormals
 from tourserver.pipeline.instance import Instance
+from tourserver.pipeline.join import MODES as JOIN_MODES
+from tourserver.pipeline.join import Join
 from tourserver.pipeline.merge import MergePrimitives
 from tourserver.pipeline.meshopt_compress import MeshoptCompress
 from tourserver.pipeline.prune import Prune
 from tourserver.pipeline.quantize import Quantize
 from tourserver.pipeline.reorder import Reorder
-from tourserver.pipeline.report import OptimizeReport, measure
+from tourserver.pipeline.report import AssetStats, OptimizeReport, measure, texture_rows
 from tourserver.pipeline.simplify import Simplify
+from tourserver.pipeline.textures.cache import EncodeCache
 from tourserver.pipeline.textures.encode import TextureEncode
+from tourserver.pipeline.textures.quality import texture_quality
 from tourserver.pipeline.textures.resize import TextureResize
 from tourserver.pipeline.weld import Weld
 
@@ -37,10 +42,17 @@ class OptimizeOptions:
 
     preset: str = "phone"
     simplify: float | None = None  # keep this fraction of triangles
-    simplify_error: float = 0.01  # relative to the mesh extent: a cap on the deviation
+    # Simplify every mesh as far as this error allows, × the scene's diagonal (0: no
+    # simplification beyond what a budget or `simplify` asks)
+    simplify_error: float = 1e-4
+    simplify_max_error: float = 0.01  # a budget's cap on the error, × the scene's diagonal
     texture_max: int | None = None
     texture_format: str | None = None
+    # A level of `textures.quality.LEVELS` or an SSIMULACRA2 score (None: the default level)
+    texture_quality: str | float | None = None
     compress: str | None = None
+    # Which sibling parts may become one node and one draw (`join.Join`): unnamed | all | none
+    join: str = "unnamed"
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -48,11 +60,17 @@ class OptimizeOptions:
                             code="usage")
         if self.simplify is not None and not 0 < self.simplify <= 1:
             raise TourError("--simplify must be in (0, 1]", code="usage")
+        if not 0 <= self.simplify_error <= 0.1:
+            raise TourError("--simplify-error must be between 0 and 0.1 (a share of the "
+                            "scene's diagonal; 0.0001 is the default)", code="usage")
         if self.texture_max is not None and not 16 <= self.texture_max <= 16384:
             raise TourError("--texture-max must be between 16 and 16384", code="usage")
         if self.texture_format is not None and self.texture_format not in TEXTURE_FORMATS:
             raise TourError(f"--texture-format must be one of {', '.join(TEXTURE_FORMATS)}",
                             code="usage")
+        texture_quality(self.texture_quality)  # raises a usage error for a bad level
+        if self.join not in JOIN_MODES:
+            raise TourError(f"--join must be one of {', '.join(JOIN_MODES)}", code="usage")
         if self.compress is not None and self.compress not in COMPRESSION:
             raise TourError(f"--compress must be one of {', '.join(COMPRESSION)}", code="usage")
 
@@ -61,7 +79,8 @@ class OptimizeOptions:
         return BUDGETS[self.preset]
 
 
-def plan(options: OptimizeOptions, triangles: int = 0) -> tuple[Transform, ...]:
+def plan(options: OptimizeOptions, triangles: int = 0,
+         cache: EncodeCache | None = None) -> tuple[Transform, ...]:
     """The transforms a preset and its overrides amount to, in order."""
     budget = options.budget
     lossless = options.preset == "archive"
@@ -73,7 +92,9 @@ def plan(options: OptimizeOptions, triangles: int = 0) -> tuple[Transform, ...]:
     if texture_max:
         steps.append(TextureResize(max_px=texture_max, power_of_two=True))
     texture_format = options.texture_format or ("keep" if lossless else "webp")
-    encode = TextureEncode(format=texture_format) if texture_format != "keep" else None
+    encode = (TextureEncode(format=texture_format, cache=cache or EncodeCache(),
+                            quality=texture_quality(options.texture_quality))
+              if texture_format != "keep" else None)
     if not lossless:
         # Normals that only repeat each face's own go: clients compute flat normals, and the
         # weld below merges the positions they kept apart (archive keeps the attribute).
@@ -83,11 +104,17 @@ def plan(options: OptimizeOptions, triangles: int = 0) -> tuple[Transform, ...]:
         # One mesh's primitives with the same material become one draw (archive keeps them).
         steps.append(MergePrimitives())
         steps.append(Instance())
-    ratio = options.simplify
-    if ratio is None and budget.max_triangles and triangles > budget.max_triangles:
-        ratio = budget.max_triangles / triangles  # fit the device: no more than needed
-    if ratio is not None and ratio < 1:
-        steps.append(Simplify(ratio=ratio, target_error=options.simplify_error))
+        if options.join != "none":
+            steps.append(Join(names=options.join))
+    # By default every mesh loses what an error far under a pixel allows (flat, subdivided
+    # detail), then more only where the budget (or the creator's ratio) demands it.
+    ratio = options.simplify if options.simplify is not None and options.simplify < 1 else None
+    max_triangles = budget.max_triangles if options.simplify is None else None
+    if not lossless or ratio is not None:
+        steps.append(Simplify(error=0.0 if lossless else options.simplify_error, ratio=ratio,
+                              max_triangles=max_triangles,
+                              max_error=max(options.simplify_max_error,
+                                            options.simplify_error)))
     steps.append(Reorder())
     compress = options.compress or "meshopt"
     if not lossless:
@@ -108,28 +135,101 @@ def plan(options: OptimizeOptions, triangles: int = 0) -> tuple[Transform, ...]:
     return tuple(steps)
 
 
+# How many times a preset's chain runs, tighter each time, before an asset that is still
+# over its budget is reported as such (exit 3). Each tightening aims under the budget from
+# the measured overshoot, so a second run nearly always fits.
+MAX_FIT_RUNS = 4
+MIN_SIMPLIFY_RATIO = 0.01
+MIN_FIT_TEXTURE_PX = 256  # textures are not shrunk below this to meet a byte budget
+
+
 def optimize(doc: Document, source_bytes: int, options: OptimizeOptions, *,
              source: str = "<memory>", output: str | None = None,
              dry_run: bool = False, ctx: Context | None = None,
              progress: Callable[[int, int, str], None] | None = None,
+             cache: EncodeCache | None = None,
              ) -> tuple[Document, bytes | None, OptimizeReport]:
     """Check, transform and measure one asset. Returns the new document, its GLB bytes
-    (None on a dry run) and the report. Never writes files."""
+    (None on a dry run) and the report. Never writes files.
+
+    A preset's budget is met whenever simplifying or downscaling more can meet it: when
+    the output is over, the chain runs again with a tighter ratio of triangles or smaller
+    textures, aimed under the budget by the measured overshoot (`report.fitted` says
+    what was tightened). What still does not fit is reported as over budget."""
     ctx = ctx or Context()
+    cache = cache if cache is not None else EncodeCache()
     before = measure(doc, source_bytes)
-    steps = plan(options, before.triangles)
+    budget = options.budget
     report = OptimizeReport(source, output, options.preset, before,
-                            steps=[_describe(t) for t in steps], dry_run=dry_run)
+                            steps=[_describe(t) for t in plan(options, before.triangles)],
+                            dry_run=dry_run)
     report.issues.extend(structural_issues(doc, source))
     if dry_run or report.issues:
         return doc, None, report
-    doc, ctx = run(doc, *steps, ctx=ctx, progress=progress)
+    attempt = options
+    for _ in range(MAX_FIT_RUNS):
+        steps = plan(attempt, before.triangles, cache)
+        run_ctx = Context(logger=ctx.logger)
+        out, run_ctx = run(doc, *steps, ctx=run_ctx, progress=progress)
+        glb = write_glb(out)
+        over = budget_issues(out, len(glb), budget, output)
+        tighter = _tighter(attempt, options, before, out, len(glb)) if over else None
+        if tighter is None:
+            break
+        attempt, why = tighter
+        report.fitted.append(why)
+        ctx.logger.info("%s: over the %s budget; again with %s", source, budget.name, why)
+    ctx.facts.update(run_ctx.facts)
+    for name, seconds in run_ctx.timings.items():
+        ctx.timings[name] = ctx.timings.get(name, 0.0) + seconds
+    report.steps = [_describe(t) for t in steps]
     report.timings_s.update(ctx.timings)
-    glb = write_glb(doc)
-    report.after = measure(doc, len(glb))
+    report.after = measure(out, len(glb))
     report.facts = dict(ctx.facts)
-    report.issues.extend(budget_issues(doc, len(glb), options.budget, output))
-    return doc, glb, report
+    report.textures = texture_rows(report.facts, out)
+    report.issues.extend(over)
+    return out, glb, report
+
+
+def _tighter(options: OptimizeOptions, asked: OptimizeOptions, before: AssetStats,
+             out: Document, size: int) -> tuple[OptimizeOptions, str] | None:
+    """The next options to try for an output over its budget, and what changed; None when
+    neither simplifying nor downscaling can bring it any closer. What the creator set
+    (`asked`: --simplify, --texture-max) is never overridden."""
+    budget = options.budget
+    after = measure(out, size)
+    may_simplify = asked.simplify is None
+    may_downscale = asked.texture_max is None
+    ratio = options.simplify if options.simplify is not None else (
+        after.triangles / before.triangles if before.triangles else 1.0)
+    if budget.max_triangles and after.triangles > budget.max_triangles:
+        share = ratio * budget.max_triangles / after.triangles * 0.98
+        if not may_simplify or share < MIN_SIMPLIFY_RATIO or share >= ratio:
+            return None
+        return (replace(options, simplify=share),
+                f"{share:.1%} of the triangles ({after.triangles:,} > "
+                f"{budget.max_triangles:,})")
+    if budget.max_bytes and size > budget.max_bytes:
+        texture_px = options.texture_max or budget.max_texture_px or after.max_texture_px
+        texture_bytes = _texture_bytes(out)
+        if (may_downscale and texture_bytes > size / 2
+                and texture_px // 2 >= MIN_FIT_TEXTURE_PX):
+            return (replace(options, texture_max=texture_px // 2),
+                    f"textures up to {texture_px // 2} px ({size:,} bytes > "
+                    f"{budget.max_bytes:,})")
+        share = ratio * budget.max_bytes / size * 0.9
+        if not may_simplify or share < MIN_SIMPLIFY_RATIO or after.triangles == 0:
+            return None
+        return (replace(options, simplify=share),
+                f"{share:.1%} of the triangles ({size:,} bytes > {budget.max_bytes:,})")
+    return None
+
+
+def _texture_bytes(doc: Document) -> int:
+    """Bytes of the embedded images."""
+    views = doc.json.get("bufferViews", [])
+    return sum(int(views[im["bufferView"]]["byteLength"]) for im in doc.json.get("images", [])
+               if "bufferView" in im)
 
 
 @dataclass(frozen=True)
@@ -142,36 +242,52 @@ class Lod:
 
 
 def make_lods(doc: Document, source_bytes: int, levels: int,
-              options: OptimizeOptions | None = None, source: str = "<memory>") -> list[Lod]:
-    """A chain of levels of detail: level 0 is the optimised full asset; each next level
-    keeps about half the triangles (and half the texture size) of the one before. Errors
-    never shrink from one level to the next (3D Tiles geometricError relies on that)."""
+              options: OptimizeOptions | None = None, source: str = "<memory>", *,
+              cache: EncodeCache | None = None, first: Lod | None = None) -> list[Lod]:
+    """A chain of levels of detail: level 0 is the optimised full asset (`first`, when the
+    caller has it already); each next level keeps about half the triangles (and half the
+    texture size) of the one before. Errors never shrink from one level to the next (3D
+    Tiles geometricError relies on that)."""
     if not 1 <= levels <= 8:
         raise TourError("--levels must be between 1 and 8", code="usage")
     options = options or OptimizeOptions()
+    cache = cache if cache is not None else EncodeCache()
     base_px = options.texture_max or options.budget.max_texture_px or 4096
-    lods: list[Lod] = []
-    error = 0.0
-    for level in range(levels):
+    lods: list[Lod] = [first] if first is not None else []
+    error = first.geometric_error if first is not None else 0.0
+    for level in range(len(lods), levels):
         ratio = 0.5 ** level
         level_options = replace(
             options, simplify=None if level == 0 else ratio,
-            simplify_error=0.01 * 4 ** level, texture_max=max(64, base_px >> level))
-        ctx = Context()
-        _, glb, report = optimize(doc, source_bytes, level_options, source=source, ctx=ctx)
-        if glb is None:
-            raise TourError(f"{source}: {report.issues[0]}", code=report.issues[0].code)
-        # Quantization moves the simplified surface again: the two errors add up.
-        error = max(error, float(ctx.facts.get("simplify.error", 0.0))
-                    + float(ctx.facts.get("quantize.position_error", 0.0)))
-        lods.append(Lod(level, glb, report.after.triangles, round(error, 6), report))
+            simplify_error=options.simplify_error * 4 ** level,
+            simplify_max_error=options.simplify_max_error * 4 ** level,
+            texture_max=max(64, base_px >> level))
+        lod = lod_of(doc, source_bytes, level, level_options, source, cache)
+        error = max(error, lod.geometric_error)
+        lods.append(replace(lod, geometric_error=round(error, 6)))
     return lods
 
 
+def lod_of(doc: Document, source_bytes: int, level: int, options: OptimizeOptions,
+           source: str = "<memory>", cache: EncodeCache | None = None) -> Lod:
+    """One level: the optimised asset with its geometric error (simplification and
+    quantization move the surface; the two errors add up)."""
+    ctx = Context()
+    _, glb, report = optimize(doc, source_bytes, options, source=source, ctx=ctx, cache=cache)
+    if glb is None:
+        raise TourError(f"{source}: {report.issues[0]}", code=report.issues[0].code)
+    error = (float(ctx.facts.get("simplify.error", 0.0))
+             + float(ctx.facts.get("quantize.position_error", 0.0)))
+    return Lod(level, glb, report.after.triangles if report.after else 0, round(error, 6),
+               report)
+
+
 def _describe(t: Transform) -> str:
-    fields = {k: v for k, v in vars(t).items() if k != "name"}
+    shown = {f.name for f in dataclasses.fields(t) if f.repr} if dataclasses.is_dataclass(t) \
+        else set(vars(t))
+    fields = {k: v for k, v in vars(t).items() if k != "name" and k in shown}
     return t.name + ("(" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")"
                      if fields else "")
 
 
-__all__ = ["OptimizeOptions", "optimize", "plan", "make_lods", "Lod", "PRESETS"]
+__all__ = ["OptimizeOptions", "optimize", "plan", "make_lods", "lod_of", "Lod", "PRESETS"]

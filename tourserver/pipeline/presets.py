@@ -25,7 +25,7 @@ TIERS: tuple[Tier, ...] = (
     Tier("medium", 1, OptimizeOptions(preset="phone"),
          "the phone preset (5 MB, 100k triangles, 2048 px): the default for phones; "
          "`tourserver optimize --preset phone` gives the same bytes"),
-    Tier("low", 2, OptimizeOptions(preset="phone", simplify=0.25, simplify_error=0.05,
+    Tier("low", 2, OptimizeOptions(preset="phone", simplify=0.25, simplify_max_error=0.05,
                                    texture_max=512),
          "a quarter of the triangles, textures up to 512 px: Save-Data, slow networks, "
          "low memory"),

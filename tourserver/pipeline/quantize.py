@@ -34,7 +34,7 @@ How each attribute is stored (as gltfpack does, see zeux/meshoptimizer gltf/stre
     when a delta does not fit), so targets stay in the quantized space.
   Meshes not used by any node, or with sparse or already-integer positions (or instance
   attributes), keep float positions (logged).
-  After a simplification (the fact `simplify.error`, in mesh units like the grid), the
+  After a simplification (the fact `simplify.error`, in scene units), the
   surface is already off by up to that error; a grid much finer than it only costs bytes.
   Positions then take the fewest bits (not below `min_position_bits`, 12) whose worst
   rounding stays within `simplified_error_share` (a quarter) of it: 2CylinderEngine on the
@@ -308,13 +308,13 @@ class _Run:
             extent = float((hi - lo).max())
             if extent <= 0.0:
                 extent = 1.0  # a single point: any step works, a zero scale would be singular
-            bits = self._position_bits(extent)
-            self.position_bits = min(self.position_bits, bits)
-            levels = (1 << bits) - 1
-            step = extent / levels
             # Scene units per mesh unit, for the facts (1 when the placement is not fixed).
             placed = [scales.get(m) for b in members for m in b.meshes]
             unit = max(s for s in placed if s) if placed and all(placed) else 1.0
+            bits = self._position_bits(extent, unit)
+            self.position_bits = min(self.position_bits, bits)
+            levels = (1 << bits) - 1
+            step = extent / levels
             self.position_step = max(self.position_step, step * unit)
             for box in members:
                 self._quantize_group(box, lo, step, levels, mesh_nodes, unit)
@@ -391,12 +391,14 @@ class _Run:
             return None
         return _Box(group, prims, arrays, stacked.min(axis=0), stacked.max(axis=0))
 
-    def _position_bits(self, extent: float) -> int:
+    def _position_bits(self, extent: float, unit: float) -> int:
         """`position_bits`, or fewer when the document was simplified: the fewest whose
         worst rounding (step * sqrt(3) / 2) stays within `simplified_error_share` of the
-        simplifier's error, in the same (mesh) units as the grid's extent."""
+        simplifier's error. That error is in scene units (metres); `unit` is scene units
+        per mesh unit (the grid's extent is in mesh units)."""
         bits = self.s.position_bits
-        error = self.ctx.facts.get("simplify.error", 0.0) * self.s.simplified_error_share
+        error = (self.ctx.facts.get("simplify.error", 0.0) / unit
+                 * self.s.simplified_error_share)
         if error <= 0.0:
             return bits
         allowed_step = error * 2.0 / np.sqrt(3.0)

@@ -65,6 +65,10 @@ class OptimizeReport:
     facts: dict[str, float] = field(default_factory=dict)
     issues: list[Issue] = field(default_factory=list)
     dry_run: bool = False
+    # What the budget made tighter than the preset, run by run (see optimize.optimize).
+    fitted: list[str] = field(default_factory=list)
+    # One row per re-encoded image: what it became and how it scores (`texture_rows`).
+    textures: list[dict] = field(default_factory=list)
 
     @property
     def over_budget(self) -> list[Issue]:
@@ -78,6 +82,8 @@ class OptimizeReport:
             "preset": self.preset,
             "dry_run": self.dry_run,
             "steps": self.steps,
+            "fitted": self.fitted,
+            "textures": self.textures,
             "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
             "facts": {k: (round(v, 6) if isinstance(v, float) else v)
                       for k, v in sorted(self.facts.items())},
@@ -86,4 +92,34 @@ class OptimizeReport:
         }
 
 
-__all__ = ["AssetStats", "OptimizeReport", "measure", "estimate_gpu_bytes", "REPORT_SCHEMA"]
+SCORES = ("ssimulacra2", "normal_p99_deg", "psnr")
+SETTINGS = ("quality", "near_lossless", "palette", "posterize")
+
+
+def texture_rows(facts: dict[str, float], doc: Document) -> list[dict]:
+    """Per re-encoded image (from texture-encode's facts): its name, type, bytes before
+    and after, the setting that won and its score on the image's own metric."""
+    rows: dict[int, dict] = {}
+    prefix = "texture_encode.image."
+    for key, value in facts.items():
+        if not key.startswith(prefix):
+            continue
+        index, _, name = key[len(prefix):].partition(".")
+        row = rows.setdefault(int(index), {"image": int(index)})
+        if name in SCORES:
+            row["metric"], row["score"] = name, value
+        elif name in SETTINGS:
+            row["setting"] = f"{name} {value:g}"
+        else:
+            row[name] = int(value) if name.startswith("bytes") else value
+    images = doc.json.get("images", [])
+    for index, row in rows.items():
+        if index < len(images):
+            row["name"] = images[index].get("name", "")
+            row["mime"] = images[index].get("mimeType", "")
+        row.setdefault("setting", "lossless")
+    return [rows[i] for i in sorted(rows)]
+
+
+__all__ = ["texture_rows", "AssetStats", "OptimizeReport", "measure", "estimate_gpu_bytes",
+           "REPORT_SCHEMA"]

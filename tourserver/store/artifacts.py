@@ -26,6 +26,7 @@ from pathlib import Path
 import orjson
 
 from tourserver.errors import TourError
+from tourserver.files import atomic_write
 from tourserver.model import cells
 from tourserver.model.manifest import (
     Anchor,
@@ -37,7 +38,7 @@ from tourserver.model.manifest import (
     Tour,
     Trigger,
 )
-from tourserver.store.blobs import BlobRef, atomic_write
+from tourserver.store.blobs import BlobRef
 
 FORMAT = 1
 TOURS_FILE = f"tours-{FORMAT}.json"

@@ -29,17 +29,17 @@ from pathlib import Path
 
 from tourserver import __version__
 from tourserver.errors import BuildError, Issue, ManifestInvalid, TourError
+from tourserver.files import atomic_write
 from tourserver.gltf.document import Document, write_glb
 from tourserver.ingest.files import asset_reason, at_file, scene_dependencies
 from tourserver.ingest.inspect import scene_stats
 from tourserver.ingest.loaders import load_asset
 from tourserver.ingest.tours import LoadedTour, load_all, read_manifest
 from tourserver.model.manifest import SceneRef, Stop
-from tourserver.pipeline.base import Context
-from tourserver.pipeline.optimize import optimize
 from tourserver.pipeline.presets import TIERS
+from tourserver.pipeline.session import Session, Source
 from tourserver.store import artifacts
-from tourserver.store.blobs import BlobRef, BlobStore, atomic_write
+from tourserver.store.blobs import BlobRef, BlobStore
 
 log = logging.getLogger("tourserver.build")
 CATALOG_FORMAT = 1
@@ -239,6 +239,7 @@ def _make_catalog(loaded: list[LoadedTour], data: DataDir, fingerprint: str,
     tours = []
     scenes: dict[str, dict] = {}
     made = 0
+    session = Session()  # one encode cache for every tier of every scene of this build
     for lt in loaded:
         sources = {scene.source for scene in lt.tour.scenes()}
         files = {rel: data.blobs.put_file(path).to_json() for rel, path in lt.files.items()
@@ -253,7 +254,7 @@ def _make_catalog(loaded: list[LoadedTour], data: DataDir, fingerprint: str,
                     if doc is not None:
                         docs[ref.source] = doc
                 variants, fresh = _scene_variants(data, scene, BlobRef.from_json(
-                    files[ref.source]), docs.get(ref.source), steps)
+                    files[ref.source]), docs.get(ref.source), steps, session)
                 made += fresh
                 scenes[ref.id] = {"tour": lt.tour.id, "stop": stop.id, "variants": variants}
         tours.append({"manifest": read_manifest(lt.manifest_path), "files": files,
@@ -280,7 +281,7 @@ def _load(scene: _Scene) -> Document:
 
 
 def _scene_variants(data: DataDir, scene: _Scene, source: BlobRef, doc: Document | None,
-                    steps: _Steps) -> tuple[list[dict], int]:
+                    steps: _Steps, session: Session) -> tuple[list[dict], int]:
     """Make (or reuse from cache) every tier's variant of one source GLB."""
     key = hashlib.sha256(f"{BUILD_RECIPE}\0{source.sha256}\0".encode()
                          + "|".join(repr(t.options) for t in TIERS).encode())
@@ -294,10 +295,10 @@ def _scene_variants(data: DataDir, scene: _Scene, source: BlobRef, doc: Document
     doc = doc if doc is not None else _load(scene)
     variants = []
     previous_error = 0.0
+    asset = Source(doc, source.bytes, str(scene.path))
     for tier in TIERS:
-        ctx = Context()
-        out, glb, report = optimize(doc, source.bytes, tier.options, source=str(scene.path),
-                                    ctx=ctx)
+        result = session.optimize(asset, tier.options)
+        out, glb, report = result.doc, result.glb, result.report
         if glb is None:  # structural problems in the source: name the first
             issue = report.issues[0]
             reason = asset_reason(issue.message, scene.path)
@@ -308,8 +309,8 @@ def _scene_variants(data: DataDir, scene: _Scene, source: BlobRef, doc: Document
         ref = data.blobs.put(glb, "glb")
         # Geometric error must not shrink as detail drops (3D Tiles refinement relies on it).
         # Quantization moves the simplified surface again: the two errors add up.
-        error = max(previous_error, float(ctx.facts.get("simplify.error", 0.0))
-                    + float(ctx.facts.get("quantize.position_error", 0.0)))
+        error = max(previous_error, float(result.facts.get("simplify.error", 0.0))
+                    + float(result.facts.get("quantize.position_error", 0.0)))
         previous_error = error
         variant = {
             "tier": tier.name, "lod": tier.lod, "blob": ref.to_json(),

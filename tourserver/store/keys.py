@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tourserver.errors import TourError
-from tourserver.store.blobs import atomic_write
+from tourserver.files import atomic_write
 
 ROLES = ("host", "creator")
 SCHEMA = "tourserver.keys/1"

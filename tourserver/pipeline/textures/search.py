@@ -1,8 +1,9 @@
-"""The lowest encoder quality whose decoded pixels hold a PSNR floor.
+"""The lowest encoder quality whose decoded pixels hold a floor on a metric (`quality`:
+SSIMULACRA2, PSNR or the angle of normals).
 
-Why a search: PSNR grows with an encoder's quality setting, but by how much depends on the
-image, so the only way to know that a quality holds the floor is to encode, decode and
-measure. This module does that in as few encodes as it can, deterministically; the result
+Why a search: the score grows with an encoder's quality setting, but by how much depends
+on the image, so the only way to know that a quality holds the floor is to encode, decode
+and measure. This module does that in as few encodes as it can, deterministically; the result
 is always a measured one, never assumed.
 """
 
@@ -14,11 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tourserver.ingest.images import decode_image, psnr, rgba_pixels
+from tourserver.ingest.images import decode_image, rgba_pixels
+from tourserver.pipeline.textures.quality import PSNR, Metric
 
 # dB of PSNR per quality step just below libwebp's top qualities, for the first guess down
 # from the top (corpus textures: 0.3-0.6 there; the curve flattens further down, where
-# each later guess follows the measured slope instead).
+# each later guess follows the measured slope instead). Other metrics scale it by their
+# `Metric.step`.
 FIRST_SLOPE_DB = 0.45
 
 
@@ -28,22 +31,24 @@ class Encoded:
 
     data: bytes
     mime: str
-    psnr: float  # worst channel against the source pixels, dB (inf when lossless)
+    score: float  # the metric's score against the source pixels (PSNR: inf when lossless)
     quality: int | None  # lossy quality; None when lossless, near-lossless (or KTX2)
     near_lossless: int | None = None  # libwebp near-lossless level, when that won
     palette: int | None = None  # colours, when a reduced palette (lossless-coded) won
     posterize: float | None = None  # the step, when posterized values (lossless-coded) won
+    metric: str = "psnr"  # what `score` is (`quality.Metric.name`)
 
 
 def measure(data: bytes, reference: np.ndarray, where: str, max_pixels: int,
-            inside: np.ndarray | None = None) -> float:
-    """PSNR (worst channel) of encoded `data` against the `reference` RGBA pixels; only
-    over the pixels `inside` marks, when given."""
+            inside: np.ndarray | None = None, metric: Metric = PSNR) -> float:
+    """The `metric`'s score of encoded `data` against the `reference` RGBA pixels. PSNR
+    counts only the pixels `inside` marks, when given; a perceptual metric looks at
+    neighbourhoods, so it scores the whole image (a sample's margins included)."""
     with decode_image(data, where, max_pixels) as decoded:
         pixels = rgba_pixels(decoded)
-    if inside is None:
-        return psnr(pixels, reference)
-    return psnr(pixels[inside][None], reference[inside][None])
+    if inside is None or metric is not PSNR:
+        return metric.score(pixels, reference)
+    return metric.score(pixels[inside][None], reference[inside][None])
 
 
 Probe = Callable[[int], tuple[bytes, float]]
@@ -54,16 +59,18 @@ class Prober:
     measures each quality once (cached), so searches that revisit a quality cost nothing."""
 
     def __init__(self, encode: Callable[[int], bytes], reference: np.ndarray, where: str,
-                 max_pixels: int, inside: np.ndarray | None = None) -> None:
+                 max_pixels: int, inside: np.ndarray | None = None,
+                 metric: Metric = PSNR) -> None:
         self._encode, self._reference, self._where = encode, reference, where
-        self._max_pixels, self._inside = max_pixels, inside
+        self._max_pixels, self._inside, self._metric = max_pixels, inside, metric
         self._seen: dict[int, tuple[bytes, float]] = {}
 
     def __call__(self, quality: int) -> tuple[bytes, float]:
         if quality not in self._seen:
             data = self._encode(quality)
             self._seen[quality] = (data, measure(data, self._reference, self._where,
-                                                 self._max_pixels, self._inside))
+                                                 self._max_pixels, self._inside,
+                                                 self._metric))
         return self._seen[quality]
 
     def measured(self) -> dict[int, tuple[bytes, float]]:
@@ -72,9 +79,10 @@ class Prober:
 
 
 def search_lowest(probe: Probe, floor: float, max_quality: int,
-                  negligible: int = 0) -> tuple[bytes, int, float] | None:
-    """(bytes, quality, PSNR) at the lowest quality in 0..max_quality whose decoded pixels
-    hold `floor` dB, as `probe` measures them; None when even max_quality misses it.
+                  negligible: int = 0, step: float = 1.0) -> tuple[bytes, int, float] | None:
+    """(bytes, quality, score) at the lowest quality in 0..max_quality whose decoded pixels
+    hold `floor`, as `probe` measures them; None when even max_quality misses it. `step`:
+    the metric's `Metric.step` (1 for PSNR in dB).
 
     "Lowest" as a search can know it: the quality found holds and the one below misses
     (PSNR is not strictly monotone in libwebp's quality). Each probe aims at the floor
@@ -103,7 +111,7 @@ def search_lowest(probe: Probe, floor: float, max_quality: int,
             t = (floor - miss[1]) / (hi_value - miss[1]) if hi_value > miss[1] else 0.5
             q = math.ceil(miss[0] + t * (hi - miss[0]))
         else:
-            slope = FIRST_SLOPE_DB
+            slope = FIRST_SLOPE_DB * step
             if len(hits) > 1 and hits[-2][1] > hi_value:
                 slope = (hits[-2][1] - hi_value) / (hits[-2][0] - hi)
             headroom = hi_value - floor

@@ -20,6 +20,8 @@ ALL_CHANNELS = "RGBA"
 COLOUR_SLOTS = frozenset({"baseColorTexture", "emissiveTexture", "sheenColorTexture",
                           "specularColorTexture", "diffuseTexture",
                           "diffuseTransmissionColorTexture"})
+# Material slots whose texture holds tangent-space normals (judged by the angle they turn).
+NORMAL_SLOTS = frozenset({"normalTexture", "clearcoatNormalTexture"})
 # Channels read by each slot, as the glTF 2.0 spec and each extension's spec define them.
 # baseColorTexture adds A for MASK and BLEND materials (see `_slot_channels`).
 CORE_SLOT_CHANNELS = {
@@ -91,16 +93,16 @@ def _material_slots(material: dict) -> list[tuple[str, dict, str]]:
 
 
 def image_roles(doc_json: dict) -> dict[int, str]:
-    """{image index: "colour" or "data"} from the material slots that use each image.
-
-    An image used by any data slot is data (the stricter treatment wins)."""
+    """{image index: "colour", "normal" or "data"} from the material slots that use each
+    image. An image used in two roles is data (every channel held to PSNR: the strictest)."""
     roles: dict[int, str] = {}
     for material in doc_json.get("materials", []):
         for slot, info, _ in _material_slots(material):
-            role = "colour" if slot in COLOUR_SLOTS else "data"
+            role = ("colour" if slot in COLOUR_SLOTS else
+                    "normal" if slot in NORMAL_SLOTS else "data")
             for image in _texture_images(doc_json, info.get("index")):
-                if roles.get(image) != "data":
-                    roles[image] = role
+                seen = roles.get(image, role)
+                roles[image] = role if seen == role else "data"
     return roles
 
 

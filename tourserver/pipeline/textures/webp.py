@@ -36,6 +36,7 @@ except (ImportError, OSError):  # no libvips: Pillow's lossy WebP, no near-lossl
     pyvips = None
 
 from tourserver.ingest.images import psnr
+from tourserver.pipeline.textures.quality import PSNR, Metric
 from tourserver.pipeline.textures.sample import Sample, activity_sample, sample_of, tile_activity
 from tourserver.pipeline.textures.search import (
     Encoded,
@@ -122,6 +123,7 @@ class WebpOptions:
     lossless_effort: int = 50  # libwebp lossless "quality" (effort)
     near_lossless: bool = True
     max_pixels: int = 8192 * 8192  # decode cap for measuring
+    metric: Metric = PSNR  # what `floor` is a score of (`quality`)
 
 
 @dataclass(frozen=True)
@@ -186,8 +188,9 @@ def _lossy_out_of_reach(image: Image.Image, reference: np.ndarray, floor: float,
     quick = activity_sample(image, reference, LOSSY_QUICK_PIXELS, LOSSY_TILE, LOSSY_MARGIN,
                             activity)
     data = _lossy_encoder(quick.image, opts, sharp)(opts.max_quality)
-    value = measure(data, quick.reference, where, opts.max_pixels, quick.inside)
-    return value < floor - LOSSY_OUT_OF_REACH_DB
+    value = measure(data, quick.reference, where, opts.max_pixels, quick.inside,
+                    opts.metric)
+    return value < floor - LOSSY_OUT_OF_REACH_DB * opts.metric.step
 
 
 def redo_encoder(result: Encoded, image: Image.Image,
@@ -228,7 +231,8 @@ def _lossless_plans(image: Image.Image, reference: np.ndarray, floor: float,
     plans = [_Plan(len(exact) * sample.scale, "lossless", None,
                    Encoded(exact, WEBP, np.inf, None) if sample.whole else None)]
     palette = _palette_plan(sample, floor, opts, where)
-    posterized = _posterize_plan(sample, floor, opts)
+    # Posterizing is planned from its PSNR, worked out without encoding: PSNR floors only.
+    posterized = _posterize_plan(sample, floor, opts) if opts.metric is PSNR else None
     cheaper = [p for p in (palette, posterized)
                if p is not None and p.estimate < plans[0].estimate]
     if opts.near_lossless and pyvips is not None:
@@ -318,7 +322,7 @@ def _palette_plan(sample: Sample, floor: float, opts: WebpOptions,
     """The fewest colours (of PALETTE_SIZES) whose palette holds the floor on the sample:
     a bisection, as PSNR grows with the colours."""
     probe = Prober(_palette_encoder(sample.image, opts), sample.reference, where,
-                   opts.max_pixels)
+                   opts.max_pixels, metric=opts.metric)
     lo, hi = 0, len(PALETTE_SIZES) - 1
     if probe(PALETTE_SIZES[hi])[1] < floor:
         return None
@@ -431,23 +435,23 @@ def _lossy_plan(sample: Sample, floor: float, opts: WebpOptions, where: str,
     """The lossy candidate: the lowest quality that holds the floor on the sample, and
     its bytes scaled to the image."""
     probe = Prober(_lossy_encoder(sample.image, opts, sharp), sample.reference, where,
-                   opts.max_pixels, sample.inside)
+                   opts.max_pixels, sample.inside, opts.metric)
     top_data, top_value = probe(opts.max_quality)
     pixels = sample.image.width * sample.image.height
     if sharp and len(top_data) / pixels * 1e6 < SHARP_MIN_BYTES_PER_MP:
         sharp = False  # too few bytes for sharp YUV's saving to pay for its time
         probe = Prober(_lossy_encoder(sample.image, opts, sharp), sample.reference, where,
-                       opts.max_pixels, sample.inside)
+                       opts.max_pixels, sample.inside, opts.metric)
         top_data, top_value = probe(opts.max_quality)
     if top_value < floor:
-        if sample.whole or top_value < floor - PROXY_MISS_DB:
+        if sample.whole or top_value < floor - PROXY_MISS_DB * opts.metric.step:
             return None
         # Just under on the sample: the whole image may still hold at the top quality.
         return _Plan(len(top_data) * sample.scale, "lossy", opts.max_quality, None, probe,
                      sharp, sample.scale)
     # On a sample, a saving too small to pay for a full-size encode is not searched for.
     negligible = 0 if sample.whole else _negligible(pixels)
-    found = search_lowest(probe, floor, opts.max_quality, negligible)
+    found = search_lowest(probe, floor, opts.max_quality, negligible, opts.metric.step)
     assert found is not None
     data, quality, value = found
     if not sample.whole:
@@ -498,7 +502,7 @@ def _near_lossless_plan(sample: Sample, floor: float, opts: WebpOptions, where: 
 
     def plan(level: int) -> tuple[_Plan, float]:
         data = encode(level)
-        value = measure(data, sample.reference, where, opts.max_pixels)
+        value = measure(data, sample.reference, where, opts.max_pixels, metric=opts.metric)
         result = (Encoded(data, WEBP, value, None, near_lossless=level)
                   if sample.whole else None)
         return _Plan(len(data) * sample.scale, "near-lossless", level, result), value
@@ -509,7 +513,7 @@ def _near_lossless_plan(sample: Sample, floor: float, opts: WebpOptions, where: 
         return None  # higher levels are larger still; lower ones rarely much smaller
     if value >= floor:
         for level in reversed(NEAR_LOSSLESS_LEVELS[:start]):
-            if value - floor < NEAR_LOSSLESS_STEP_DB:
+            if value - floor < NEAR_LOSSLESS_STEP_DB * opts.metric.step:
                 break  # one level down costs more than the margin: it would miss
             lower, lower_value = plan(level)
             if lower_value < floor or lower.estimate >= best.estimate:
@@ -567,7 +571,7 @@ def _step_up(encode: Callable[[int], bytes], ladder: tuple[int, ...], start: int
         data = encode(setting)
         if cap is not None and len(data) >= cap:
             return None  # the settings above are larger still
-        value = measure(data, reference, where, opts.max_pixels)
+        value = measure(data, reference, where, opts.max_pixels, metric=opts.metric)
         if value >= floor:
             return result(data, value, setting)
     return None
@@ -582,7 +586,8 @@ def _confirm_lossy(quality: int, sample: Prober, scale: float, image: Image.Imag
     shifted by what the last full-size encode showed (the sample is searched again, its
     encodes cached).
     A lower quality is tried only while the sample expects it to save enough bytes."""
-    full = Prober(_lossy_encoder(image, opts, sharp), reference, where, opts.max_pixels)
+    full = Prober(_lossy_encoder(image, opts, sharp), reference, where, opts.max_pixels,
+                  metric=opts.metric)
     pixels = image.width * image.height
     budget = MAX_FULL_ENCODES if pixels > CHEAP_PIXELS else MAX_FULL_ENCODES_CHEAP
     best: Encoded | None = None
@@ -605,7 +610,8 @@ def _confirm_lossy(quality: int, sample: Prober, scale: float, image: Image.Imag
                                                  _smallest_below(sample, quality), quality):
             break  # nothing the sample saw below saves enough: no need to search it again
         following = _next_quality(sample, floor, opts.max_quality, quality, value, held,
-                                  missed, _negligible(round(pixels / scale)))
+                                  missed, _negligible(round(pixels / scale)),
+                                  opts.metric.step)
         if following is None or (held is not None and following < held[0] and not
                                  _worth_a_lower(sample, scale, pixels, following, held[0])):
             break
@@ -615,7 +621,8 @@ def _confirm_lossy(quality: int, sample: Prober, scale: float, image: Image.Imag
 
 def _next_quality(sample: Probe, floor: float, max_quality: int, last: int,
                   last_value: float, held: tuple[int, float] | None,
-                  missed: tuple[int, float] | None, negligible: int = 0) -> int | None:
+                  missed: tuple[int, float] | None, negligible: int = 0,
+                  step: float = 1.0) -> int | None:
     if held is not None and missed is not None:
         if held[0] - missed[0] <= 1:
             return None  # found: the quality below the lowest hit misses
@@ -626,8 +633,8 @@ def _next_quality(sample: Probe, floor: float, max_quality: int, last: int,
     # Down from a hit, a quality the shifted sample puts just under the floor is tried too:
     # one step's change is measured better than the level (DamagedHelmet's base colour:
     # q88 held at full size, the shifted sample put q87 0.02 dB under, and q87 held by 0.1).
-    slack = DOWN_SLACK_DB if held is not None and missed is None else 0.0
-    found = search_lowest(sample, floor - offset - slack, max_quality, negligible)
+    slack = DOWN_SLACK_DB * step if held is not None and missed is None else 0.0
+    found = search_lowest(sample, floor - offset - slack, max_quality, negligible, step)
     from_sample = found[1] if found is not None else max_quality
     if held is None:
         assert missed is not None

@@ -1,0 +1,144 @@
+"""The session the CLI and the build share: budgets always met when simplifying or
+downscaling more can meet them, levels of detail that reuse level 0, one texture cache per
+run."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+from test_texture_encode import textured_doc
+
+from tourserver.gltf.document import parse_glb, write_glb
+from tourserver.ingest.checks import Budget
+from tourserver.pipeline import optimize as optimize_module
+from tourserver.pipeline.optimize import OptimizeOptions
+from tourserver.pipeline.session import Session, Source
+from tourserver.pipeline.textures.encode import TextureEncode
+
+
+def _source(doc) -> Source:
+    return Source(doc, len(write_glb(doc)), "test.glb")
+
+
+def _rough_terrain(path, cells: int = 300) -> None:
+    """A grid of cells² x 2 triangles with 1 % noise: nothing an error bound far under a
+    pixel can take away, so only the budget makes it smaller."""
+    x, y = np.meshgrid(np.linspace(0, 10, cells + 1), np.linspace(0, 10, cells + 1))
+    z = np.random.default_rng(5).normal(0, 0.1, x.shape)
+    vertices = np.stack([x.ravel(), z.ravel(), y.ravel()], axis=1)
+    i = np.arange(cells * (cells + 1)).reshape(cells, cells + 1)[:, :cells].ravel()
+    faces = np.concatenate([np.stack([i, i + cells + 1, i + 1], 1),
+                            np.stack([i + 1, i + cells + 1, i + cells + 2], 1)])
+    path.write_bytes(trimesh.Scene(trimesh.Trimesh(vertices, faces, process=False))
+                     .export(file_type="glb"))
+
+
+def test_a_triangle_budget_is_met_by_simplifying_more(tmp_path):
+    path = tmp_path / "terrain.glb"
+    _rough_terrain(path)  # 180,000 triangles against the phone's 100,000
+    session = Session()
+    result = session.optimize(session.read(path), OptimizeOptions(preset="phone"))
+    assert result.glb is not None and not result.report.issues
+    assert result.report.after is not None
+    assert 90_000 <= result.report.after.triangles <= 100_000  # fits, without overshooting
+    assert parse_glb(result.glb).json["meshes"]
+
+
+def test_what_the_creator_fixed_is_not_overridden(tmp_path):
+    path = tmp_path / "terrain.glb"
+    _rough_terrain(path)
+    session = Session()
+    result = session.optimize(session.read(path), OptimizeOptions(preset="phone", simplify=1))
+    assert [i.code for i in result.report.over_budget] == ["over_budget_triangles"]
+    assert result.report.fitted == []
+    assert "the phone budget is 100,000" in result.report.over_budget[0].message
+
+
+def _noisy_doc(px: int):
+    """textured_doc with its first image replaced by `px`² of noise: bytes no encoder
+    can squeeze at a high quality."""
+    doc = textured_doc()
+    rng = np.random.default_rng(7)
+    noise = rng.integers(0, 256, (px, px, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(noise).save(out, format="PNG")
+    data = out.getvalue()
+    views = doc.json["bufferViews"]
+    image = doc.json["images"][0]
+    chunks = [doc.buffer_view_bytes(i) for i in range(len(views))]
+    chunks[image["bufferView"]] = data
+    offset = 0
+    blob = b""
+    for i, chunk in enumerate(chunks):
+        views[i]["byteOffset"] = offset
+        views[i]["byteLength"] = len(chunk)
+        padded = chunk + b"\0" * (-len(chunk) % 4)
+        blob += padded
+        offset += len(padded)
+    doc.json["buffers"] = [{"byteLength": len(blob)}]
+    image["mimeType"] = "image/png"
+    return parse_glb(write_glb(type(doc)(doc.json, blob, "noisy.glb")))
+
+
+def test_a_byte_budget_is_met_by_smaller_textures(monkeypatch):
+    # A 1 MB budget (the phone's is 5 MB: a test asset that large would be slow to encode).
+    small = Budget("phone", 1024 * 1024, 100_000, 2048)
+    monkeypatch.setitem(optimize_module.BUDGETS, "phone", small)
+    doc = _noisy_doc(1024)  # ~3 MB of noise as PNG
+    result = Session().optimize(_source(doc), OptimizeOptions(preset="phone"))
+    assert result.glb is not None and not result.report.issues, result.report.issues
+    assert len(result.glb) <= small.max_bytes
+    assert any("textures up to" in step for step in result.report.fitted)
+
+
+def test_levels_of_detail_reuse_level_0(monkeypatch):
+    chains: list[int] = []
+    real_run = optimize_module.run
+
+    def counting(doc, *steps, **kw):
+        chains.append(len(steps))
+        return real_run(doc, *steps, **kw)
+    monkeypatch.setattr(optimize_module, "run", counting)
+    session = Session()
+    source = _source(textured_doc())
+    options = OptimizeOptions(preset="phone")
+    first = session.optimize(source, options)
+    lods = session.lods(source, 3, options, first=first)
+    assert [lod.level for lod in lods] == [0, 1, 2]
+    assert lods[0].glb == first.glb  # level 0 is the optimised asset itself
+    assert len(chains) == 3  # one chain per level: level 0 was not optimised twice
+    errors = [lod.geometric_error for lod in lods]
+    assert errors == sorted(errors)
+
+
+def test_one_session_encodes_each_image_once(monkeypatch):
+    calls: list[str] = []
+    original = TextureEncode.encode_image
+
+    def counting(self, data, mime, role, channels, where, basisu):
+        calls.append(where)
+        return original(self, data, mime, role, channels, where, basisu)
+    monkeypatch.setattr(TextureEncode, "encode_image", counting)
+    source = _source(textured_doc())
+    session = Session()
+    session.optimize(source, OptimizeOptions(preset="phone"))
+    once = len(calls)
+    assert once == 4
+    session.optimize(source, OptimizeOptions(preset="tablet"))  # the same images
+    assert len(calls) == once
+    Session().optimize(source, OptimizeOptions(preset="phone"))  # another run: its own
+    assert len(calls) == 2 * once
+
+
+@pytest.mark.parametrize("levels", [0, 9])
+def test_levels_out_of_range_are_a_usage_error(levels):
+    from tourserver.errors import TourError
+
+    session = Session()
+    with pytest.raises(TourError) as err:
+        session.lods(_source(textured_doc()), levels, OptimizeOptions())
+    assert err.value.code == "usage"
