@@ -292,8 +292,8 @@ def test_quiet_still_prints_errors(tmp_path):
     assert proc.returncode == 1 and "bad.glb" in proc.stderr and "[glb_" in proc.stderr
     big = tmp_path / "big.glb"
     tiny_glb(big, subdivisions=7)  # 327,680 triangles: over the phone budget
-    proc = run("optimize", big, "-o", tmp_path / "b.glb", "--simplify", "1", "--quiet",
-               cwd=tmp_path)
+    proc = run("optimize", big, "-o", tmp_path / "b.glb", "--simplify", "1",
+               "--simplify-error", "0", "--quiet", cwd=tmp_path)
     assert proc.returncode == 3 and "over_budget_triangles" in proc.stderr
     root = new_tour(tmp_path / "content")
     break_tour(root)

@@ -51,3 +51,11 @@ def test_no_transform_imports_another():
                 continue
             assert package and tuple(parts[:len(package)]) == package, (
                 f"{path.relative_to(REPO)} imports {module}")
+
+
+def test_types_check():
+    """mypy over the package with the configuration in pyproject.toml ([tool.mypy])."""
+    mypy = shutil.which("mypy")
+    require(mypy is not None, "mypy")
+    proc = subprocess.run([mypy], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]

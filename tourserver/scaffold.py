@@ -276,7 +276,9 @@ def marker_glb() -> bytes:
     shaft = np.array([[-0.1, y, 0.0], [0.1, y, 0.0], [0.1, y, -0.8], [-0.1, y, -0.8]])
     quads.append(shaft)
     head = np.array([[-0.35, y, -0.8], [0.35, y, -0.8], [0.0, y, -1.4]])
-    positions, normals, indices = [], [], []
+    positions: list[np.ndarray] = []
+    normals: list[np.ndarray] = []
+    indices: list[int] = []
     for poly in [*quads, head]:
         normal = np.cross(poly[1] - poly[0], poly[2] - poly[0])
         normal /= np.linalg.norm(normal)

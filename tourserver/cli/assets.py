@@ -162,9 +162,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         print(json.dumps(body, ensure_ascii=False))
     elif not args.quiet:
         print(optimize_report(report))
-        for lod in lod_files:
-            print(f"lod {lod['level']}: {lod['path']} {lod['triangles']:,} triangles, "
-                  f"error {lod['geometric_error']:.4g} m")
+        for row in lod_files:
+            print(f"lod {row['level']}: {row['path']} {row['triangles']:,} triangles, "
+                  f"error {row['geometric_error']:.4g} m")
     else:
         _say_issues(report.issues)  # --quiet drops the report, never the problems
     if report.issues and not report.over_budget:

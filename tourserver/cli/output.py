@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from tourserver.errors import Issue
 
 
-def _say_issues(issues: list[Issue], root: Path | None = None, *,
+def _say_issues(issues: Sequence[Issue], root: Path | None = None, *,
                 warnings: bool = True) -> None:
     """Problems on stderr, grouped by file (warnings left out when `warnings` is False)."""
     from tourserver.render import issues_report, use_color

@@ -32,7 +32,7 @@ KEYED_EXTENSIONS = frozenset(e for e in KNOWN_EXTENSIONS if e.startswith("KHR_ma
 # Extensions that address bufferViews or other buffers: the binary chunk is left as it is.
 OPAQUE_BUFFER_EXTENSIONS = frozenset({"EXT_meshopt_compression", "KHR_draco_mesh_compression"})
 
-Ref = tuple[dict | list, str | int]  # (container, key): container[key] is an index
+Ref = tuple[dict, str]  # (container, key): container[key] is an index
 
 
 def carried_extensions(obj: object) -> set[str]:

@@ -128,21 +128,24 @@ def _open_checked(path: Path, size: int) -> BinaryIO:
 async def _send(request: web.Request, response: web.StreamResponse, fobj: BinaryIO,
                 segments: list[Segment]) -> None:
     writer = await response.prepare(request)  # StreamResponse: the headers go out now
-    transport = request.transport
+    assert writer is not None  # prepare() gives None only for a response already ended
     loop = asyncio.get_running_loop()
-    use_sendfile = transport is not None and transport.get_extra_info("sslcontext") is None
+    # The kernel copies the file to the socket itself, which it cannot do under TLS.
+    direct = request.transport
+    if direct is not None and direct.get_extra_info("sslcontext") is not None:
+        direct = None
     for segment in segments:
         if isinstance(segment, bytes):
             await response.write(segment)
             continue
         offset, count = segment
-        if use_sendfile:
+        if direct is not None:
             await writer.drain()  # what was written first, then the kernel copies the file
             try:
-                await loop.sendfile(transport, fobj, offset, count)
+                await loop.sendfile(direct, fobj, offset, count)
                 continue
             except NotImplementedError:
-                use_sendfile = False
+                direct = None
         fobj.seek(offset)
         remaining = count
         while remaining > 0:

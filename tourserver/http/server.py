@@ -282,12 +282,12 @@ def serve(settings: Settings, load_catalog: Callable[[], Catalog],
         nonlocal stopping
         stopping = True
         for p in procs:
-            if p.is_alive():
+            if p.is_alive() and p.pid is not None:  # started, so it has a pid
                 os.kill(p.pid, signal.SIGTERM)
 
     def reload_all(_signum=None, _frame=None):
         for p in procs:
-            if p.is_alive():
+            if p.is_alive() and p.pid is not None:  # started, so it has a pid
                 os.kill(p.pid, signal.SIGHUP)
 
     signal.signal(signal.SIGTERM, stop_all)

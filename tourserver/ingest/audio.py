@@ -13,10 +13,11 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import mutagen
-from mutagen.mp3 import MP3
-from mutagen.mp4 import MP4
+from mutagen.mp3 import MP3, MPEGInfo
+from mutagen.mp4 import MP4, MP4Info
 
 from tourserver.errors import TourError
 
@@ -288,12 +289,14 @@ def _truncation(fh, found: str, total: int) -> str | None:
 
 
 def _measure(path: Path, found: str) -> AudioInfo:
+    # mutagen declares FileType.info as None (a class default); each file type sets its own
+    info: MPEGInfo | MP4Info
     try:
         if found == "mp3":
-            info = MP3(path).info
+            info = cast(MPEGInfo, MP3(path).info)
             codec = "mp3"
         else:
-            info = MP4(path).info
+            info = cast(MP4Info, MP4(path).info)
             codec = info.codec or ""
     except (mutagen.MutagenError, struct.error, ValueError, EOFError) as exc:
         raise AudioRejected(f"cannot be read as {FORMAT_NAMES[found]}: {exc}",

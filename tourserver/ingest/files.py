@@ -238,9 +238,10 @@ def _timing_issues(tour: Tour, files: dict[str, Path], audio: dict[Path, AudioIn
             sub = files.get(narration.subtitles)
             parsed = cues.get(sub) if sub else None
             infos = [(rel, audio.get(files[rel])) for rel in narration.audio if rel in files]
-            if not parsed or not infos or any(info is None for _, info in infos):
+            measured = [(rel, info) for rel, info in infos if info is not None]
+            if not parsed or not measured or len(measured) < len(infos):
                 continue  # a missing or broken file is reported on its own
-            audio_rel, shortest = min(infos, key=lambda item: item[1].duration_s)
+            audio_rel, shortest = min(measured, key=lambda item: item[1].duration_s)
             end = max(cue.end_s for cue in parsed)
             if end > shortest.duration_s + SUBTITLE_TOLERANCE_S:
                 issues.append(Issue(

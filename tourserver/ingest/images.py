@@ -102,9 +102,10 @@ def decode_image(data: bytes, where: str = "image",
         img.close()
         raise GltfInvalid(f"{where}: {width}x{height} image is over the decode limit of "
                           f"{max_pixels} pixels", code="image_too_large")
-    if getattr(img, "n_frames", 1) > 1:
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:
         img.close()  # an animated PNG/WebP is not a texture (glTF samples one frame)
-        raise GltfInvalid(f"{where}: animated image ({img.n_frames} frames)",
+        raise GltfInvalid(f"{where}: animated image ({frames} frames)",
                           code="image_format")
     try:
         with warnings.catch_warnings():

@@ -102,7 +102,8 @@ def scene_stats(doc: Document) -> SceneStats:
         max_texture_px=max_px,
         extensions_required=tuple(sorted(j.get("extensionsRequired", []))),
         extensions_used=tuple(sorted(j.get("extensionsUsed", []))),
-        bounds_min=tuple(float(v) for v in lo), bounds_max=tuple(float(v) for v in hi))
+        bounds_min=(float(lo[0]), float(lo[1]), float(lo[2])),
+        bounds_max=(float(hi[0]), float(hi[1]), float(hi[2])))
 
 
 def _accessor_bytes(doc_json: dict, index: int) -> int:

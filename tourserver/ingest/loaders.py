@@ -191,7 +191,7 @@ def _load_mesh(path: Path) -> Document:
 
     try:
         loaded = trimesh.load(str(path), force="scene", process=False)
-        glb = loaded.export(file_type="glb")
+        glb = loaded.export(file_obj=None, file_type="glb")  # no file: return the bytes
     except Exception as exc:  # trimesh raises many types; name the file and stop
         raise GltfInvalid(f"{path}: could not read as {path.suffix[1:].upper()}: "
                           f"{type(exc).__name__}: {str(exc)[:200]}", code="mesh_invalid") from None

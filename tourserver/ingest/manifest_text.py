@@ -156,8 +156,7 @@ def _syntax_issue(exc: YAMLError, text: str, file: str | None) -> Issue:
         problem = f"{context}, {problem}"  # "expected a single document, but found another"
     if mark is not None:
         line, where = mark.line + 1, f"column {mark.column + 1}: "
-    elif isinstance(getattr(exc, "position", None), int):  # ReaderError: a bad character
-        pos = exc.position
+    elif isinstance(pos := getattr(exc, "position", None), int):  # ReaderError: a bad character
         line = text.count("\n", 0, pos) + 1
         where = f"column {pos - (text.rfind(chr(10), 0, pos) + 1) + 1}: "
         problem = f"character #x{getattr(exc, 'character', 0):04x} is not allowed in YAML"
@@ -193,6 +192,7 @@ class _Walker:
         if isinstance(node, SequenceNode):
             self._check_tag(tag, f"{_CORE}seq", node)
             return [self.value(item, child(pointer, i)) for i, item in enumerate(node.value)]
+        assert isinstance(node, ScalarNode)  # the composer builds no other kind of node
         if tag not in _SCALAR_TAGS:  # !!binary, !!python/..., !custom
             self._check_tag(tag, f"{_CORE}str", node)
         result = _scalar(tag, str(node.value))

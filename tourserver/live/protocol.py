@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TypeGuard
 
 import orjson
 
@@ -147,7 +148,7 @@ def pose(msg: dict) -> dict:
             "orientation": [round(v / norm, 4) for v in orientation]}
 
 
-def _vector(value: object, n: int, bound: float) -> bool:
+def _vector(value: object, n: int, bound: float) -> TypeGuard[list[float]]:
     return (isinstance(value, list) and len(value) == n
             and all(isinstance(v, int | float) and not isinstance(v, bool)
                     and math.isfinite(v) and abs(v) <= bound for v in value))

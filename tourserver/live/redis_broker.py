@@ -27,6 +27,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
@@ -223,7 +224,8 @@ class RedisBroker(Broker):
 
     async def list_events(self, tour: str | None = None) -> list[Event]:
         r = self._r
-        ids = await r.zrange(EVENTS if tour is None else _tour_key(tour), 0, -1)
+        # The client does not decode responses: replies are bytes (redis-py types cannot say so).
+        ids = cast(list[bytes], await r.zrange(EVENTS if tour is None else _tour_key(tour), 0, -1))
         if not ids:
             return []
         records = await r.mget([_event_key(i.decode()) for i in ids])
@@ -251,8 +253,9 @@ class RedisBroker(Broker):
         if limit == 0:
             return []
         # A negative limit is no limit, as in LocalBroker's SQLite LIMIT.
-        entries = await self._r.xrange(_log_key(event_id), min=f"{after_seq + 1}-0",
-                                       max="+", count=limit if limit and limit > 0 else None)
+        entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await self._r.xrange(
+            _log_key(event_id), min=f"{after_seq + 1}-0", max="+",
+            count=limit if limit and limit > 0 else None))
         return [fields[b"body"] for _, fields in entries]
 
     async def last_seq(self, event_id: str) -> int:

@@ -80,6 +80,8 @@ class RoomState:
             self.chats += 1
         elif kind == "moderate":
             target = message.get("target")
+            if not isinstance(target, str):
+                return  # socket.py logs moderation of an attendee id only
             if message["action"] == "mute":
                 self.muted.add(target)
             elif message["action"] == "unmute":

@@ -21,8 +21,10 @@ from __future__ import annotations
 import functools
 import importlib.resources
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
+import numpy.typing as npt
 
 _GRID_RESOURCE = "egm96_5.npz"
 
@@ -60,7 +62,15 @@ def _grid() -> _Grid:
         )
 
 
-def geoid_undulation(lat_deg: float, lon_deg: float) -> float:
+@overload
+def geoid_undulation(lat_deg: float, lon_deg: float) -> float: ...
+@overload
+def geoid_undulation(
+    lat_deg: npt.ArrayLike, lon_deg: npt.ArrayLike) -> float | npt.NDArray[np.float64]: ...
+
+
+def geoid_undulation(
+        lat_deg: npt.ArrayLike, lon_deg: npt.ArrayLike) -> float | npt.NDArray[np.float64]:
     """EGM96 geoid height N above the WGS84 ellipsoid, in metres (bilinear, 5' grid).
 
     Longitude may be given in any range (-180..180 or 0..360, it is wrapped);

@@ -176,7 +176,7 @@ def schema_issues(data: Any, file: str | None) -> list[Issue]:
             issues.append(Issue("schema", best.message, file, where, hint=_schema_hint(best)))
     # A misspelt required field is one mistake: "did you mean" says it, not "missing" too.
     misspelt = {(i.field.rsplit("/", 1)[0] or "/", i.hint) for i in issues
-                if i.code == "unknown_field"}
+                if i.code == "unknown_field" and i.field is not None}
     issues.extend(Issue("schema", f"missing field `{name}`", file, where, hint=f"add `{name}`")
                   for where, name in missing if (where, f"rename it to `{name}`") not in misspelt)
     return issues
@@ -251,7 +251,7 @@ def _anchor(anchor_id: str, raw: dict, tour_datum: str, where: str, file: str | 
                                 file, f"{where}/geopose/quaternion",
                                 hint="give a unit quaternion (x, y, z, w); identity is w: 1"))
             return None
-        quat = tuple(c / norm for c in quat)
+        quat = (quat[0] / norm, quat[1] / norm, quat[2] / norm, quat[3] / norm)
         lat, lon = float(pos["lat"]), float(pos["lon"])
         if datum == "gcj02":
             # The GeoPose standard is WGS84, but a position copied from a Chinese web map
@@ -274,7 +274,7 @@ def _anchor(anchor_id: str, raw: dict, tour_datum: str, where: str, file: str | 
     else:
         h, height_kind = geoid.msl_to_ellipsoidal(lat, lon, float(raw["altitude_msl"])), "msl"
     quat = geo.heading_to_enu_quaternion(float(raw.get("heading", 0.0)))
-    return Anchor(anchor_id, GeoPose(lat, lon, h, tuple(quat)), datum, height_kind)
+    return Anchor(anchor_id, GeoPose(lat, lon, h, quat), datum, height_kind)
 
 
 def _offered_check(texts: dict, languages: tuple[str, ...], where: str, file: str | None,

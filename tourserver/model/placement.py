@@ -296,7 +296,7 @@ def _distances(point: tuple[float, float], pts: np.ndarray, in_main: np.ndarray,
     """Distance from `point` to the nearest reference stop other than i, or the route."""
     best = _nearest_other(np.asarray(point), pts, in_main, i)
     if line is not None:
-        best = min(best, float(geo.polyline_distances_m(point, line)[0]))
+        best = min(best, float(geo.polyline_distances_m([point], line)[0]))
     return best
 
 
@@ -338,13 +338,13 @@ def _route_issues(route: list[_RoutePoint], main: np.ndarray,
     if not far:
         return [], set()
     # Swapping back is only possible where the written longitude can be a latitude.
-    alts = [(j, r.swapped()) for j, (r, _) in enumerate(far)]
-    alts = [(j, a) for j, a in alts if a is not None]
-    d_alt = np.full(len(far), math.inf)
+    alts = [(j, a) for j, (r, _) in enumerate(far) if (a := r.swapped()) is not None]
+    d_alts = np.full(len(far), math.inf)
     if alts:
-        d_alt[[j for j, _ in alts]] = geo.nearest_distances_m([a for _, a in alts], main)
-    swapped, elsewhere = [], []
-    for (r, d), da in zip(far, d_alt.tolist(), strict=True):
+        d_alts[[j for j, _ in alts]] = geo.nearest_distances_m([a for _, a in alts], main)
+    swapped: list[tuple[_RoutePoint, float, float]] = []
+    elsewhere: list[tuple[_RoutePoint, float, float]] = []
+    for (r, d), da in zip(far, d_alts.tolist(), strict=True):
         (swapped if da <= limit_m else elsewhere).append((r, d, da))
     issues = []
     if swapped:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -26,13 +28,14 @@ def _box(center: np.ndarray, half: np.ndarray) -> list[float]:
             0.0, 0.0, float(half[2])]
 
 
-def scene_tile(pose: GeoPose, variants: list[dict], url_for) -> tuple[dict, list[tuple]]:
+def scene_tile(pose: GeoPose, variants: list[dict],
+               url_for: Callable[[dict], str]) -> tuple[dict, list[tuple]]:
     """The tile chain for one scene (lightest variant at the top) and its ECEF corners."""
     ordered = sorted(variants, key=lambda v: -v["lod"])  # low, medium, high
     center, half = _local_box(ordered[-1]["bounds"])
     diagonal = float(np.linalg.norm(half) * 2)
     transform = pose_to_ecef_matrix(pose)
-    tiles = []
+    tiles: list[dict[str, Any]] = []
     for depth, variant in enumerate(ordered):
         finest = depth == len(ordered) - 1
         # A coarser tile must carry a positive error or a viewer never refines past it.
@@ -60,7 +63,8 @@ def scene_tile(pose: GeoPose, variants: list[dict], url_for) -> tuple[dict, list
     return top, corners
 
 
-def tileset_document(scenes: list[tuple[GeoPose, list[dict]]], url_for) -> dict:
+def tileset_document(scenes: list[tuple[GeoPose, list[dict]]],
+                     url_for: Callable[[dict], str]) -> dict:
     children = []
     lats, lons, hs = [], [], []
     for pose, variants in scenes:

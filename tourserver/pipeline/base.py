@@ -50,7 +50,8 @@ class Transform(Protocol):
       that no longer applies costs time, never a wrong output).
     """
 
-    name: str
+    @property
+    def name(self) -> str: ...  # read-only: transforms are frozen dataclasses
 
     def __call__(self, doc: Document, ctx: Context) -> Document: ...
 
