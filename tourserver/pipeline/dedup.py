@@ -178,6 +178,6 @@ def _merge_accessors(doc: Document, doc_json: dict) -> int:
             survivor["min"], survivor["max"] = acc["min"], acc["max"]  # same data: same bounds
     duplicates = sum(1 for i, t in enumerate(target) if t != i)
     if duplicates:
-        for container, key in accessor_refs(doc_json):
-            container[key] = target[container[key]]
+        for container, ref_key in accessor_refs(doc_json):
+            container[ref_key] = target[container[ref_key]]
     return duplicates

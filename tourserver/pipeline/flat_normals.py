@@ -75,11 +75,11 @@ class FlatNormals:
                 key = (prim["attributes"]["NORMAL"], prim["attributes"]["POSITION"],
                        prim.get("indices"))
                 if key not in done:
-                    done[key] = self._rewrite(doc, new_json, builder, prim)
-                    if done[key] is not None:
+                    change = done[key] = self._rewrite(doc, new_json, builder, prim)
+                    if change is not None:
                         dropped += 1
-                        split += done[key].smooth is not None
-                        triangles += done[key].triangles
+                        split += change.smooth is not None
+                        triangles += change.triangles
                 change = done[key]
                 if change is None:
                     continue

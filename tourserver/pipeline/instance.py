@@ -114,7 +114,7 @@ def node_trs(node: dict) -> Trs | None:
     if not np.allclose(rot.T @ rot, np.eye(3), atol=1e-5):
         return None  # shear
     q = np.array(geo.quaternion_from_matrix(rot))
-    rebuilt = geo.trs_matrix(m[:3, 3], q, s)
+    rebuilt = geo.trs_matrix(m[:3, 3].tolist(), q.tolist(), s.tolist())
     if not np.allclose(rebuilt, m, atol=1e-6 * max(1.0, float(np.abs(m).max()))):
         return None
     return m[:3, 3].copy(), q / np.linalg.norm(q), s

@@ -172,6 +172,7 @@ class MeshoptCompress:
                 view.update({"buffer": 0, "byteOffset": out.append(data),
                              "byteLength": len(data)})
                 continue
+            assert plan is not None  # _encode_exact returns a plan with every encoding
             mode, stride = plan
             fallback += (-fallback) % 4
             ext = {"buffer": 0, "byteOffset": out.append(encoded), "byteLength": len(encoded),
@@ -551,11 +552,9 @@ def _plan_views(doc_json: dict) -> dict[int, tuple[str, int]]:
         accs = users[v]
         as_index = [a in index_accessors for a in accs]
         if all(as_index):
-            sizes = {_INDEX_BYTES.get(accessors[a]["componentType"]) for a in accs}
-            if len(sizes) != 1 or None in sizes or "byteStride" in view:
-                continue
-            size = sizes.pop()
-            if length % size:
+            index_sizes = {_INDEX_BYTES.get(accessors[a]["componentType"]) for a in accs}
+            size = index_sizes.pop() if len(index_sizes) == 1 else None
+            if size is None or "byteStride" in view or length % size:
                 continue
             modes = {m for a in accs for m in index_accessors[a]}
             triangles = (modes == {MODE_TRIANGLES} and (length // size) % 3 == 0

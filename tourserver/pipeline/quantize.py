@@ -707,6 +707,7 @@ class _Run:
         data = self.doc.read_accessor(index).astype(np.float64)
         if not np.all(np.isfinite(data)):
             return None
+        dtype: type[np.integer]  # signed for directions, unsigned for colors and weights
         if kind in ("NORMAL", "TANGENT"):
             if self.s.normal_bits <= 8:
                 dtype, top = np.int8, 127

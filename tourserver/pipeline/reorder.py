@@ -115,8 +115,9 @@ class Reorder:
             for p, prim in enumerate(mesh.get("primitives", [])):
                 key = geometry_key(prim)
                 if key in done:
-                    if done[key] is not None:
-                        apply_references(prim, done[key])
+                    refs = done[key]
+                    if refs is not None:
+                        apply_references(prim, refs)
                     continue
                 done[key] = None
                 if prim.get("mode", MODE_TRIANGLES) != MODE_TRIANGLES:
@@ -139,11 +140,11 @@ class Reorder:
                 else:
                     shaded_before += before
                     shaded_after += after
-        key = fact_prefix(self.name)
-        ctx.add(f"{key}.primitives", changed)
+        prefix = fact_prefix(self.name)
+        ctx.add(f"{prefix}.primitives", changed)
         if changed and measured and triangles:
-            ctx.facts[f"{key}.acmr_before"] = shaded_before / triangles
-            ctx.facts[f"{key}.acmr_after"] = shaded_after / triangles
+            ctx.facts[f"{prefix}.acmr_before"] = shaded_before / triangles
+            ctx.facts[f"{prefix}.acmr_after"] = shaded_after / triangles
         if not changed:
             return Document(new_json, doc.bin, doc.source)
         return finish(doc, new_json, builder)

@@ -104,8 +104,8 @@ def texture_rows(facts: dict[str, float], doc: Document) -> list[dict]:
     for key, value in facts.items():
         if not key.startswith(prefix):
             continue
-        index, _, name = key[len(prefix):].partition(".")
-        row = rows.setdefault(int(index), {"image": int(index)})
+        digits, _, name = key[len(prefix):].partition(".")
+        row = rows.setdefault(int(digits), {"image": int(digits)})
         if name in SCORES:
             row["metric"], row["score"] = name, value
         elif name in SETTINGS:

@@ -104,8 +104,9 @@ class Weld:
             for p, prim in enumerate(mesh.get("primitives", [])):
                 key = geometry_key(prim)
                 if key in done:
-                    if done[key] is not None:
-                        apply_references(prim, done[key])
+                    refs = done[key]
+                    if refs is not None:
+                        apply_references(prim, refs)
                     continue
                 reason = skip_reason(new_json, prim)
                 if reason:
@@ -125,12 +126,12 @@ class Weld:
         # Each vertex buffer counts once, however many primitives share it.
         before = sum(accessors[a]["count"] for a in old_positions)
         after = sum(accessors[a]["count"] for a in {p["attributes"]["POSITION"] for p in welded})
-        key = fact_prefix(self.name)
-        ctx.add(f"{key}.vertices_before", before)
-        ctx.add(f"{key}.vertices_after", after)
-        ctx.add(f"{key}.primitives", changed)
+        prefix = fact_prefix(self.name)
+        ctx.add(f"{prefix}.vertices_before", before)
+        ctx.add(f"{prefix}.vertices_after", after)
+        ctx.add(f"{prefix}.primitives", changed)
         if self.tolerance > 0:
-            ctx.most(f"{key}.position_error", error)
+            ctx.most(f"{prefix}.position_error", error)
         if not changed:
             return Document(new_json, doc.bin, doc.source)
         return finish(doc, new_json, builder)

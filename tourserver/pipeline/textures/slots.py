@@ -82,9 +82,9 @@ def _material_slots(material: dict) -> list[tuple[str, dict, str]]:
     for ext_name, ext in material.get("extensions", {}).items():
         if isinstance(ext, dict):
             for slot, info in ext.items():
-                channels = EXTENSION_SLOT_CHANNELS.get((ext_name, slot))
-                if channels is not None and isinstance(info, dict):
-                    known[id(info)] = (slot, channels)
+                ext_channels = EXTENSION_SLOT_CHANNELS.get((ext_name, slot))
+                if ext_channels is not None and isinstance(info, dict):
+                    known[id(info)] = (slot, ext_channels)
     found = []
     for info in texture_infos(material):
         slot, channels = known.get(id(info), ("", ALL_CHANNELS))

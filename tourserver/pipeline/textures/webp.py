@@ -132,7 +132,7 @@ class _Plan:
     kind: str  # lossy | lossless | near-lossless | palette | posterize
     setting: float | None  # quality, near-lossless level, palette colours or step
     result: Encoded | None  # the final result already, when the sample is the whole image
-    sample: Probe | None = None  # lossy: the sample's quality -> (bytes, PSNR)
+    sample: Prober | None = None  # lossy: the sample's quality -> (bytes, PSNR)
     sharp: bool = False  # lossy: libwebp's sharp RGB->YUV conversion
     scale: float = 1.0  # the image's pixels / the sample's
 
@@ -213,7 +213,7 @@ def redo_encoder(result: Encoded, image: Image.Image,
     quality = result.quality
     for sharp in (True, False):  # whichever conversion made it: the one with its bytes
         if _lossy_encoder(image, opts, sharp)(quality) == result.data:
-            return lambda img, sharp=sharp: _lossy_encoder(img, opts, sharp)(quality)
+            return lambda img: _lossy_encoder(img, opts, sharp)(quality)
     return None
 
 
@@ -463,7 +463,7 @@ def _lossy_plan(sample: Sample, floor: float, opts: WebpOptions, where: str,
 
 
 def _safest_worth_it(sample: Prober, floor: float, lowest: int, scale: float,
-                     pixels: int) -> int:
+                     pixels: float) -> int:
     """The highest quality the sample saw holding the floor that `lowest` does not save
     enough bytes per megapixel under to be worth a full-size encode: more margin
     against the sample's error where it costs little. DamagedHelmet's mostly black emissive
@@ -557,11 +557,11 @@ def _confirm(plan: _Plan, image: Image.Image, reference: np.ndarray, floor: floa
                         plan.setting, reference, floor, opts, where, cap,
                         lambda d, v, s: Encoded(d, WEBP, v, None, near_lossless=s))
     assert plan.setting is not None and plan.sample is not None
-    return _confirm_lossy(plan.setting, plan.sample, plan.scale, image, reference, floor,
+    return _confirm_lossy(int(plan.setting), plan.sample, plan.scale, image, reference, floor,
                           opts, where, plan.sharp, cap)
 
 
-def _step_up(encode: Callable[[int], bytes], ladder: tuple[int, ...], start: int | None,
+def _step_up(encode: Callable[[int], bytes], ladder: tuple[int, ...], start: float | None,
              reference: np.ndarray, floor: float, opts: WebpOptions, where: str,
              cap: int | None, result: Callable[[bytes, float, int], Encoded]) -> Encoded | None:
     """The first setting from `start` up `ladder` (larger and closer to the source at each
@@ -669,6 +669,6 @@ def _negligible(sample_pixels: int) -> int:
     return math.ceil(LOWER_MIN_BYTES_PER_MP * sample_pixels / 1e6) - 1
 
 
-def _pays_for_an_encode(saved: float, pixels: int) -> bool:
+def _pays_for_an_encode(saved: float, pixels: float) -> bool:
     """Whether `saved` bytes are worth one more full-size encode of `pixels` pixels."""
     return saved >= LOWER_MIN_BYTES_PER_MP * pixels / 1e6
