@@ -142,3 +142,17 @@ def test_levels_out_of_range_are_a_usage_error(levels):
     with pytest.raises(TourError) as err:
         session.lods(_source(textured_doc()), levels, OptimizeOptions())
     assert err.value.code == "usage"
+
+
+def test_no_error_bound_and_no_budget_keeps_every_triangle(tmp_path):
+    from support import tiny_glb
+
+    path = tmp_path / "sphere.glb"
+    tiny_glb(path, subdivisions=5)  # 20,480 triangles, under the budget
+    session = Session()
+    source = session.read(path)
+    kept = session.optimize(source, OptimizeOptions(preset="phone", simplify_error=0))
+    assert kept.report.after is not None and kept.report.after.triangles == 20_480
+    bounded = session.optimize(source, OptimizeOptions(preset="phone"))
+    assert bounded.report.after is not None and bounded.report.after.triangles < 20_480
+    assert 0 < bounded.facts["simplify.error_ratio"] <= 1e-4 * 1.001

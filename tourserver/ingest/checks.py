@@ -89,10 +89,12 @@ def budget_issues(doc: Document, size_bytes: int, budget: Budget,
     issues = []
     if budget.max_bytes is not None and size_bytes > budget.max_bytes:
         issues.append(Issue("over_budget_bytes", f"{size_bytes:,} bytes; the {budget.name} "
-                            f"budget is {budget.max_bytes:,}", file))
+                            f"budget is {budget.max_bytes:,}"
+                            f"{_over(size_bytes, budget.max_bytes)}", file))
     if budget.max_triangles is not None and stats.triangles > budget.max_triangles:
         issues.append(Issue("over_budget_triangles", f"{stats.triangles:,} triangles; the "
-                            f"{budget.name} budget is {budget.max_triangles:,}", file))
+                            f"{budget.name} budget is {budget.max_triangles:,}"
+                            f"{_over(stats.triangles, budget.max_triangles)}", file))
     if budget.max_texture_px is not None and stats.max_texture_px > budget.max_texture_px:
         issues.append(Issue("over_budget_texture", f"largest texture {stats.max_texture_px} px; "
                             f"the {budget.name} budget is {budget.max_texture_px} px", file))
@@ -102,3 +104,8 @@ def budget_issues(doc: Document, size_bytes: int, budget: Budget,
                             "devices fail to load it", file,
                             hint=f"resize it (optimize --texture-max {IOS_MAX_TEXTURE_PX})"))
     return issues
+
+
+def _over(value: int, limit: int) -> str:
+    """By how much: " (27,680 over, 1.28x)"."""
+    return f" ({value - limit:,} over, {value / limit:.2f}x)" if limit else ""

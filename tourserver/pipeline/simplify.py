@@ -183,7 +183,8 @@ class _Part:
     def simplify(self, source: np.ndarray, bound: float, target: int = 0) -> _Result:
         """Simplify `source` (indices) to `target` indices or the absolute error `bound`,
         whichever comes first; the error returned is meshoptimizer's, in local units."""
-        if len(source) < 6 or (bound <= 0 and target >= len(source)):
+        # No bound and no target (or one already met): nothing may change.
+        if len(source) < 6 or (bound <= 0 and not 0 < target < len(source)):
             return _Result(source, 0.0)
         dest = np.empty_like(source)
         options = meshoptimizer.SIMPLIFY_ERROR_ABSOLUTE
