@@ -12,6 +12,8 @@ from support import corpus_file
 from tourserver.ingest.images import psnr, rgba_pixels
 from tourserver.ingest.loaders import load_asset
 from tourserver.pipeline.textures import webp as webp_encode
+from tourserver.pipeline.textures.metrics import ssimulacra2
+from tourserver.pipeline.textures.quality import PSNR, SSIMULACRA2
 from tourserver.pipeline.textures.sample import TILE, _starts, sample_of
 from tourserver.pipeline.textures.search import Prober, search_lowest
 from tourserver.pipeline.textures.webp import LOSSY_SAMPLE_PIXELS, WebpOptions, encode_webp
@@ -243,7 +245,7 @@ def test_a_normal_map_is_posterized_to_the_largest_step_that_holds_the_floor():
     with Image.open(io.BytesIO(result.data)) as decoded:
         assert np.array_equal(rgba_pixels(decoded),
                               rgba_pixels(webp_encode.posterize(img, result.posterize)))
-    assert 45.0 <= _measured(result.data, img) == pytest.approx(result.psnr)
+    assert 45.0 <= _measured(result.data, img) == pytest.approx(result.score)
     steps = webp_encode.POSTERIZE_STEPS
     larger = steps[steps.index(result.posterize) - 1]
     assert psnr(rgba_pixels(webp_encode.posterize(img, larger)), reference) < 45.0
@@ -253,6 +255,30 @@ def test_a_normal_map_is_posterized_to_the_largest_step_that_holds_the_floor():
                if _measured(d, img) >= 45.0]
     assert len(result.data) < min(len(d) for d in holding)
     assert len(result.data) < 0.8 * len(webp_encode.encode_lossless(img, OPTIONS))
+
+
+def test_under_another_metric_the_floor_is_its_score_and_values_are_not_posterized(
+        monkeypatch):
+    # Posterizing is planned from its PSNR, worked out without encoding: under another
+    # metric it is no candidate, while the other lossless-coded ones still are. (A 256 px
+    # crop: small images have their lossless candidates planned at once.)
+    planned: list[str] = []
+    for name in ("_lossless_plans", "_posterize_plan"):
+        original = getattr(webp_encode, name)
+        monkeypatch.setattr(webp_encode, name, lambda *a, _n=name, _o=original, **k:
+                            planned.append(_n) or _o(*a, **k))
+    img = _corpus_png("FlightHelmet_Materials_GlassPlasticMat_OcclusionRoughMetal.png")
+    img = img.crop((0, 0, 256, 256))
+    reference = rgba_pixels(img)
+    result = encode_webp(img, reference, 80.0, WebpOptions(metric=SSIMULACRA2), "t")
+    assert planned == ["_lossless_plans"]
+    assert result is not None and result.posterize is None
+    with Image.open(io.BytesIO(result.data)) as decoded:
+        score = ssimulacra2(reference, rgba_pixels(decoded))
+    assert 80.0 <= score == pytest.approx(result.score)
+    planned.clear()
+    assert encode_webp(img, reference, 45.0, WebpOptions(metric=PSNR), "t") is not None
+    assert planned == ["_lossless_plans", "_posterize_plan"]  # PSNR: it is planned
 
 
 @pytest.mark.parametrize("name", ["FlightHelmet_Materials_GlassPlasticMat_Normal.png",

@@ -362,15 +362,17 @@ class TextureEncode:
         recoded = jpeg_lossless_recode(data)
         if recoded is not None and len(recoded) < len(data) and (
                 result is None or len(recoded) <= len(result.data)):
-            return Encoded(recoded, "image/jpeg", np.inf, None)
+            # The same pixels: identical by any metric, named as the image's own.
+            return Encoded(recoded, "image/jpeg", np.inf, None,
+                           metric=self.quality.target(role, channels).metric.name)
         return result
 
     def _encode_decoded(self, img: Image.Image, mime: str, role: str, channels: str,
                         where: str, basisu: str | None, limit: int) -> Encoded | None:
         rule = self.quality.target(role, channels)
         result = self._encode_to(rule, img, mime, role, channels, where, basisu, limit)
-        if result is None or result.metric == rule.metric.name:
-            return result
+        if result is None or result.metric == rule.metric.name or result.mime == "image/ktx2":
+            return result  # basisu measures PSNR alone: its score stays labelled so
         return replace(result, metric=rule.metric.name)
 
     def _encode_to(self, rule: Target, img: Image.Image, mime: str, role: str, channels: str,
