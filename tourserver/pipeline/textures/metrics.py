@@ -27,11 +27,12 @@ exact blur, libjxl's tool agrees with this port to within 0.12 (on 180 WebP-code
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AngleError", "normal_angle_error", "ssimulacra2"]
+__all__ = ["AngleError", "Ssimulacra2Reference", "normal_angle_error", "ssimulacra2"]
 
 # --- SSIMULACRA2 constants, from libjxl tools/ssimulacra2.cc and lib/jxl/opsin_params.h ---
 
@@ -133,10 +134,30 @@ def ssimulacra2(reference: np.ndarray, distorted: np.ndarray) -> float:
     light (0.9) grey background and the worse of the two scores is returned, so colour
     under transparent texels does not count and a change of alpha does. Fully opaque
     images are scored once."""
-    _check_images(reference, distorted)
-    if reference.shape[2] == 4 and not (_opaque(reference) and _opaque(distorted)):
-        return min(_score(reference, distorted, bg) for bg in _ALPHA_BACKGROUNDS)
-    return _score(reference, distorted, None)
+    return Ssimulacra2Reference(reference).score(distorted)
+
+
+class Ssimulacra2Reference:
+    """A reference image prepared for several scores: its XYB at every scale is made once
+    (the encoder's quality search scores 3-8 encodings of one image against it), at the
+    cost of holding them (about 16 bytes a pixel, twice with alpha)."""
+
+    def __init__(self, reference: np.ndarray) -> None:
+        self._reference = reference
+        self._scales: dict[float | None, list[np.ndarray]] = {}
+
+    def score(self, distorted: np.ndarray) -> float:
+        """`ssimulacra2(reference, distorted)`."""
+        reference = self._reference
+        _check_images(reference, distorted)
+        if reference.shape[2] == 4 and not (_opaque(reference) and _opaque(distorted)):
+            return min(self._score(distorted, bg) for bg in _ALPHA_BACKGROUNDS)
+        return self._score(distorted, None)
+
+    def _score(self, distorted: np.ndarray, background: float | None) -> float:
+        if background not in self._scales:
+            self._scales[background] = list(_xyb_scales(self._reference, background))
+        return _score(self._scales[background], distorted, background)
 
 
 def _check_images(reference: np.ndarray, distorted: np.ndarray) -> None:
@@ -174,10 +195,24 @@ def _blended(rgba: np.ndarray, table: np.ndarray) -> np.ndarray:
     return table[planes[3], planes[:3]]
 
 
-def _score(pixels1: np.ndarray, pixels2: np.ndarray, background: float | None) -> float:
-    """The score of two sRGB images, blended over `background` (None: alpha ignored)."""
+def _xyb_scales(pixels: np.ndarray, background: float | None) -> Iterator[np.ndarray]:
+    """An sRGB image's XYB (laid out by `_padded`) at every scale SSIMULACRA2 measures,
+    blended over `background` (None: alpha ignored)."""
     table = None if background is None else _blend_table(background)
-    scales = _scale_count(*pixels1.shape[:2])
+    for scale in range(_scale_count(*pixels.shape[:2])):
+        if scale == 0:
+            xyb, linear = _top_scale(pixels, table)
+        else:
+            if scale > 1:
+                linear = _downsample(linear)
+            xyb = _positive_xyb(linear)
+        yield xyb
+
+
+def _score(reference: list[np.ndarray], pixels2: np.ndarray, background: float | None) -> float:
+    """The score of an sRGB image against a reference's `_xyb_scales`, blended over
+    `background` (None: alpha ignored)."""
+    scales = len(reference)
     # libjxl walks its weights by channel, then scale: with fewer than six scales (images
     # under 113 px) the weights it pairs with the norms shift; kept for fidelity.
     weights = _WEIGHTS[:18 * scales].reshape(3, scales, 2, 3)
@@ -185,15 +220,8 @@ def _score(pixels1: np.ndarray, pixels2: np.ndarray, background: float | None) -
     # only Y's does (X's and B's weigh 0), which saves half the work at the costliest scale.
     wanted = (weights[..., 0] != 0).any(axis=2)  # (channel, scale)
     norms = []  # per scale: (channel, norm, map)
-    for scale in range(scales):
-        if scale == 0:
-            xyb1, linear1 = _top_scale(pixels1, table)
-            xyb2, linear2 = _top_scale(pixels2, table)
-        else:
-            if scale > 1:
-                linear1, linear2 = _downsample(linear1), _downsample(linear2)
-            xyb1, xyb2 = _positive_xyb(linear1), _positive_xyb(linear2)
-        norms.append(_scale_norms(xyb1, xyb2, np.flatnonzero(wanted[:, scale])))
+    for scale, xyb2 in enumerate(_xyb_scales(pixels2, background)):
+        norms.append(_scale_norms(reference[scale], xyb2, np.flatnonzero(wanted[:, scale])))
     total = float(np.dot(weights.ravel(), np.stack(norms, axis=1).ravel()))
     total *= 0.9562382616834844
     total = (2.326765642916932 * total - 0.020884521182843837 * total ** 2

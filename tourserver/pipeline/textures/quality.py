@@ -28,7 +28,11 @@ import numpy as np
 
 from tourserver.errors import TourError
 from tourserver.ingest.images import psnr
-from tourserver.pipeline.textures.metrics import normal_angle_error, ssimulacra2
+from tourserver.pipeline.textures.metrics import (
+    Ssimulacra2Reference,
+    normal_angle_error,
+    ssimulacra2,
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,15 @@ class Metric:
     score: Callable[[np.ndarray, np.ndarray], float]
     step: float
     lossless: float  # the score of identical pixels
+    # reference -> (decoded -> score): what a search that scores many encodings of one
+    # image calls, so the reference's own work is done once (None: `score` each time)
+    prepared: Callable[[np.ndarray], Callable[[np.ndarray], float]] | None = None
+
+    def prepare(self, reference: np.ndarray) -> Callable[[np.ndarray], float]:
+        """decoded -> score against `reference`."""
+        if self.prepared is not None:
+            return self.prepared(reference)
+        return lambda decoded: self.score(decoded, reference)
 
 
 def _psnr(decoded: np.ndarray, reference: np.ndarray) -> float:
@@ -58,7 +71,8 @@ def _normal_angle(decoded: np.ndarray, reference: np.ndarray) -> float:
 
 
 PSNR = Metric("psnr", _psnr, 1.0, np.inf)
-SSIMULACRA2 = Metric("ssimulacra2", _ssimulacra2, 2.0, 100.0)
+SSIMULACRA2 = Metric("ssimulacra2", _ssimulacra2, 2.0, 100.0,
+                     lambda reference: Ssimulacra2Reference(reference).score)
 NORMAL_ANGLE = Metric("normal_p99_deg", _normal_angle, 0.5, 0.0)
 
 

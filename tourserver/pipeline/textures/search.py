@@ -63,14 +63,21 @@ class Prober:
                  metric: Metric = PSNR) -> None:
         self._encode, self._reference, self._where = encode, reference, where
         self._max_pixels, self._inside, self._metric = max_pixels, inside, metric
+        # Every probe scores against one reference: prepare it once (see Metric.prepare).
+        self._score = metric.prepare(reference) if inside is None or metric is not PSNR \
+            else None
         self._seen: dict[int, tuple[bytes, float]] = {}
 
     def __call__(self, quality: int) -> tuple[bytes, float]:
         if quality not in self._seen:
             data = self._encode(quality)
-            self._seen[quality] = (data, measure(data, self._reference, self._where,
-                                                 self._max_pixels, self._inside,
-                                                 self._metric))
+            if self._score is not None:
+                with decode_image(data, self._where, self._max_pixels) as decoded:
+                    value = self._score(rgba_pixels(decoded))
+            else:
+                value = measure(data, self._reference, self._where, self._max_pixels,
+                                self._inside, self._metric)
+            self._seen[quality] = (data, value)
         return self._seen[quality]
 
     def measured(self) -> dict[int, tuple[bytes, float]]:
