@@ -24,11 +24,11 @@ def _source(doc) -> Source:
     return Source(doc, len(write_glb(doc)), "test.glb")
 
 
-def _rough_terrain(path, cells: int = 300) -> None:
-    """A grid of cells² x 2 triangles with 1 % noise: nothing an error bound far under a
-    pixel can take away, so only the budget makes it smaller."""
+def _rough_terrain(path, cells: int = 300, noise: float = 0.1) -> None:
+    """A 10 m grid of cells² x 2 triangles with `noise` m of noise: nothing an error bound
+    far under a pixel can take away, so only the budget makes it smaller."""
     x, y = np.meshgrid(np.linspace(0, 10, cells + 1), np.linspace(0, 10, cells + 1))
-    z = np.random.default_rng(5).normal(0, 0.1, x.shape)
+    z = np.random.default_rng(5).normal(0, noise, x.shape)
     vertices = np.stack([x.ravel(), z.ravel(), y.ravel()], axis=1)
     i = np.arange(cells * (cells + 1)).reshape(cells, cells + 1)[:, :cells].ravel()
     faces = np.concatenate([np.stack([i, i + cells + 1, i + 1], 1),
@@ -46,6 +46,29 @@ def test_a_triangle_budget_is_met_by_simplifying_more(tmp_path):
     assert result.report.after is not None
     assert 90_000 <= result.report.after.triangles <= 100_000  # fits, without overshooting
     assert parse_glb(result.glb).json["meshes"]
+
+
+def test_a_budget_loosens_the_error_cap_when_simplification_stops_short(tmp_path):
+    # When Simplify reports it stopped at its error cap short of the goal, the next run
+    # asks for fewer triangles with a cap four times as loose (up to MAX_FIT_ERROR).
+    path = tmp_path / "terrain.glb"
+    _rough_terrain(path)
+    session = Session()
+    source = session.read(path)
+    options = OptimizeOptions(preset="phone", simplify_error=0)
+    out = session.optimize(source, OptimizeOptions(preset="phone", simplify=1,
+                                                   simplify_error=0))  # 180,000 triangles
+    before = optimize_module.measure(source.doc, source.bytes)
+    tighter = optimize_module._tighter(options, options, before, out.doc,
+                                       len(out.glb or b""), {"simplify.over_budget": 80_000})
+    assert tighter is not None
+    loosened, why = tighter
+    assert loosened.simplify is not None and loosened.simplify < 100_000 / 180_000
+    assert loosened.simplify_max_error == pytest.approx(0.04)
+    assert "error cap of 4.0%" in why and "180,000 triangles > 100,000" in why
+    stuck = optimize_module._tighter(options, options, before, out.doc, len(out.glb or b""),
+                                     {})
+    assert stuck is not None and stuck[0].simplify_max_error == 0.01  # not stuck: cap kept
 
 
 def test_what_the_creator_fixed_is_not_overridden(tmp_path):

@@ -141,6 +141,9 @@ def plan(options: OptimizeOptions, triangles: int = 0,
 MAX_FIT_RUNS = 4
 MIN_SIMPLIFY_RATIO = 0.01
 MIN_FIT_TEXTURE_PX = 256  # textures are not shrunk below this to meet a byte budget
+# How far a budget may loosen simplification's error cap (× the scene's diagonal) before
+# the asset is reported over budget.
+MAX_FIT_ERROR = 0.05
 
 
 def optimize(doc: Document, source_bytes: int, options: OptimizeOptions, *,
@@ -173,7 +176,8 @@ def optimize(doc: Document, source_bytes: int, options: OptimizeOptions, *,
         out, run_ctx = run(doc, *steps, ctx=run_ctx, progress=progress)
         glb = write_glb(out)
         over = budget_issues(out, len(glb), budget, output)
-        tighter = _tighter(attempt, options, before, out, len(glb)) if over else None
+        tighter = (_tighter(attempt, options, before, out, len(glb), run_ctx.facts)
+                   if over else None)
         if tighter is None:
             break
         attempt, why = tighter
@@ -192,37 +196,53 @@ def optimize(doc: Document, source_bytes: int, options: OptimizeOptions, *,
 
 
 def _tighter(options: OptimizeOptions, asked: OptimizeOptions, before: AssetStats,
-             out: Document, size: int) -> tuple[OptimizeOptions, str] | None:
+             out: Document, size: int, facts: dict[str, float],
+             ) -> tuple[OptimizeOptions, str] | None:
     """The next options to try for an output over its budget, and what changed; None when
-    neither simplifying nor downscaling can bring it any closer. What the creator set
-    (`asked`: --simplify, --texture-max) is never overridden."""
+    neither simplifying nor downscaling can bring it any closer. Triangles and bytes are
+    tightened together, so one more run can fix both. What the creator set (`asked`:
+    --simplify, --texture-max) is never overridden."""
     budget = options.budget
     after = measure(out, size)
-    may_simplify = asked.simplify is None
-    may_downscale = asked.texture_max is None
+    texture_max: int | None = None
+    simplify: float | None = None
+    max_error: float | None = None
+    why: list[str] = []
     ratio = options.simplify if options.simplify is not None else (
         after.triangles / before.triangles if before.triangles else 1.0)
+    share = ratio
     if budget.max_triangles and after.triangles > budget.max_triangles:
         share = ratio * budget.max_triangles / after.triangles * 0.98
-        if not may_simplify or share < MIN_SIMPLIFY_RATIO or share >= ratio:
-            return None
-        return (replace(options, simplify=share),
-                f"{share:.1%} of the triangles ({after.triangles:,} > "
-                f"{budget.max_triangles:,})")
+        why.append(f"{after.triangles:,} triangles > {budget.max_triangles:,}")
     if budget.max_bytes and size > budget.max_bytes:
+        why.append(f"{size:,} bytes > {budget.max_bytes:,}")
         texture_px = options.texture_max or budget.max_texture_px or after.max_texture_px
-        texture_bytes = _texture_bytes(out)
-        if (may_downscale and texture_bytes > size / 2
+        if (asked.texture_max is None and _texture_bytes(out) > size / 2
                 and texture_px // 2 >= MIN_FIT_TEXTURE_PX):
-            return (replace(options, texture_max=texture_px // 2),
-                    f"textures up to {texture_px // 2} px ({size:,} bytes > "
-                    f"{budget.max_bytes:,})")
-        share = ratio * budget.max_bytes / size * 0.9
-        if not may_simplify or share < MIN_SIMPLIFY_RATIO or after.triangles == 0:
-            return None
-        return (replace(options, simplify=share),
-                f"{share:.1%} of the triangles ({size:,} bytes > {budget.max_bytes:,})")
-    return None
+            texture_max = texture_px // 2
+        elif after.triangles:
+            share = min(share, ratio * budget.max_bytes / size * 0.9)
+    if asked.simplify is None and MIN_SIMPLIFY_RATIO <= share < ratio:
+        simplify = share
+        if facts.get("simplify.over_budget"):
+            # Simplify stopped at its error cap short of the goal: let it go further.
+            cap = min(MAX_FIT_ERROR, options.simplify_max_error * 4)
+            if cap > options.simplify_max_error:
+                max_error = cap
+    done = []
+    tighter = options
+    if simplify is not None:
+        tighter = replace(tighter, simplify=simplify)
+        done.append(f"{simplify:.1%} of the triangles")
+    if max_error is not None:
+        tighter = replace(tighter, simplify_max_error=max_error)
+        done.append(f"an error cap of {max_error:.1%} of the diagonal")
+    if texture_max is not None:
+        tighter = replace(tighter, texture_max=texture_max)
+        done.append(f"textures up to {texture_max} px")
+    if not done:
+        return None
+    return tighter, f"{', '.join(done)} ({'; '.join(why)})"
 
 
 def _texture_bytes(doc: Document) -> int:
