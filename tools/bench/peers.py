@@ -9,14 +9,23 @@
   applied. This makes outputs comparable whatever a tool did to the scene graph (flattening,
   joining, moving the dequantization transform onto nodes or inverse bind matrices).
 * `geometric_error(src, out)`: two-sided surface distance, sampled (see its docstring).
-* `texture_psnr(src_doc, out_doc)`: PSNR of each material slot's image against the source.
+* `TextureMeter(src_doc, work).measure(out_doc)`: each material slot's image against the
+  source: SSIMULACRA2 and butteraugli for colour slots, PSNR (and the normal angle) for
+  data slots; `ssimulacra2_score`, `butteraugli_distance` wrap the two tools.
+* `draw_calls(doc_json)`: primitives drawn by the default scene.
 * `dropped(src_json, out_json)`: what the output lost that the input had.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import io
+import shutil
+import subprocess
+from concurrent.futures import Executor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -245,10 +254,23 @@ PROXIMITY_CHUNK = 1000
 
 
 def _closest_distances(mesh, points: np.ndarray) -> np.ndarray:
-    import trimesh
+    """Exact distance from each point to the closest point of the mesh's surface: libigl's
+    AABB tree when installed (SheenChair's long thin triangles took trimesh 45 s per
+    output, libigl well under 1 s; the two agree to ~1e-7 of the model's size), else
+    trimesh.proximity in chunks."""
+    try:
+        import igl
+    except ImportError:
+        import trimesh
 
-    return np.concatenate([trimesh.proximity.closest_point(mesh, points[i:i + PROXIMITY_CHUNK])[1]
-                           for i in range(0, len(points), PROXIMITY_CHUNK)])
+        return np.concatenate([
+            trimesh.proximity.closest_point(mesh, points[i:i + PROXIMITY_CHUNK])[1]
+            for i in range(0, len(points), PROXIMITY_CHUNK)])
+    d2, _, _ = igl.point_mesh_squared_distance(
+        np.ascontiguousarray(points, np.float64),
+        np.ascontiguousarray(mesh.vertices, np.float64),
+        np.ascontiguousarray(mesh.faces, np.int64))
+    return np.sqrt(np.maximum(d2, 0.0))
 
 
 def geometric_error(src: Geometry, out: Geometry, samples: int = 20000, seed: int = 1,
@@ -256,7 +278,7 @@ def geometric_error(src: Geometry, out: Geometry, samples: int = 20000, seed: in
     """Two-sided distance between the input and output surfaces, in the input's units.
 
     Triangles: `samples` area-weighted points on the input surface → distance to the closest
-    point of the output surface (trimesh.proximity, exact point-to-triangle), and the same from
+    point of the output surface (exact point-to-triangle, `_closest_distances`), and the same from
     the output surface to the input. `max` is the larger of the two sampled maxima (a sampled
     Hausdorff distance), `mean` the mean of the input→output distances; `rel_max` divides by
     the input's bounding-box diagonal. Points: nearest output point for every input point and
@@ -365,45 +387,307 @@ def psnr(a, b, channels: str = "RGBA") -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
 
 
-def texture_psnr(src: Document, out: Document, cache: dict | None = None) -> dict:
-    """PSNR per (source image, output image) pair found through matching material slots,
-    over the channels the source's materials read from the image (an occlusion map's R,
-    say: what a renderer shows). Returns {"min", "mean", "pairs", "ktx2", "missing_slots",
-    "unmatched_materials"}."""
-    cache = cache if cache is not None else {}
-    sj, oj = src.json, out.json
-    channels = image_channels(sj)
-    match = _match_materials(sj.get("materials", []), oj.get("materials", []))
-    pairs: dict[tuple[int, int], float | None] = {}
+# ---- texture quality: SSIMULACRA2 and butteraugli for colour, PSNR and angle for data -------
+# Slots whose texture is colour (judged by eye: SSIMULACRA2 and butteraugli); every other
+# slot holds data (PSNR over the channels read; normal maps also by the angle between
+# normals). A copy of the glTF and KHR_materials_* definitions rather than an import of
+# the optimiser's list, so a change there cannot move the yardstick.
+COLOUR_SLOTS = frozenset({"baseColorTexture", "emissiveTexture", "sheenColorTexture",
+                          "specularColorTexture", "diffuseTexture",
+                          "diffuseTransmissionColorTexture"})
+NORMAL_SLOTS = frozenset({"normalTexture", "clearcoatNormalTexture"})
+BUTTERAUGLI = "butteraugli"  # Debian's package: Google's original implementation
+# A colour texture whose alpha is read is judged over a dark and a light background, the
+# worse counting (what ssimulacra2's compute_ssimulacra2_with_alpha means to do; in 0.3.0
+# it drops alpha before blending, so the blending is done here).
+ALPHA_BACKGROUNDS = (0.1, 0.9)
+
+
+class MetricUnavailable(RuntimeError):
+    """A texture metric's package or binary is not installed."""
+
+
+def ssimulacra2_score(reference: Path | str, distorted: Path | str) -> float:
+    """SSIMULACRA2 of `distorted` against `reference` (PNG or JPEG paths, same size), by
+    the PyPI package ssimulacra2 0.3.0, independent of anything in tourserver. 100:
+    identical; 90: visually lossless at 1:1; 70: high quality; 50: medium; 30: low."""
+    try:
+        from ssimulacra2 import compute_ssimulacra2
+    except ImportError as exc:
+        raise MetricUnavailable("pip install ssimulacra2==0.3.0") from exc
+    return float(compute_ssimulacra2(str(reference), str(distorted)))
+
+
+def butteraugli_distance(reference: Path | str, distorted: Path | str,
+                         timeout: float = 900.0) -> float:
+    """Butteraugli distance of `distorted` from `reference` (PNG or JPEG paths, same size)
+    by the `butteraugli` binary (apt install butteraugli). Below 1: no visible difference;
+    1-2: subtle; above 3: clearly visible."""
+    exe = shutil.which(BUTTERAUGLI)
+    if exe is None:
+        raise MetricUnavailable("apt install butteraugli")
+    proc = subprocess.run([exe, str(reference), str(distorted)], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"butteraugli exited {proc.returncode}: {proc.stderr.strip()[-200:]}")
+    return float(proc.stdout.split()[0])
+
+
+def metrics_missing() -> dict[str, str]:
+    """{metric: how to install it} for the colour metrics this machine lacks."""
+    missing = {}
+    if importlib.util.find_spec("ssimulacra2") is None:
+        missing["ssimulacra2"] = "pip install ssimulacra2==0.3.0"
+    if shutil.which(BUTTERAUGLI) is None:
+        missing["butteraugli"] = "apt install butteraugli"
+    return missing
+
+
+def normal_angle(reference, distorted) -> dict:
+    """Angle in degrees between the normals two tangent-space normal maps encode (Pillow
+    images; `distorted` resized to the reference's size first): mean and 99th percentile."""
+    from PIL import Image
+
+    def unit(img) -> np.ndarray:
+        v = np.asarray(img.convert("RGB"), np.float32) / 127.5 - 1.0
+        return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-6)
+
+    if distorted.size != reference.size:
+        distorted = distorted.resize(reference.size, Image.Resampling.BILINEAR)
+    dots = np.clip((unit(reference) * unit(distorted)).sum(-1), -1.0, 1.0)
+    deg = np.degrees(np.arccos(dots))
+    return {"normal_deg_mean": float(deg.mean()), "normal_deg_p99": float(np.percentile(deg, 99))}
+
+
+@dataclass(frozen=True)
+class SlotPair:
+    """A source image and the output image the same material slot shows."""
+
+    slot: str  # its path in the material, e.g. "pbrMetallicRoughness.baseColorTexture"
+    src_image: int
+    out_image: int
+    channels: str  # what the source's materials read from the source image
+
+    @property
+    def role(self) -> str:
+        return "colour" if self.slot.rsplit(".", 1)[-1] in COLOUR_SLOTS else "data"
+
+    @property
+    def normal(self) -> bool:
+        return self.slot.rsplit(".", 1)[-1] in NORMAL_SLOTS
+
+
+def slot_pairs(src_json: dict, out_json: dict) -> tuple[list[SlotPair], int, int]:
+    """(pairs, missing slots, unmatched materials): one pair per distinct (source image,
+    output image, role) found through matching material slots."""
+    channels = image_channels(src_json)
+    match = _match_materials(src_json.get("materials", []), out_json.get("materials", []))
+    pairs: dict[tuple[int, int, str], SlotPair] = {}
     missing = 0
-    for si, mat in enumerate(sj.get("materials", [])):
+    for si, mat in enumerate(src_json.get("materials", [])):
         if si not in match:
             continue
-        out_slots = dict(_slots(oj["materials"][match[si]]))
+        out_slots = dict(_slots(out_json["materials"][match[si]]))
         for path, tex in _slots(mat):
-            s_img = _texture_image(sj, tex)
+            s_img = _texture_image(src_json, tex)
             if s_img is None:
                 continue
             if path not in out_slots:
                 missing += 1
                 continue
-            o_img = _texture_image(oj, out_slots[path])
-            if o_img is None or (s_img, o_img) in pairs:
+            o_img = _texture_image(out_json, out_slots[path])
+            if o_img is None:
                 continue
-            if s_img not in cache:
-                cache[s_img] = decode_image(src, s_img)
-            ref, got = cache[s_img], decode_image(out, o_img)
-            pairs[(s_img, o_img)] = (None if ref is None or got is None
-                                     else psnr(ref, got, channels.get(s_img, "RGBA")))
-    values = [v for v in pairs.values() if v is not None]
-    finite = [v for v in values if np.isfinite(v)]
+            pair = SlotPair(path, s_img, o_img, channels.get(s_img, "RGBA"))
+            pairs.setdefault((s_img, o_img, pair.role), pair)
+    return list(pairs.values()), missing, len(src_json.get("materials", [])) - len(match)
+
+
+def _image_bytes(doc: Document, image: int) -> bytes | None:
+    entry = doc.json["images"][image]
+    if entry.get("mimeType") == "image/ktx2" or "bufferView" not in entry:
+        return None
+    return doc.buffer_view_bytes(entry["bufferView"])
+
+
+def _ssimulacra2_job(reference: str, distorted: str) -> float:
+    return ssimulacra2_score(reference, distorted)
+
+
+def _butteraugli_job(reference: str, distorted: str) -> float:
+    return butteraugli_distance(reference, distorted)
+
+
+_JOBS = {"ssimulacra2": _ssimulacra2_job, "butteraugli": _butteraugli_job}
+
+
+class TextureMeter:
+    """Texture quality of outputs against one source document.
+
+    Colour slots: SSIMULACRA2 (min and mean over pairs) and butteraugli (max), each image
+    decoded with Pillow, resized to the source size (bilinear) when a tool downscaled it,
+    written as PNG and handed to the metric; identical pixels score 100 / 0 without a run.
+    Data slots: PSNR over the channels read (`psnr`), normal maps also `normal_angle`.
+    Metric runs go to `pool` (a concurrent.futures executor) when given. Decoded sources,
+    written PNGs and metric values are kept on the instance for the outputs that follow
+    (tools often keep an image as it was; the equal-quality sweep meets images again)."""
+
+    def __init__(self, src: Document, work: Path, pool: Executor | None = None,
+                 store: dict | None = None) -> None:
+        self.src = src
+        self.work = Path(work)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.pool = pool
+        self.missing = metrics_missing()
+        self._sources: dict[int, object] = {}
+        self._digests: dict[int, str] = {}
+        self._pngs: dict[tuple, Path] = {}
+        # Metric values by "metric|source image sha1|output image sha1|background": pure
+        # functions of the two images, so a caller may keep `store` between runs.
+        self._values: dict[str, float] = store if store is not None else {}
+
+    def _source(self, image: int):
+        if image not in self._sources:
+            self._sources[image] = decode_image(self.src, image)
+        return self._sources[image]
+
+    def _png(self, key: str, img, bg: float | None) -> Path:
+        """`img` as an RGB PNG (alpha blended over grey `bg` when given), written once."""
+        from PIL import Image
+
+        if (key, bg) not in self._pngs:
+            if bg is None:
+                rgb = img.convert("RGB")
+            else:
+                rgba = img.convert("RGBA")
+                rgb = Image.new("RGB", rgba.size, (round(bg * 255),) * 3)
+                rgb.paste(rgba, mask=rgba.getchannel("A"))
+            path = self.work / f"{len(self._pngs):05d}.png"
+            rgb.save(path, compress_level=1)
+            self._pngs[(key, bg)] = path
+        return self._pngs[(key, bg)]
+
+    def measure(self, out: Document, roles: tuple[str, ...] = ("colour", "data"),
+                butteraugli: bool = True, floor: float | None = None) -> dict:
+        """Quality of `out`'s textures (see the class doc). With `floor`, colour pairs
+        stop being measured as soon as one scores below it (SSIMULACRA2; the sweep needs
+        no more) and the result says `below_floor`."""
+        from PIL import Image
+
+        pairs, missing, unmatched = slot_pairs(self.src.json, out.json)
+        rows: list[dict] = []
+        jobs: list[tuple] = []  # (row, metric, value key, (reference, distorted) or None)
+        for pair in pairs:
+            if pair.role not in roles:
+                continue
+            row: dict = {"slot": pair.slot, "role": pair.role, "src_image": pair.src_image,
+                         "out_image": pair.out_image}
+            rows.append(row)
+            data = _image_bytes(out, pair.out_image)
+            ref = self._source(pair.src_image)
+            if data is None or ref is None:
+                row["ktx2"] = True
+                continue
+            got = Image.open(io.BytesIO(data))
+            got.load()
+            if got.size != ref.size:
+                got = got.resize(ref.size, Image.Resampling.BILINEAR)
+            if pair.role == "data":
+                row["psnr"] = psnr(ref, got, pair.channels)
+                if pair.normal:
+                    row.update(normal_angle(ref, got))
+                continue
+            alpha = "A" in pair.channels and ("A" in ref.getbands() or "transparency" in ref.info)
+            same = np.array_equal(np.asarray(ref.convert("RGBA")), np.asarray(got.convert("RGBA")))
+            if same:
+                row.update(ssimulacra2=100.0, butteraugli=0.0)
+                continue
+            digest = hashlib.sha1(data).hexdigest()
+            if pair.src_image not in self._digests:
+                source = _image_bytes(self.src, pair.src_image) or b""
+                self._digests[pair.src_image] = hashlib.sha1(source).hexdigest()
+            for bg in (ALPHA_BACKGROUNDS if alpha else (None,)):
+                for metric in ("ssimulacra2", "butteraugli") if butteraugli else ("ssimulacra2",):
+                    if metric in self.missing:
+                        row[f"{metric}_note"] = self.missing[metric]
+                        continue
+                    key = f"{metric}|{self._digests[pair.src_image]}|{digest}|{bg}"
+                    if key not in self._values:
+                        refs = (self._png(f"src{pair.src_image}", ref, bg),
+                                self._png(f"{digest}-{ref.size}", got, bg))
+                        jobs.append((row, metric, key, refs))
+                    else:
+                        jobs.append((row, metric, key, None))
+        below = self._run(jobs, floor)
+        for row, metric, key, _ in jobs:
+            if key in self._values:
+                worse = min if metric == "ssimulacra2" else max
+                value = self._values[key]
+                row[metric] = worse(row.get(metric, value), value)
+        return _summary(rows, missing, unmatched, below)
+
+    def _run(self, jobs: list, floor: float | None) -> bool:
+        """Compute the jobs' missing values; True when one SSIMULACRA2 fell below `floor`."""
+        todo = [(metric, key, paths) for _, metric, key, paths in jobs
+                if paths is not None and key not in self._values]
+        todo = list({key: (metric, key, paths) for metric, key, paths in todo}.values())
+        below = any(floor is not None and metric == "ssimulacra2" and key in self._values
+                    and self._values[key] < floor for _, metric, key, _ in jobs)
+        if below:
+            return True
+        if self.pool is None:
+            for metric, key, paths in todo:
+                self._values[key] = _JOBS[metric](*map(str, paths))
+                if floor is not None and metric == "ssimulacra2" and self._values[key] < floor:
+                    return True
+            return False
+        futures = {self.pool.submit(_JOBS[metric], *map(str, paths)): (metric, key)
+                   for metric, key, paths in todo}
+        for future in as_completed(futures):
+            if future.cancelled():
+                continue
+            metric, key = futures[future]
+            self._values[key] = future.result()
+            if floor is not None and metric == "ssimulacra2" and self._values[key] < floor:
+                for other in futures:
+                    other.cancel()
+                below = True
+        return below
+
+
+def _summary(rows: list[dict], missing: int, unmatched: int, below: bool) -> dict:
+    def values(key: str, role: str) -> list[float]:
+        return [r[key] for r in rows if r["role"] == role and r.get(key) is not None]
+
+    ssim, butter = values("ssimulacra2", "colour"), values("butteraugli", "colour")
+    data = values("psnr", "data")
+    finite = [v for v in data if np.isfinite(v)]
+    angles = values("normal_deg_mean", "data")
     return {
-        "min": min(values) if values else None,
-        "mean": (float(np.mean(finite)) if finite else (float("inf") if values else None)),
-        "pairs": len(pairs), "ktx2": sum(1 for v in pairs.values() if v is None),
-        "missing_slots": missing,
-        "unmatched_materials": len(sj.get("materials", [])) - len(match),
+        "ssimulacra2_min": min(ssim) if ssim else None,
+        "ssimulacra2_mean": float(np.mean(ssim)) if ssim else None,
+        "butteraugli_max": max(butter) if butter else None,
+        "psnr_data_min": min(data) if data else None,
+        "psnr_data_mean": (float(np.mean(finite)) if finite else
+                           (float("inf") if data else None)),
+        "normal_deg_mean": max(angles) if angles else None,
+        "normal_deg_p99": max(values("normal_deg_p99", "data"), default=None),
+        "colour_pairs": sum(1 for r in rows if r["role"] == "colour"),
+        "data_pairs": sum(1 for r in rows if r["role"] == "data"),
+        "ktx2": sum(1 for r in rows if r.get("ktx2")),
+        "missing_slots": missing, "unmatched_materials": unmatched,
+        "below_floor": below, "rows": rows,
     }
+
+
+def draw_calls(j: dict) -> int:
+    """Primitives drawn by the default scene: each primitive of each mesh node reached from
+    it, once; an EXT_mesh_gpu_instancing node draws its primitives once whatever its
+    instance count (one instanced draw each)."""
+    _, order = node_world_matrices(j)
+    nodes, meshes = j.get("nodes", []), j.get("meshes", [])
+    return sum(len(meshes[nodes[i]["mesh"]].get("primitives", []))
+               for i in order if "mesh" in nodes[i])
 
 
 # ---- what was dropped -----------------------------------------------------------------------
@@ -453,7 +737,8 @@ def dropped(src_json: dict, out_json: dict) -> list[str]:
 
 
 __all__ = ["decode_meshopt_glb", "world_geometry", "Geometry", "geometric_error",
-           "texture_psnr", "dropped", "features", "read_float", "psnr"]
+           "TextureMeter", "slot_pairs", "ssimulacra2_score", "butteraugli_distance",
+           "normal_angle", "draw_calls", "dropped", "features", "read_float", "psnr"]
 
 
 # ---- a probe for what the corpus lacks ------------------------------------------------------
