@@ -14,9 +14,10 @@ from support import corpus_file, node_validator_available, require
 
 from tourserver.gltf.buffers import BufferBuilder
 from tourserver.gltf.document import Document, write_glb
+from tourserver.gltf.scene import local_matrix
 from tourserver.ingest.loaders import load_asset
 from tourserver.pipeline.base import Context, run
-from tourserver.pipeline.quantize import Quantize, node_matrix
+from tourserver.pipeline.quantize import Quantize
 
 
 def validate(doc: Document, tmp_path, name: str = "out.glb"):
@@ -35,7 +36,7 @@ def world_matrices(doc_json: dict) -> dict[int, np.ndarray]:
 
     def world(i: int) -> np.ndarray:
         if i not in out:
-            local = node_matrix(nodes[i])
+            local = local_matrix(nodes[i])
             out[i] = world(parent[i]) @ local if i in parent else local
         return out[i]
 
@@ -401,7 +402,7 @@ def test_instanced_mesh_is_quantized_through_its_instance_transforms(tmp_path):
                               ["POSITION"]).astype(np.float64)
         out_pts = []
         for k in range(len(t)):
-            m = (node_matrix(node) @ tf.translation_matrix(t[k])
+            m = (local_matrix(node) @ tf.translation_matrix(t[k])
                  @ tf.quaternion_matrix([r[k][3], *r[k][:3]]) @ np.diag([*s[k], 1.0]))
             out_pts.append(apply(m, pos))
         return np.concatenate(out_pts)

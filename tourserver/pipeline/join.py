@@ -35,6 +35,7 @@ from tourserver.gltf.buffers import BufferBuilder
 from tourserver.gltf.document import MODE_TRIANGLES, Document
 from tourserver.gltf.nodes import pinned_nodes, remove_nodes, root_counts, sibling_lists
 from tourserver.gltf.primitives import (
+    FLOAT,
     add_index_accessor,
     add_vertex_accessor,
     as_rows,
@@ -47,7 +48,6 @@ from tourserver.gltf.refs import unknown_extensions
 from tourserver.gltf.scene import local_matrix
 from tourserver.pipeline.base import Context
 
-FLOAT = 5126
 MODES = ("unnamed", "all", "none")
 _JOINABLE_KEYS = {"mesh", "matrix", "translation", "rotation", "scale"}
 _TRANSFORMED = ("POSITION", "NORMAL", "TANGENT")

@@ -37,6 +37,7 @@ import numpy as np
 from tourserver.gltf.buffers import BufferBuilder
 from tourserver.gltf.document import MODE_TRIANGLES, Document
 from tourserver.gltf.primitives import (
+    FLOAT,
     add_index_accessor,
     add_vertex_accessor,
     as_rows,
@@ -47,8 +48,6 @@ from tourserver.gltf.primitives import (
     skip_reason,
 )
 from tourserver.pipeline.base import Context
-
-FLOAT = 5126
 
 
 @dataclass(frozen=True)

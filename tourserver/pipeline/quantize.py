@@ -78,6 +78,7 @@ import numpy as np
 from tourserver.gltf.buffers import BufferBuilder, pack_accessor, repack
 from tourserver.gltf.document import TYPE_SIZES, Document, GltfInvalid
 from tourserver.gltf.refs import texture_infos
+from tourserver.gltf.scene import local_matrix
 from tourserver.ingest.images import image_size
 from tourserver.model import geo
 from tourserver.pipeline.base import Context
@@ -338,7 +339,7 @@ class _Run:
             n, parent, parent_moving = stack.pop()
             if n in world or not 0 <= n < len(nodes):
                 continue
-            world[n] = parent @ node_matrix(nodes[n])
+            world[n] = parent @ local_matrix(nodes[n])
             if parent_moving or n in animated:
                 moving.add(n)
             stack.extend((c, world[n], n in moving) for c in nodes[n].get("children", []))
@@ -745,19 +746,10 @@ def _quantize_weights(weights: np.ndarray, top: int) -> np.ndarray:
     return q
 
 
-def node_matrix(node: dict) -> np.ndarray:
-    """A node's local transform as a 4x4 matrix (column vectors)."""
-    if "matrix" in node:
-        return np.array(node["matrix"], dtype=np.float64).reshape(4, 4).T
-    return geo.trs_matrix(node.get("translation", [0.0, 0.0, 0.0]),
-                          node.get("rotation", [0.0, 0.0, 0.0, 1.0]),
-                          node.get("scale", [1.0, 1.0, 1.0]))
-
-
 def _fold_into_node(node: dict, dequant: np.ndarray) -> None:
     """node := node * D, keeping the node's form (matrix or TRS)."""
     if "matrix" in node:
-        node["matrix"] = [float(v) for v in (node_matrix(node) @ dequant).T.reshape(-1)]
+        node["matrix"] = [float(v) for v in (local_matrix(node) @ dequant).T.reshape(-1)]
         return
     # T R S (translate(o) scale(k)) = translate(t + R (S o)) R (S k): still a TRS.
     step = float(dequant[0, 0])

@@ -14,7 +14,7 @@ from tourserver.files import atomic_write
 from tourserver.gltf.document import Document, write_glb
 from tourserver.ingest.loaders import load_asset
 from tourserver.pipeline.base import Context
-from tourserver.pipeline.optimize import Lod, OptimizeOptions, lod_of, make_lods, optimize
+from tourserver.pipeline.optimize import Lod, OptimizeOptions, make_lods, optimize
 from tourserver.pipeline.report import OptimizeReport
 from tourserver.pipeline.textures.cache import EncodeCache
 
@@ -70,10 +70,6 @@ class Session:
             level0 = Lod(0, first.glb, triangles, round(float(error), 6), first.report)
         return make_lods(source.doc, source.bytes, levels, options, source.name,
                          cache=self.cache, first=level0)
-
-    def level(self, source: Source, level: int, options: OptimizeOptions) -> Lod:
-        """One level of detail of `source` with these options (a build's tier)."""
-        return lod_of(source.doc, source.bytes, level, options, source.name, self.cache)
 
     @staticmethod
     def write(path: Path, data: bytes) -> None:
