@@ -4,6 +4,7 @@ run."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -69,6 +70,27 @@ def test_a_budget_loosens_the_error_cap_when_simplification_stops_short(tmp_path
     stuck = optimize_module._tighter(options, options, before, out.doc, len(out.glb or b""),
                                      {})
     assert stuck is not None and stuck[0].simplify_max_error == 0.01  # not stuck: cap kept
+
+
+def test_a_ratio_that_removed_nothing_is_not_asked_again(tmp_path):
+    # A run whose tighter ratio left as many triangles as the run before (every vertex held
+    # by seams or locks) has nothing more to give: fitting stops instead of running the
+    # chain again for nothing.
+    path = tmp_path / "terrain.glb"
+    _rough_terrain(path)
+    session = Session()
+    source = session.read(path)
+    out = session.optimize(source, OptimizeOptions(preset="phone", simplify=1,
+                                                   simplify_error=0))  # 180,000 triangles
+    before = optimize_module.measure(source.doc, source.bytes)
+    size = len(out.glb or b"")
+    same = optimize_module.measure(out.doc, size)
+    fitting = OptimizeOptions(preset="phone", simplify=0.5, simplify_error=0)
+    asked = OptimizeOptions(preset="phone", simplify_error=0)
+    assert optimize_module._tighter(fitting, asked, before, out.doc, size, {}, same) is None
+    fewer = dataclasses.replace(same, triangles=same.triangles + 1)  # the run before had more
+    progressed = optimize_module._tighter(fitting, asked, before, out.doc, size, {}, fewer)
+    assert progressed is not None and progressed[0].simplify is not None
 
 
 def test_what_the_creator_fixed_is_not_overridden(tmp_path):

@@ -188,3 +188,30 @@ def test_corpus_fox_validates():
         path = Path(folder) / "fox.glb"
         path.write_bytes(write_glb(out))
         assert validate_file(path).errors == 0
+
+
+def test_an_intermediate_resize_keeps_the_pixels_and_is_cached(monkeypatch):
+    # Before an encoder, a resized PNG is stored fast (the encoder re-encodes it anyway):
+    # the same pixels as the optimised one; a budget's next run finds it in the cache.
+    from tourserver.pipeline.textures import resize as resize_module
+
+    rng = np.random.default_rng(3)
+    img = Image.fromarray(rng.integers(0, 256, (600, 600, 3), dtype=np.uint8))
+    src = _doc_with([(_encode(img, "PNG"), "image/png")])
+    final, _ = run(src, TextureResize(max_px=256))
+    cache: dict = {}
+    fast, _ = run(src, TextureResize(max_px=256, intermediate=True, cache=cache))
+
+    def pixels(doc):
+        data = doc.buffer_view_bytes(doc.json["images"][0]["bufferView"])
+        return rgba_pixels(Image.open(io.BytesIO(data)))
+    assert np.array_equal(pixels(final), pixels(fast))
+    assert pixels(fast).shape[:2] == (256, 256)
+    calls = []
+    real = resize_module.resize_image
+    monkeypatch.setattr(resize_module, "resize_image",
+                        lambda *a, **k: calls.append(a) or real(*a, **k))
+    again, _ = run(src, TextureResize(max_px=256, intermediate=True, cache=cache))
+    assert calls == [] and again.bin == fast.bin
+    run(src, TextureResize(max_px=128, intermediate=True, cache=cache))  # another size
+    assert len(calls) == 1

@@ -93,18 +93,26 @@ def material_refs(doc_json: dict) -> Iterator[Ref]:
                 yield mapping, "material"
 
 
-def texture_infos(material: dict) -> Iterator[dict]:
-    """Every texture-info object (`{"index": N, ...}`) in a material, in core fields and in
-    any extension (clearcoat, sheen, specular, ...), found generically; extras are skipped."""
-    stack: list = [material]
+def texture_slots(material: dict) -> Iterator[tuple[str, dict]]:
+    """(path, texture info) for every texture-info object (`{"index": N, ...}`) in a
+    material, in core fields and in any extension (clearcoat, sheen, specular, ...), found
+    generically; extras are skipped. The path names the slot:
+    "pbrMetallicRoughness.baseColorTexture", "extensions.KHR_materials_sheen...."."""
+    stack: list[tuple[str, object]] = [("", material)]
     while stack:
-        obj = stack.pop()
+        path, obj = stack.pop()
         if isinstance(obj, dict):
             if isinstance(obj.get("index"), int) and obj is not material:
-                yield obj
-            stack.extend(v for k, v in reversed(list(obj.items())) if k != "extras")
+                yield path, obj
+            stack.extend((f"{path}.{k}" if path else k, v)
+                         for k, v in reversed(list(obj.items())) if k != "extras")
         elif isinstance(obj, list):
-            stack.extend(reversed(obj))
+            stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(obj))))
+
+
+def texture_infos(material: dict) -> Iterator[dict]:
+    """Every texture-info object in a material (`texture_slots` without the paths)."""
+    return (info for _, info in texture_slots(material))
 
 
 def texture_refs(doc_json: dict) -> Iterator[Ref]:

@@ -75,6 +75,15 @@ def world_matrices(doc_json: dict, roots: list[int],
     return world
 
 
+def instance_count(doc_json: dict, node: dict) -> int:
+    """How many copies a node draws: one per EXT_mesh_gpu_instancing instance, else one
+    (read from the accessors' counts: the instance data may be compressed)."""
+    attrs = node.get("extensions", {}).get(INSTANCING, {}).get("attributes", {})
+    for accessor in attrs.values():
+        return int(doc_json["accessors"][accessor]["count"])
+    return 1
+
+
 def instance_matrices(doc_json: dict, node: dict, read: Reader) -> np.ndarray:
     """(k, 4, 4): the node-local transform of each EXT_mesh_gpu_instancing instance, or
     one identity when the node is not instanced. `read` must return floats."""

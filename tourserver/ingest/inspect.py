@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tourserver.gltf.document import GLB_MAGIC, MODE_TRIANGLES, Document, parse_glb
+from tourserver.gltf.refs import texture_slots
+from tourserver.gltf.scene import instance_count, scene_roots, world_matrices
 from tourserver.ingest.images import image_size
 from tourserver.ingest.loaders import load_asset
 
@@ -27,45 +30,14 @@ class SceneStats:
     bounds_max: tuple[float, float, float]
 
 
-def _instance_count(doc_json: dict, node: dict) -> int:
-    """How many copies a node draws: EXT_mesh_gpu_instancing draws one per instance."""
-    attrs = node.get("extensions", {}).get("EXT_mesh_gpu_instancing", {}).get("attributes", {})
-    for accessor in attrs.values():
-        return int(doc_json["accessors"][accessor]["count"])
-    return 1
-
-
-def _node_meshes(doc_json: dict):
-    """Yield (mesh index, world matrix, instance count) for every mesh node in the default
+def _node_meshes(doc_json: dict) -> Iterator[tuple[int, np.ndarray, int]]:
+    """(mesh index, world matrix, instance count) for every mesh node in the default
     scene. Bounds ignore per-instance transforms (their data may be compressed)."""
     nodes = doc_json.get("nodes", [])
-    scenes = doc_json.get("scenes", [])
-    roots = scenes[doc_json.get("scene", 0)]["nodes"] if scenes else list(range(len(nodes)))
-    stack = [(r, np.eye(4)) for r in roots]
-    seen = 0
-    while stack:
-        index, parent = stack.pop()
-        seen += 1
-        if seen > 1_000_000:  # a cycle or an absurd tree; validation reports it elsewhere
-            return
+    for index, world in world_matrices(doc_json, scene_roots(doc_json)).items():
         node = nodes[index]
-        local = np.eye(4)
-        if "matrix" in node:
-            local = np.array(node["matrix"], dtype=float).reshape(4, 4).T
-        else:
-            t = node.get("translation", [0, 0, 0])
-            x, y, z, w = node.get("rotation", [0, 0, 0, 1])
-            s = node.get("scale", [1, 1, 1])
-            rot = np.array([
-                [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-            local[:3, :3] = rot * np.array(s)
-            local[:3, 3] = t
-        world = parent @ local
         if "mesh" in node:
-            yield node["mesh"], world, _instance_count(doc_json, node)
-        stack.extend((c, world) for c in node.get("children", []))
+            yield node["mesh"], world, instance_count(doc_json, node)
 
 
 def scene_stats(doc: Document) -> SceneStats:
@@ -111,24 +83,6 @@ def _accessor_bytes(doc_json: dict, index: int) -> int:
     item = {5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4}[acc["componentType"]]
     sizes = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
     return int(acc["count"]) * sizes[acc["type"]] * item
-
-
-def _texture_slots(material: dict) -> list[tuple[str, int]]:
-    """(slot path, texture index) for every texture info in a material, extensions too."""
-    found: list[tuple[str, int]] = []
-
-    def walk(node, path: str) -> None:
-        if isinstance(node, dict):
-            if "index" in node and isinstance(node["index"], int) and path:
-                found.append((path, node["index"]))
-            for key, value in node.items():
-                walk(value, f"{path}.{key}" if path else key)
-        elif isinstance(node, list):
-            for i, value in enumerate(node):
-                walk(value, f"{path}[{i}]")
-
-    walk(material, "")
-    return found
 
 
 def declared_extensions(path: Path) -> tuple[list[str], list[str]]:
@@ -188,9 +142,9 @@ def inspect_document(doc: Document,
     slots: dict[int, list[str]] = {}
     materials = []
     for i, mat in enumerate(j.get("materials", [])):
-        mat_slots = _texture_slots(mat)
-        for path, tex in mat_slots:
-            slots.setdefault(tex, []).append(f"{mat.get('name', i)}:{path}")
+        mat_slots = list(texture_slots(mat))
+        for path, info in mat_slots:
+            slots.setdefault(info["index"], []).append(f"{mat.get('name', i)}:{path}")
         materials.append({"index": i, "name": mat.get("name", ""),
                           "alpha_mode": mat.get("alphaMode", "OPAQUE"),
                           "double_sided": bool(mat.get("doubleSided", False)),

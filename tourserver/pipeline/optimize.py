@@ -80,8 +80,10 @@ class OptimizeOptions:
 
 
 def plan(options: OptimizeOptions, triangles: int = 0,
-         cache: EncodeCache | None = None) -> tuple[Transform, ...]:
-    """The transforms a preset and its overrides amount to, in order."""
+         cache: EncodeCache | None = None,
+         resized: dict[tuple, bytes | None] | None = None) -> tuple[Transform, ...]:
+    """The transforms a preset and its overrides amount to, in order. `cache` and
+    `resized` keep encoded and resized images across the runs of one optimisation."""
     budget = options.budget
     lossless = options.preset == "archive"
     # Archive keeps vertex attributes no material reads (a later material may read them).
@@ -89,9 +91,11 @@ def plan(options: OptimizeOptions, triangles: int = 0,
     # Images are final from here on: texture-encode starts beside the geometry steps that
     # follow (`base.run`), and applies its results after them.
     texture_max = options.texture_max or budget.max_texture_px
-    if texture_max:
-        steps.append(TextureResize(max_px=texture_max, power_of_two=True))
     texture_format = options.texture_format or ("keep" if lossless else "webp")
+    if texture_max:
+        steps.append(TextureResize(max_px=texture_max, power_of_two=True,
+                                   intermediate=texture_format != "keep",
+                                   cache=resized))
     encode = (TextureEncode(format=texture_format, cache=cache or EncodeCache(),
                             quality=texture_quality(options.texture_quality))
               if texture_format != "keep" else None)
@@ -170,14 +174,17 @@ def optimize(doc: Document, source_bytes: int, options: OptimizeOptions, *,
     if dry_run or report.issues:
         return doc, None, report
     attempt = options
+    resized: dict[tuple, bytes | None] = {}
+    previous: AssetStats | None = None
     for _ in range(MAX_FIT_RUNS):
-        steps = plan(attempt, before.triangles, cache)
+        steps = plan(attempt, before.triangles, cache, resized)
         run_ctx = Context(logger=ctx.logger)
         out, run_ctx = run(doc, *steps, ctx=run_ctx, progress=progress)
         glb = write_glb(out)
         over = budget_issues(out, len(glb), budget, output)
-        tighter = (_tighter(attempt, options, before, out, len(glb), run_ctx.facts)
+        tighter = (_tighter(attempt, options, before, out, len(glb), run_ctx.facts, previous)
                    if over else None)
+        previous = measure(out, len(glb))
         if tighter is None:
             break
         attempt, why = tighter
@@ -197,13 +204,18 @@ def optimize(doc: Document, source_bytes: int, options: OptimizeOptions, *,
 
 def _tighter(options: OptimizeOptions, asked: OptimizeOptions, before: AssetStats,
              out: Document, size: int, facts: dict[str, float],
+             previous: AssetStats | None = None,
              ) -> tuple[OptimizeOptions, str] | None:
     """The next options to try for an output over its budget, and what changed; None when
     neither simplifying nor downscaling can bring it any closer. Triangles and bytes are
     tightened together, so one more run can fix both. What the creator set (`asked`:
-    --simplify, --texture-max) is never overridden."""
+    --simplify, --texture-max) is never overridden. `previous`: the run before's output;
+    a tighter ratio that removed no triangle there will not remove any now, so it is not
+    asked again (city_block, whose seams held every vertex, ran four times for nothing)."""
     budget = options.budget
     after = measure(out, size)
+    stuck = (previous is not None and after.triangles >= previous.triangles
+             and options.simplify is not None)
     texture_max: int | None = None
     simplify: float | None = None
     max_error: float | None = None
@@ -222,7 +234,7 @@ def _tighter(options: OptimizeOptions, asked: OptimizeOptions, before: AssetStat
             texture_max = texture_px // 2
         elif after.triangles:
             share = min(share, ratio * budget.max_bytes / size * 0.9)
-    if asked.simplify is None and MIN_SIMPLIFY_RATIO <= share < ratio:
+    if asked.simplify is None and not stuck and MIN_SIMPLIFY_RATIO <= share < ratio:
         simplify = share
         if facts.get("simplify.over_budget"):
             # Simplify stopped at its error cap short of the goal: let it go further.
