@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import sys
 
 import numpy as np
 import pytest
 import trimesh
 from PIL import Image
+from support import REPO
 from test_texture_encode import textured_doc
 
 from tourserver.gltf.document import parse_glb, write_glb
@@ -91,6 +93,27 @@ def test_a_ratio_that_removed_nothing_is_not_asked_again(tmp_path):
     fewer = dataclasses.replace(same, triangles=same.triangles + 1)  # the run before had more
     progressed = optimize_module._tighter(fitting, asked, before, out.doc, size, {}, fewer)
     assert progressed is not None and progressed[0].simplify is not None
+
+
+def test_crossing_seams_to_meet_a_budget_is_reported(monkeypatch):
+    # Every vertex a seam (a UV cell per grid cell): only crossing seams meets the budget,
+    # and the report says so, with what it may cost.
+    # Two of the bench's city-block buildings: recessed windows, a UV chart per face.
+    sys.path.insert(0, str(REPO / "tools" / "bench"))
+    import scenes
+
+    doc = scenes.build("city_block", buildings=2, texture_px=256)  # ~15,000 triangles
+    plain = Session().optimize(_source(doc), OptimizeOptions(preset="phone"))
+    assert plain.report.after is not None
+    goal = plain.report.after.triangles // 3  # where the seams stop every other means
+    small = Budget("phone", 5 * 1024 * 1024, goal, 2048)
+    monkeypatch.setitem(optimize_module.BUDGETS, "phone", small)
+    result = Session().optimize(_source(doc), OptimizeOptions(preset="phone"))
+    assert result.glb is not None and not result.report.issues, result.report.issues
+    assert result.report.after is not None and result.report.after.triangles <= goal
+    assert result.facts["simplify.crossed_seams"] >= 1
+    assert any("across attribute seams" in line and "stretch" in line
+               for line in result.report.fitted), result.report.fitted
 
 
 def test_what_the_creator_fixed_is_not_overridden(tmp_path):

@@ -3,6 +3,7 @@ with seams, shared borders, skins and morph targets kept right; further only to 
 
 from __future__ import annotations
 
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -452,3 +453,122 @@ def test_a_budget_that_cannot_be_met_is_reported_not_hidden():
     out, facts = run(g.document(), max_triangles=400, max_error=1e-4)
     assert scene_stats(out).triangles == 600
     assert facts["simplify.over_budget"] == 200
+
+
+# ---- budget mode's last resort: crossing attribute seams -----------------------------------
+def split_box(n: int, **attrs):
+    """A 2 m box, each face an n x n grid whose every cell has its own four vertices and
+    its own atlas cell: every vertex is a seam (as on the bench's city block, where UV
+    charts meet at nearly every corner). Returns positions, triangles, UVs and the face
+    (0-5) of each vertex."""
+    positions: list[np.ndarray] = []
+    uvs: list[list[float]] = []
+    faces: list[list[int]] = []
+    side: list[int] = []
+    atlas = int(np.ceil(np.sqrt(6 * n * n)))
+    for f, (axis, sign) in enumerate(product(range(3), (-1.0, 1.0))):
+        u_axis, v_axis = (a for a in range(3) if a != axis)
+        outward = sign * (-1 if axis == 1 else 1)  # e_u x e_v is +x, -y, +z
+        for i, j in product(range(n), range(n)):
+            first = len(positions)
+            cell = len(faces) // 2
+            for du, dv in ((0, 0), (1, 0), (1, 1), (0, 1)):
+                p = np.zeros(3)
+                p[axis], p[u_axis], p[v_axis] = sign, -1 + 2 * (i + du) / n, -1 + 2 * (j + dv) / n
+                positions.append(p)
+                uvs.append([(cell % atlas + 0.8 * du) / atlas, (cell // atlas + 0.8 * dv) / atlas])
+                side.append(f)
+            quad = [[first, first + 1, first + 2], [first, first + 2, first + 3]]
+            faces += quad if outward > 0 else [t[::-1] for t in quad]
+    return np.array(positions), np.array(faces), np.array(uvs), np.array(side)
+
+
+def box_document(n: int = 8, beside: str = "", deform: str = "") -> Document:
+    """The split box, skinned or morphed if asked, beside a sphere or a flat grid."""
+    pos, faces, uv, _ = split_box(n)
+    g = Gltf()
+    prim = g.primitive(pos, faces, TEXCOORD_0=uv,
+                       targets=[np.zeros_like(pos)] if deform == "morph" else ())
+    if deform == "skin":
+        prim["attributes"]["JOINTS_0"] = g.accessor(np.zeros((len(pos), 4), np.uint16), 34962)
+        weights = np.zeros((len(pos), 4), np.float32)
+        weights[:, 0] = 1
+        prim["attributes"]["WEIGHTS_0"] = g.accessor(weights, 34962)
+        joint = g.node(translation=[0.0, 0.0, 0.0])
+        g.json["skins"] = [{"joints": [joint]}]
+        g.node(mesh=g.mesh(prim), skin=0)
+    else:
+        g.node(mesh=g.mesh(prim))
+    if beside == "sphere":  # no seams; its own curvature holds it at the cap
+        sphere = trimesh.creation.icosphere(subdivisions=2, radius=1.0)
+        g.node(mesh=g.mesh(g.primitive(sphere.vertices, sphere.faces)), translation=[4, 0, 0])
+    elif beside == "grid":  # no seams, flat: collapses in error mode
+        flat, flat_faces, _ = grid(21, 21, 3, 5, -1, 1)
+        g.node(mesh=g.mesh(g.primitive(flat, flat_faces)))
+    return g.document()
+
+
+def test_seams_everywhere_hold_a_budget_unless_crossing_them_is_forbidden():
+    doc = box_document()
+    out, facts = run(doc, max_triangles=150, cross_seams=False)
+    assert facts["simplify.triangles_after"] == facts["simplify.triangles_before"] == 768
+    assert facts["simplify.over_budget"] == 618
+    assert "simplify.crossed_seams" not in facts
+
+
+@pytest.mark.parametrize("beside", ["", "sphere"])
+def test_crossing_seams_meets_the_budget_and_keeps_each_face_on_its_own_chart(
+        beside, tmp_path):
+    doc = box_document(beside=beside)
+    out, facts = run(doc, max_triangles=150)
+    assert scene_stats(out).triangles == facts["simplify.triangles_after"] <= 150
+    assert facts["simplify.crossed_seams"] == 1  # the box: the sphere has no seams
+    assert "simplify.over_budget" not in facts
+    assert facts["simplify.error"] <= 0.01 * scene.scene_diagonal(doc.json, doc.read_accessor)
+    # a valid mesh: indices in range, no degenerate triangles
+    new_pos, new_faces = prim_data(out)
+    new_uv, _ = prim_data(out, semantic="TEXCOORD_0")
+    assert new_faces.min() >= 0 and new_faces.max() < len(new_pos)
+    tri = new_pos[new_faces]
+    assert (np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+            > 1e-9).all()
+    # every corner is one of the source's vertices: its position with one of the UVs the
+    # source had there, from the face the triangle lies on (not the neighbour's chart)
+    pos, _, uv, side = split_box(8)
+    def vertex(p: np.ndarray, t: np.ndarray) -> tuple:
+        return tuple(p.astype(np.float32).tolist()), tuple(t.astype(np.float32).tolist())
+
+    source = {vertex(p, t): f for p, t, f in zip(pos, uv, side, strict=True)}
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    axis = np.abs(normal).argmax(axis=1)
+    face_of_triangle = 2 * axis + (normal[np.arange(len(normal)), axis] > 0)
+    for t, corners in enumerate(new_faces):
+        for c in corners:
+            key = vertex(new_pos[c], new_uv[c])
+            assert key in source
+            assert source[key] == face_of_triangle[t]
+    assert validator_errors(out, tmp_path / "box.glb") == 0
+
+
+@pytest.mark.parametrize("deform", ["skin", "morph"])
+def test_skinned_and_morphed_meshes_never_cross_seams(deform):
+    doc = box_document(deform=deform)
+    out, facts = run(doc, max_triangles=150)
+    assert "simplify.crossed_seams" not in facts
+    assert facts["simplify.over_budget"] == 618  # reported, not met at the skin's cost
+    assert scene_stats(out).triangles == 768
+
+
+@pytest.mark.parametrize("options", [{}, {"ratio": 0.3, "max_error": 0.05}])
+def test_crossing_is_only_a_last_resort(options):
+    """Error mode never crosses, nor does a budget the seam-keeping passes meet: the output
+    is the same with crossing allowed or forbidden."""
+    if options:
+        doc = many_parts()
+    else:
+        doc = box_document(beside="grid")
+    allowed, facts = run(doc, **options)
+    forbidden, _ = run(doc, cross_seams=False, **options)
+    assert "simplify.crossed_seams" not in facts
+    assert facts["simplify.triangles_after"] < facts["simplify.triangles_before"]
+    assert allowed.json == forbidden.json and allowed.bin == forbidden.bin

@@ -190,6 +190,10 @@ def optimize(doc: Document, source_bytes: int, options: OptimizeOptions, *,
         attempt, why = tighter
         report.fitted.append(why)
         ctx.logger.info("%s: over the %s budget; again with %s", source, budget.name, why)
+    crossed = int(run_ctx.facts.get("simplify.crossed_seams", 0))
+    if crossed:
+        report.fitted.append(f"{crossed} part(s) simplified across attribute seams to meet "
+                             "the triangle budget (textures may stretch where UV charts met)")
     ctx.facts.update(run_ctx.facts)
     for name, seconds in run_ctx.timings.items():
         ctx.timings[name] = ctx.timings.get(name, 0.0) + seconds

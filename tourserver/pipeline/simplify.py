@@ -16,11 +16,28 @@ borders or topology stop it) keeps what it reached and the others are asked for 
 until the total is at or under the goal (under by less than a triangle per primitive and
 pass). A document of one geometry goes straight to its target, then on to the bound if
 that came first. Only if the goal is still missed are locked shared borders unlocked (fact
-`unlocked_primitives`); what remains over is reported as `over_budget`, never hidden.
+`unlocked_primitives`), then seams crossed (below); what remains over is reported as
+`over_budget`, never hidden.
+
+Crossing seams, the budget's last resort: where attribute seams split nearly every vertex
+(boxes with a UV chart per face, windows, sills), meshoptimizer keeps the seams and can
+remove next to nothing, so no ratio or cap meets a budget (the bench's city block: 5 % of
+its triangles at any cap). A part still over its share then is simplified again, within
+the same cap, on its positions alone (the split copies of a position are one vertex), and
+each corner of the result takes back the copy at its place whose own triangles face most
+like the new triangle (lowest index on a tie): a triangle on a box's front wall keeps the
+front chart's UVs at the box's edges. The share loop then goes on with those parts (fact
+`crossed_seams`, how many). The cost: textures may stretch where charts met, as one
+triangle now spans what several charts mapped; the error reported is still meshoptimizer's
+for the surface. Skinned parts and parts with morph targets never cross (their weights and
+displacements belong to the copies they were measured on), and `cross_seams=False` forbids
+it; error mode never crosses.
 
 What stays correct:
 - Attribute seams (UV, normal, colour splits at one position) do not tear: meshoptimizer
-  moves the split copies of a vertex together.
+  moves the split copies of a vertex together (when crossing them, above, each kept copy
+  stands where its position stood, so nothing tears either: only what a triangle maps
+  changes).
 - Borders that matter stay closed: an open border vertex that coincides in world space with
   an open border vertex of another primitive, another mesh or another instance of the same
   mesh is locked. Free borders (a panel's outline) may move within the bound.
@@ -42,7 +59,7 @@ meshoptimizer's quadric error, area-weighted distances to the original planes; t
 removed vertex measured up to ~1.7x that on spheres, up to ~3x on the low-poly Fox) and
 `error_ratio` (that ÷ the scene diagonal), `triangles_before` / `triangles_after` (as
 drawn), `locked_vertices` (shared-border vertices held), and when they happen
-`unlocked_primitives` and `over_budget`.
+`unlocked_primitives`, `crossed_seams` and `over_budget`.
 """
 
 from __future__ import annotations
@@ -91,6 +108,7 @@ class Simplify:
     ratio: float | None = None  # budget: keep at most this fraction of the drawn triangles
     max_triangles: int | None = None  # budget: at most this many drawn triangles
     max_error: float = 0.01  # budget mode's cap, × scene diagonal
+    cross_seams: bool = True  # budget mode's last resort: simplify across attribute seams
     name: str = "simplify"
     keeps_images: ClassVar[bool] = True  # see base.Transform
 
@@ -123,12 +141,18 @@ class Simplify:
         if goal is None:
             results = [part.simplify(part.indices, bound / part.scale) for part in parts]
         else:
-            fit = _fit(parts, goal - fixed, bound, self.max_error * diagonal)
+            fit = _fit(parts, goal - fixed, bound, self.max_error * diagonal,
+                       self.cross_seams)
             results = fit.results
             if fit.unlocked:
                 ctx.add(f"{key}.unlocked_primitives", fit.unlocked)
                 ctx.logger.info("%s: %d primitive(s) had shared borders unlocked to meet the "
                                 "budget", self.name, fit.unlocked)
+            if fit.crossed:
+                ctx.add(f"{key}.crossed_seams", fit.crossed)
+                ctx.logger.info("%s: %d primitive(s) simplified across attribute seams to "
+                                "meet the budget (textures may stretch where UV charts met)",
+                                self.name, fit.crossed)
         after = fixed + sum(p.copies * len(r.indices) // 3 for p, r in zip(parts, results,
                                                                               strict=True))
         ctx.add(f"{key}.triangles_after", after)
@@ -175,10 +199,23 @@ class _Part:
     metric: np.ndarray | None = None  # extra attribute columns (local units), float32
     metric_weight: float = 0.0  # see _metric_weight
     lock: np.ndarray | None = None  # uint8 per vertex
+    crosses: bool = False  # simplified on positions alone: seams may go (see _Seams)
+    seams: _Seams | None = None  # made when it first crosses
 
     @property
     def triangles(self) -> int:
         return len(self.indices) // 3
+
+    @property
+    def may_cross(self) -> bool:
+        """Whether there are seams to cross, and they may be: not for skins or morph
+        targets, whose weights and displacements belong to the copies they were measured
+        on."""
+        if self.metric is not None or self.skin is not None or any(self.skinned):
+            return False
+        if self.seams is None:
+            self.seams = _Seams.of(self.positions, self.indices)
+        return len(self.seams.points) < len(self.positions)
 
     def simplify(self, source: np.ndarray, bound: float, target: int = 0) -> _Result:
         """Simplify `source` (indices) to `target` indices or the absolute error `bound`,
@@ -186,6 +223,8 @@ class _Part:
         # No bound and no target (or one already met): nothing may change.
         if len(source) < 6 or (bound <= 0 and not 0 < target < len(source)):
             return _Result(source, 0.0)
+        if self.crosses:
+            return self._simplify_across_seams(source, bound, target)
         dest = np.empty_like(source)
         options = meshoptimizer.SIMPLIFY_ERROR_ABSOLUTE
         if self.metric is None and self.lock is None:
@@ -205,6 +244,84 @@ class _Part:
         if count == 0:  # nothing left would draw nothing: keep the source
             return _Result(source, 0.0)
         return _Result(dest[:count].copy(), result_error)
+
+    def _simplify_across_seams(self, source: np.ndarray, bound: float,
+                               target: int) -> _Result:
+        """As simplify, on the topology of the positions alone: the split copies of a
+        vertex are one vertex, so seams do not hold anything; a shared-border lock, if the
+        part still has one, holds its position. The vertices handed to meshoptimizer are
+        the distinct positions only: copies it is given, even unused ones, it would keep as
+        seams."""
+        if self.seams is None:
+            self.seams = _Seams.of(self.positions, self.indices)
+        seams = self.seams
+        shadow = np.ascontiguousarray(seams.group[source], dtype=np.uint32)
+        dest = np.empty_like(shadow)
+        options = meshoptimizer.SIMPLIFY_ERROR_ABSOLUTE
+        if self.lock is None:
+            error = np.zeros(1, dtype=np.float32)
+            count = meshoptimizer.simplify(dest, shadow, seams.points,
+                                           target_index_count=target, target_error=bound,
+                                           options=options, result_error=error)
+            result_error = float(error[0])
+        else:
+            lock = np.zeros(len(seams.points), dtype=np.uint8)
+            np.maximum.at(lock, seams.group, self.lock)
+            count, result_error = _simplify_with_attributes(
+                dest, shadow, seams.points, np.zeros((len(seams.points), 1), np.float32),
+                np.zeros(0, np.float32), lock, target, bound, options)
+        if count == 0:
+            return _Result(source, 0.0)
+        return _Result(seams.copies_for(dest[:count]), result_error)
+
+
+@dataclass
+class _Seams:
+    """The split copies of each position in one part, and the way each copy faces."""
+    points: np.ndarray  # (positions, 3) float32, each distinct position once
+    group: np.ndarray  # (n,) which of them each vertex is at
+    members: np.ndarray  # vertices ordered by position, then index
+    start: np.ndarray  # (positions,) where each position's vertices begin in `members`
+    size: np.ndarray  # (positions,) how many vertices each position has
+    facing: np.ndarray  # (n, 3) unit area-weighted normal of each vertex's own triangles
+
+    @classmethod
+    def of(cls, positions: np.ndarray, indices: np.ndarray) -> _Seams:
+        rows = np.ascontiguousarray(positions + np.float32(0))  # -0.0 is 0.0
+        _, lowest, group = np.unique(rows.view(np.dtype((np.void, rows.strides[0]))),
+                                     return_index=True, return_inverse=True)
+        group = group.reshape(-1).astype(np.int64)
+        members = np.argsort(group, kind="stable")
+        size = np.bincount(group, minlength=len(lowest))
+        start = np.cumsum(size) - size
+        tri = indices.reshape(-1, 3).astype(np.int64)
+        corners = positions[tri].astype(np.float64)
+        normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        facing = np.stack([np.bincount(tri.ravel(), np.repeat(normal[:, c], 3),
+                                       minlength=len(positions)) for c in range(3)], axis=1)
+        length = np.linalg.norm(facing, axis=1, keepdims=True)
+        facing = np.divide(facing, length, out=np.zeros_like(facing), where=length > 0)
+        facing[np.bincount(tri.ravel(), minlength=len(positions)) == 0] = np.nan  # unused
+        return cls(np.ascontiguousarray(rows[lowest]), group, members, start, size, facing)
+
+    def copies_for(self, shadow: np.ndarray) -> np.ndarray:
+        """Indices (into the part's vertices) for triangles simplified on the distinct
+        positions (`shadow`, into `points`): each corner takes, of the copies at its
+        position, the one whose own triangles face most like its triangle (unused copies
+        last, then the lowest index)."""
+        shadow = shadow.astype(np.int64)
+        tri = self.points[shadow.reshape(-1, 3)].astype(np.float64)
+        normal = np.repeat(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), 3, axis=0)
+        size = self.size[shadow]
+        corner = np.repeat(np.arange(len(shadow)), size)  # one row per (corner, copy)
+        offset = np.arange(len(corner)) - np.repeat(np.cumsum(size) - size, size)
+        copy = self.members[np.repeat(self.start[shadow], size) + offset]
+        score = np.einsum("ij,ij->i", normal[corner], self.facing[copy])
+        score = np.nan_to_num(score, nan=-np.inf)
+        best = np.maximum.reduceat(score, np.cumsum(size) - size)
+        chosen = np.flatnonzero(score == best[corner])
+        firsts = chosen[np.r_[True, corner[chosen][1:] != corner[chosen][:-1]]]
+        return copy[firsts].astype(np.uint32)
 
 
 def _parts(doc: Document, doc_json: dict, read: Reader, logger: logging.Logger,
@@ -511,23 +628,25 @@ def _near_another(points: np.ndarray, tolerance: float) -> np.ndarray:
 class _Fit:
     results: list[_Result]
     unlocked: int
+    crossed: int = 0
 
 
-def _fit(parts: list[_Part], goal: int, bound: float, cap: float) -> _Fit:
+def _fit(parts: list[_Part], goal: int, bound: float, cap: float, cross_seams: bool) -> _Fit:
     """Simplify as far as `bound` allows and further, within `cap` (both world units),
-    until the drawn triangles are at most `goal`."""
+    until the drawn triangles are at most `goal`; as a last resort across seams."""
     if len(parts) == 1:
-        return _fit_one(parts[0], goal, bound, cap)
+        return _fit_one(parts[0], goal, bound, cap, cross_seams)
     # Error pass first: what each part loses for free decides what share it must give.
     base = [part.simplify(part.indices, bound / part.scale) for part in parts]
     current = list(base)
     flexible = set(range(len(parts)))
     unlocked: set[int] = set()
+    crossed: set[int] = set()  # parts whose result was simplified across seams
     while True:
         for _ in range(MAX_PASSES):
             drawn = [p.copies * len(r.indices) // 3 for p, r in zip(parts, current, strict=True)]
             if sum(drawn) <= goal:
-                return _Fit(current, len(unlocked))
+                return _Fit(current, len(unlocked), len(crossed))
             # Every flexible part gets the same share of its error-pass count; a part that
             # stops above its share (its cap or locks) keeps what it reached, the others
             # share the rest. Each share is smaller than the last, so this ends.
@@ -545,34 +664,50 @@ def _fit(parts: list[_Part], goal: int, bound: float, cap: float) -> _Fit:
                 # 30 % worse on a noisy grid).
                 current[i] = parts[i].simplify(parts[i].indices, cap / parts[i].scale,
                                                target * 3)
+                if parts[i].crosses:
+                    crossed.add(i)
                 if len(current[i].indices) // 3 > target:
                     flexible.discard(i)
         # Still over: borders held for other parts give way before the budget does.
         retry = {i for i in range(len(parts))
                  if i not in flexible and parts[i].lock is not None and i not in unlocked}
+        if retry:
+            for i in retry:
+                parts[i].lock = None
+            unlocked |= retry
+            flexible |= retry
+            continue
+        # Still over: seams give way last (where they split nearly every vertex, nothing
+        # else can go).
+        retry = {i for i in range(len(parts)) if cross_seams and i not in flexible
+                 and not parts[i].crosses and parts[i].may_cross}
         if not retry:
-            return _Fit(current, len(unlocked))
+            return _Fit(current, len(unlocked), len(crossed))
         for i in retry:
-            parts[i].lock = None
-        unlocked |= retry
+            parts[i].crosses = True
         flexible |= retry
 
 
-def _fit_one(part: _Part, goal: int, bound: float, cap: float) -> _Fit:
-    """One part: straight to its target within the cap, then on as far as the bound allows
-    if the target came first (one pass over the full mesh instead of two)."""
+def _fit_one(part: _Part, goal: int, bound: float, cap: float, cross_seams: bool) -> _Fit:
+    """One part: straight to its target within the cap (unlocked, then across seams, if
+    that is what it takes), then on as far as the bound allows if the target came first
+    (one pass over the full mesh instead of two)."""
     target = max(0, goal) // part.copies if part.copies else part.triangles
     result = part.simplify(part.indices, cap / part.scale, target * 3)
-    unlocked = 0
+    unlocked = crossed = 0
     if len(result.indices) // 3 > target and part.lock is not None:
         part.lock = None
         unlocked = 1
+        result = part.simplify(part.indices, cap / part.scale, target * 3)
+    if len(result.indices) // 3 > target and cross_seams and part.may_cross:
+        part.crosses = True
+        crossed = 1
         result = part.simplify(part.indices, cap / part.scale, target * 3)
     room = bound / part.scale - result.error
     if room > 0:
         more = part.simplify(result.indices, room)
         result = _Result(more.indices, result.error + more.error)
-    return _Fit([result], unlocked)
+    return _Fit([result], unlocked, crossed)
 
 
 # ---- writing the result ---------------------------------------------------------------------
