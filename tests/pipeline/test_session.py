@@ -17,6 +17,7 @@ from test_texture_encode import textured_doc
 
 from tourserver.gltf.document import parse_glb, write_glb
 from tourserver.ingest.checks import Budget
+from tourserver.ingest.images import image_size
 from tourserver.pipeline import optimize as optimize_module
 from tourserver.pipeline.optimize import OptimizeOptions
 from tourserver.pipeline.session import Session, Source
@@ -161,6 +162,12 @@ def test_a_byte_budget_is_met_by_smaller_textures(monkeypatch):
     assert result.glb is not None and not result.report.issues, result.report.issues
     assert len(result.glb) <= small.max_bytes
     assert any("textures up to" in step for step in result.report.fitted)
+    # The heavy noise is what was halved; the light textures keep their size.
+    before = [image_size(doc.buffer_view_bytes(im["bufferView"]))
+              for im in doc.json["images"]]
+    out = parse_glb(result.glb)
+    after = [image_size(out.buffer_view_bytes(im["bufferView"])) for im in out.json["images"]]
+    assert after[0][0] < before[0][0] and after[1:] == before[1:], (before, after)
 
 
 def test_levels_of_detail_reuse_level_0(monkeypatch):

@@ -215,3 +215,15 @@ def test_an_intermediate_resize_keeps_the_pixels_and_is_cached(monkeypatch):
     assert calls == [] and again.bin == fast.bin
     run(src, TextureResize(max_px=128, intermediate=True, cache=cache))  # another size
     assert len(calls) == 1
+
+
+def test_limits_shrink_only_the_images_they_name():
+    img = Image.fromarray(_gradient(512, 512))
+    src = _doc_with([(_encode(img, "PNG"), "image/png"), (_encode(img, "PNG"), "image/png")])
+    out, ctx = run(src, TextureResize(max_px=512, limits=((1, 128),)))
+    sizes = [Image.open(io.BytesIO(out.buffer_view_bytes(im["bufferView"]))).size
+             for im in out.json["images"]]
+    assert sizes == [(512, 512), (128, 128)]
+    assert ctx.facts["texture_resize.image.0.px"] == 512
+    assert ctx.facts["texture_resize.image.1.px"] == 128
+    assert ctx.facts["texture_resize.images_total"] == 2

@@ -47,6 +47,9 @@ class OptimizeOptions:
     simplify_error: float = 1e-4
     simplify_max_error: float = 0.01  # a budget's cap on the error, × the scene's diagonal
     texture_max: int | None = None
+    # Set by budget fitting, not by creators: (image index, largest edge) for the images
+    # made smaller than texture_max to meet a byte budget (`TextureResize.limits`).
+    texture_limits: tuple[tuple[int, int], ...] = ()
     texture_format: str | None = None
     # A level of `textures.quality.LEVELS` or an SSIMULACRA2 score (None: the default level)
     texture_quality: str | float | None = None
@@ -95,7 +98,7 @@ def plan(options: OptimizeOptions, triangles: int = 0,
     if texture_max:
         steps.append(TextureResize(max_px=texture_max, power_of_two=True,
                                    intermediate=texture_format != "keep",
-                                   cache=resized))
+                                   limits=options.texture_limits, cache=resized))
     encode = (TextureEncode(format=texture_format, cache=cache or EncodeCache(),
                             quality=texture_quality(options.texture_quality))
               if texture_format != "keep" else None)
@@ -220,7 +223,7 @@ def _tighter(options: OptimizeOptions, asked: OptimizeOptions, before: AssetStat
     after = measure(out, size)
     stuck = (previous is not None and after.triangles >= previous.triangles
              and options.simplify is not None)
-    texture_max: int | None = None
+    limits: dict[int, int] | None = None
     simplify: float | None = None
     max_error: float | None = None
     why: list[str] = []
@@ -232,11 +235,9 @@ def _tighter(options: OptimizeOptions, asked: OptimizeOptions, before: AssetStat
         why.append(f"{after.triangles:,} triangles > {budget.max_triangles:,}")
     if budget.max_bytes and size > budget.max_bytes:
         why.append(f"{size:,} bytes > {budget.max_bytes:,}")
-        texture_px = options.texture_max or budget.max_texture_px or after.max_texture_px
-        if (asked.texture_max is None and _texture_bytes(out) > size / 2
-                and texture_px // 2 >= MIN_FIT_TEXTURE_PX):
-            texture_max = texture_px // 2
-        elif after.triangles:
+        if asked.texture_max is None and _texture_bytes(out) > size / 2:
+            limits = _smaller_textures(options, out, facts, size - budget.max_bytes)
+        if limits is None and after.triangles:
             share = min(share, ratio * budget.max_bytes / size * 0.9)
     if asked.simplify is None and not stuck and MIN_SIMPLIFY_RATIO <= share < ratio:
         simplify = share
@@ -253,12 +254,50 @@ def _tighter(options: OptimizeOptions, asked: OptimizeOptions, before: AssetStat
     if max_error is not None:
         tighter = replace(tighter, simplify_max_error=max_error)
         done.append(f"an error cap of {max_error:.1%} of the diagonal")
-    if texture_max is not None:
-        tighter = replace(tighter, texture_max=texture_max)
-        done.append(f"textures up to {texture_max} px")
+    if limits is not None:
+        tighter = replace(tighter, texture_limits=tuple(sorted(limits.items())))
+        names = out.json.get("images", [])
+        for px in sorted(set(limits.values()), reverse=True):
+            changed = [names[i].get("name") or f"image {i}" for i in sorted(limits)
+                       if limits[i] == px and dict(options.texture_limits).get(i) != px]
+            if changed:
+                done.append(f"textures up to {px} px ({', '.join(changed)})")
     if not done:
         return None
     return tighter, f"{', '.join(done)} ({'; '.join(why)})"
+
+
+# A texture half as large (a quarter of the pixels) re-encodes to 0.2-0.3 of the bytes on
+# the bench's noisy scenes, 0.6 on one whose detail is coarse (the facades' street at
+# 2048 px): what halving is counted on to save. Too low halves more images than needed,
+# too high costs one more run; the aim is 10 % under what is over.
+HALVING_SAVES = 0.7
+
+
+def _smaller_textures(options: OptimizeOptions, out: Document, facts: dict[str, float],
+                      over: int) -> dict[int, int] | None:
+    """Which images to halve to save `over` bytes: the heaviest first, until what halving
+    saves (HALVING_SAVES of each) covers it, none below MIN_FIT_TEXTURE_PX. Heavy images
+    are most of a budget's overshoot (noisy normal maps, 2-4 MB each), while the light
+    ones (a colour texture's few hundred KB) keep their full size and quality. None when
+    no image can be halved (or the images cannot be matched to the resize step's)."""
+    images = out.json.get("images", [])
+    if facts.get("texture_resize.images_total") != len(images):
+        return None  # a later step removed an image: indices no longer match
+    views = out.json.get("bufferViews", [])
+    heavy = sorted(((int(views[im["bufferView"]]["byteLength"]), i) for i, im in enumerate(images)
+                    if "bufferView" in im and f"texture_resize.image.{i}.px" in facts),
+                   reverse=True)
+    limits = dict(options.texture_limits)
+    saved = 0.0
+    for size, i in heavy:
+        if saved >= over * 1.1:
+            break
+        edge = int(facts[f"texture_resize.image.{i}.px"])
+        if edge // 2 >= MIN_FIT_TEXTURE_PX:
+            limits[i] = edge // 2
+            saved += size * HALVING_SAVES
+    return limits if saved else None
 
 
 def _texture_bytes(doc: Document) -> int:

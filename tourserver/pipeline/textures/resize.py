@@ -7,6 +7,11 @@ its format: a palette or greyscale PNG stays so, a JPEG stays a JPEG, a WebP sta
 (lossless) WebP. KTX2 images are left as they are: GPU block formats cannot be resampled
 without transcoding (re-encoding is `texture_encode`'s job).
 
+`limits`: (image index, largest edge) pairs under `max_px` for some images only; budget
+fitting halves the images that weigh most first (`pipeline.optimize`). Facts: `images`
+resized, `images_total` (all images, resized or not), `image.{i}.px` each resizable image's
+longest edge after the step.
+
 `intermediate=True` (the optimiser sets it when `texture_encode` follows): a resized PNG or
 WebP is written with the fastest lossless settings, since the encoder decodes and re-encodes
 it anyway (the same pixels; optimised PNG cost 0.3-0.5 s per 2048 px image, twice over in
@@ -38,6 +43,7 @@ class TextureResize:
     max_px: int = 2048  # the largest edge allowed (the phone preset's limit)
     power_of_two: bool = True  # snap each edge to a power of two (never upwards)
     intermediate: bool = False  # an encoder re-encodes every image next: store it fast
+    limits: tuple[tuple[int, int], ...] = ()  # (image index, largest edge) below max_px
     name: str = "texture-resize"
     # Resized images by (source hash, MIME type, settings): a budget's next run resizes
     # the same images again (`pipeline.optimize`). None: no cache.
@@ -47,28 +53,34 @@ class TextureResize:
         new_json = copy.deepcopy(doc.json)
         payloads: dict[int, bytes] = {}
         resized = 0
+        limits = dict(self.limits)
         for i, image in enumerate(new_json.get("images", [])):
             view = image.get("bufferView")
             mime = image.get("mimeType")
             if view is None or mime not in RESIZABLE:
                 continue
             data = doc.buffer_view_bytes(view)
-            out = self._resized(data, mime, f"{doc.source}#/images/{i}")
+            where = f"{doc.source}#/images/{i}"
+            max_px = min(self.max_px, limits.get(i, self.max_px))
+            out = self._resized(data, mime, max_px, where)
             if out is not None:
                 payloads[view] = out
                 resized += 1
+            ctx.facts[f"texture_resize.image.{i}.px"] = float(max(image_size(
+                out if out is not None else data, where)))
         ctx.add("texture_resize.images", resized)
+        ctx.facts["texture_resize.images_total"] = float(len(new_json.get("images", [])))
         if not payloads:
             return Document(new_json, doc.bin, doc.source)
         return repack(doc, new_json, payloads)
 
 
-    def _resized(self, data: bytes, mime: str, where: str) -> bytes | None:
-        key = (hashlib.sha256(data).digest(), mime, self.max_px, self.power_of_two,
+    def _resized(self, data: bytes, mime: str, max_px: int, where: str) -> bytes | None:
+        key = (hashlib.sha256(data).digest(), mime, max_px, self.power_of_two,
                self.intermediate)
         if self.cache is not None and key in self.cache:
             return self.cache[key]
-        out = resize_image(data, mime, self.max_px, where, power_of_two=self.power_of_two,
+        out = resize_image(data, mime, max_px, where, power_of_two=self.power_of_two,
                            fast=self.intermediate)
         if self.cache is not None:
             self.cache[key] = out
