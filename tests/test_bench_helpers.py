@@ -64,6 +64,13 @@ def test_a_peer_that_dropped_data_does_not_count_but_names_and_extras_do_not_mat
     assert compare_peers.comparable_peers(res) == [("no_names", 300)]
 
 
+def test_names_folded_into_instances_or_joins_count_as_moved_not_lost():
+    src = {"nodes": [{"name": n} for n in ("lamp_1", "lamp_2", "wall", "gone")]}
+    out = {"nodes": [{"name": "lamps", "extras": {"instance_names": ["lamp_1", "lamp_2"]}},
+                     {"name": "block", "extras": {"joined_names": ["wall", None]}}]}
+    assert peers.dropped(src, out) == ["node names 1/4", "node names moved to extras 3/4"]
+
+
 def test_targets_compare_bytes_time_and_each_peer_default():
     res = _result((80.0, None), 1e-4,
                   **{"gltfpack": (1500, (100.0, None), 1e-5, []),  # better textures

@@ -703,8 +703,13 @@ def _count_extras(node) -> int:
 def features(j: dict) -> dict:
     """The things peers are criticised for dropping, counted in one document."""
     prims = [p for m in j.get("meshes", []) for p in m.get("primitives", [])]
+    moved = {name for n in j.get("nodes", []) for key in ("instance_names", "joined_names")
+             for name in (n.get("extras") or {}).get(key) or [] if isinstance(name, str)}
     return {
         "node_names": {n["name"] for n in j.get("nodes", []) if n.get("name")},
+        # Names of nodes folded into an instanced or joined node, kept in its extras
+        # (`pipeline.instance`, `pipeline.join`): no longer nodes, but not lost.
+        "moved_names": moved,
         "extras": _count_extras(j),
         "animations": len(j.get("animations", [])),
         "skins": len(j.get("skins", [])),
@@ -721,8 +726,11 @@ def dropped(src_json: dict, out_json: dict) -> list[str]:
     a, b = features(src_json), features(out_json)
     lost: list[str] = []
     names = a["node_names"] - b["node_names"]
-    if names:
-        lost.append(f"node names {len(names)}/{len(a['node_names'])}")
+    moved = names & b["moved_names"]
+    if names - moved:
+        lost.append(f"node names {len(names - moved)}/{len(a['node_names'])}")
+    if moved:
+        lost.append(f"node names moved to extras {len(moved)}/{len(a['node_names'])}")
     for key, label in (("extras", "extras"), ("animations", "animations"), ("skins", "skins"),
                        ("morph_targets", "morph targets"),
                        ("point_primitives", "point primitives")):

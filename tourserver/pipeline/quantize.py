@@ -37,8 +37,9 @@ How each attribute is stored (as gltfpack does, see zeux/meshoptimizer gltf/stre
   After a simplification (the fact `simplify.error`, in scene units), the
   surface is already off by up to that error; a grid much finer than it only costs bytes.
   Positions then take the fewest bits (not below `min_position_bits`, 12) whose worst
-  rounding stays within `simplified_error_share` (a quarter) of it: 2CylinderEngine on the
-  phone preset takes 13 bits, 7 % fewer bytes, adding 14 % to its error.
+  rounding stays within `simplified_error_share` (a quarter) of it: 2CylinderEngine
+  simplified to a budget took 13 bits, 7 % fewer bytes, adding 14 % to its error; at the
+  default error bound alone (1e-4 of the diagonal) it keeps 14.
 - NORMAL / TANGENT: signed normalized bytes (shorts above 8 bits); tangents keep w.
   Morph target normal/tangent deltas stay float (allowed by the extension).
 - TEXCOORD_n: unsigned normalized shorts on a grid of 1/(2^`texcoord_bits` - 1) of the
