@@ -227,3 +227,23 @@ def test_limits_shrink_only_the_images_they_name():
     assert ctx.facts["texture_resize.image.0.px"] == 512
     assert ctx.facts["texture_resize.image.1.px"] == 128
     assert ctx.facts["texture_resize.images_total"] == 2
+
+
+def test_an_intermediate_jpeg_loses_next_to_nothing():
+    # Before an encoder a resized JPEG stays a JPEG, at full chroma and quality 100: the
+    # encoder's rule is then held against (nearly) the resized pixels themselves.
+    rng = np.random.default_rng(4)
+    noisy = np.clip(_gradient(600, 600).astype(np.int16)
+                    + rng.normal(0, 12, (600, 600, 3)), 0, 255).astype(np.uint8)
+    src = _doc_with([(_encode(Image.fromarray(noisy), "JPEG"), "image/jpeg")])
+    exact = np.asarray(Image.open(io.BytesIO(src.buffer_view_bytes(0))).convert("RGB")
+                       .resize((256, 256), Image.Resampling.BOX))
+
+    def decoded(doc):
+        image = doc.json["images"][0]
+        assert image["mimeType"] == "image/jpeg"
+        return np.asarray(Image.open(io.BytesIO(doc.buffer_view_bytes(image["bufferView"])))
+                          .convert("RGB"))
+    final, _ = run(src, TextureResize(max_px=256))
+    fast, _ = run(src, TextureResize(max_px=256, intermediate=True))
+    assert psnr(decoded(fast), exact) >= 45 > psnr(decoded(final), exact) + 3
