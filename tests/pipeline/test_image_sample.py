@@ -30,6 +30,14 @@ def test_a_large_image_is_sampled_to_a_share_of_its_pixels():
     assert sample.reference.shape == (height, width, 4)
 
 
+def test_a_sample_can_take_a_smaller_share():
+    # Near-lossless is screened on a quarter of the lossless family's 1/16 sample.
+    img = _image(2048, 2048)
+    sample = sample_of(img, rgba_pixels(img), min_pixels=256 * 256, share=64)
+    width, height = sample.image.size
+    assert width * height == 2048 * 2048 // 64 and sample.scale == 64
+
+
 def test_tiles_come_from_across_the_image_and_match_their_reference():
     # Each pixel holds its own coordinates, so every tile can be traced back.
     y, x = np.mgrid[0:1024, 0:1024]

@@ -1,13 +1,18 @@
-"""search_lowest on synthetic quality -> PSNR curves: the answer, and how many encodes."""
+"""search_lowest on synthetic quality -> PSNR curves: the answer, and how many encodes;
+what a sample is measured on."""
 
 from __future__ import annotations
 
+import io
 import math
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
-from tourserver.pipeline.textures.search import search_lowest
+from tourserver.pipeline.textures.quality import NORMAL_ANGLE, PSNR, SSIMULACRA2
+from tourserver.pipeline.textures.search import measure, per_texel, search_lowest
 
 
 def _probe_of(curve, calls: list[int]):
@@ -82,3 +87,50 @@ def test_a_search_ends_where_no_lower_quality_can_save_more_than_negligible_byte
     assert len(calls) < searched_to_the_end
     # With nothing negligible it searches to the end.
     assert search_lowest(probe, 48.0, 95, negligible=0)[1] == lowest
+
+
+def test_a_search_again_at_a_shifted_floor_starts_from_what_was_measured():
+    # After a full-size encode, the sample's curve is searched again with the floor shifted
+    # by what the whole image showed: the qualities already measured bracket the new floor,
+    # so the search takes a probe or two where one from the top takes more (SSIMULACRA2
+    # against quality: steeper than PSNR, and curved, so slopes mislead from the top).
+    def curve(q: int) -> float:
+        return 88 - 0.9 * (95 - q) - 0.004 * (95 - q) ** 2
+
+    seen: dict[int, tuple[bytes, float]] = {}
+
+    def cached(q: int) -> tuple[bytes, float]:
+        calls.append(q)
+        if q not in seen:
+            seen[q] = (bytes(q), curve(q))
+        return seen[q]
+
+    calls: list[int] = []
+    search_lowest(cached, 70.0, 95)
+    fresh: list[int] = []
+    expected = search_lowest(_probe_of(curve, fresh), 70.7, 95)
+    calls.clear()
+    known = set(seen)
+    again = search_lowest(cached, 70.7, 95, seen=dict(seen))
+    assert again == expected  # the same answer: it holds and the quality below misses
+    assert len(set(calls) - known) <= 1 and len(fresh) >= 5
+
+
+def test_a_metric_of_each_texel_is_measured_away_from_a_sample_s_seams():
+    # Errors only along the seams of a mosaic's tiles (outside `inside`): the normal angle
+    # and PSNR leave them out, as they do not reach the whole image's texels; SSIMULACRA2
+    # looks at neighbourhoods and scores the whole mosaic.
+    reference = np.full((128, 128, 4), 255, np.uint8)
+    reference[..., :3] = (128, 128, 255)
+    distorted = reference.copy()
+    distorted[::64, :, :2] = (170, 90)  # the first row of each tile, tilted
+    inside = np.zeros((128, 128), bool)
+    inside[8:56, 8:56] = inside[72:120, 72:120] = True
+    out = io.BytesIO()
+    Image.fromarray(distorted, "RGBA").save(out, format="PNG")
+    data = out.getvalue()
+    assert per_texel(PSNR) and per_texel(NORMAL_ANGLE) and not per_texel(SSIMULACRA2)
+    assert measure(data, reference, "t", 1 << 20, inside, NORMAL_ANGLE) == 0.0
+    assert measure(data, reference, "t", 1 << 20, None, NORMAL_ANGLE) < -20.0
+    assert measure(data, reference, "t", 1 << 20, inside, PSNR) == np.inf
+    assert measure(data, reference, "t", 1 << 20, inside, SSIMULACRA2) < 90.0

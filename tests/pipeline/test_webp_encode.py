@@ -12,9 +12,9 @@ from support import corpus_file
 from tourserver.ingest.images import psnr, rgba_pixels
 from tourserver.ingest.loaders import load_asset
 from tourserver.pipeline.textures import webp as webp_encode
-from tourserver.pipeline.textures.metrics import ssimulacra2
-from tourserver.pipeline.textures.quality import PSNR, SSIMULACRA2
-from tourserver.pipeline.textures.sample import TILE, _starts, sample_of
+from tourserver.pipeline.textures.metrics import normal_angle_error, ssimulacra2
+from tourserver.pipeline.textures.quality import NORMAL_ANGLE, PSNR, SSIMULACRA2
+from tourserver.pipeline.textures.sample import TILE, Sample, _starts, sample_of
 from tourserver.pipeline.textures.search import Prober, search_lowest
 from tourserver.pipeline.textures.webp import LOSSY_SAMPLE_PIXELS, WebpOptions, encode_webp
 
@@ -113,7 +113,8 @@ def test_the_sample_s_answer_is_corrected_at_full_size(inside_tiles, monkeypatch
     img = _noisy(inside_tiles)
     reference = rgba_pixels(img)
     sample = sample_of(img, reference, LOSSY_SAMPLE_PIXELS)
-    planned = webp_encode._lossy_plan(sample, 40.0, OPTIONS, "t", sharp=True)
+    planned = webp_encode._lossy_plan(webp_encode._lossy_prober(sample, OPTIONS, "t", True),
+                                      40.0, OPTIONS, "t")
     assert planned is not None
     result = encode_webp(img, reference, 40.0, OPTIONS, "t", lossless=False)
     assert result is not None and result.quality is not None
@@ -257,11 +258,12 @@ def test_a_normal_map_is_posterized_to_the_largest_step_that_holds_the_floor():
     assert len(result.data) < 0.8 * len(webp_encode.encode_lossless(img, OPTIONS))
 
 
-def test_under_another_metric_the_floor_is_its_score_and_values_are_not_posterized(
+def test_under_ssimulacra2_the_floor_is_its_score_and_values_are_not_posterized(
         monkeypatch):
-    # Posterizing is planned from its PSNR, worked out without encoding: under another
-    # metric it is no candidate, while the other lossless-coded ones still are. (A 256 px
-    # crop: small images have their lossless candidates planned at once.)
+    # Posterized values are scored on their pixels, without encoding: cheap for a metric of
+    # each texel, a whole score per step for SSIMULACRA2, where they are no candidate,
+    # while the other lossless-coded ones still are. (A 256 px crop: small images have
+    # their lossless candidates planned at once.)
     planned: list[str] = []
     for name in ("_lossless_plans", "_posterize_plan"):
         original = getattr(webp_encode, name)
@@ -279,6 +281,114 @@ def test_under_another_metric_the_floor_is_its_score_and_values_are_not_posteriz
     planned.clear()
     assert encode_webp(img, reference, 45.0, WebpOptions(metric=PSNR), "t") is not None
     assert planned == ["_lossless_plans", "_posterize_plan"]  # PSNR: it is planned
+
+
+def _angle(data: bytes, reference: np.ndarray) -> float:
+    with Image.open(io.BytesIO(data)) as decoded:
+        return normal_angle_error(reference, rgba_pixels(decoded)).p99
+
+
+def test_a_smooth_normal_map_is_not_posterized(monkeypatch):
+    # Posterized, a smooth baked normal map would show contour lines in its shading that
+    # its 99th-percentile angle cannot see: FlightHelmet's glass normal map (texel noise
+    # ~0.7 levels) masks no step, and keeps libwebp's near-lossless, which leaves smooth
+    # texels as they are.
+    img = _corpus_png("FlightHelmet_Materials_GlassPlasticMat_Normal.png")
+    reference = rgba_pixels(img)
+    assert webp_encode.unbanded_step(reference) < min(webp_encode.POSTERIZE_STEPS)
+    result = encode_webp(img, reference, -4.0, WebpOptions(metric=NORMAL_ANGLE), "t")
+    assert result is not None and result.posterize is None
+    assert result.metric == "normal_p99_deg"
+    assert _angle(result.data, reference) <= 4.0
+
+
+def test_a_flat_normal_map_lossy_holds_cheaply_is_not_posterized():
+    # The barn lamp's normal map (1024 px, mostly flat): lossy holds 4 degrees at q95;
+    # posterized values would be smaller, but would band its gentle bumps.
+    with Image.open(corpus_file("AnisotropyBarnLamp/AnisotropyBarnLamp_normalbump.png")
+                    ) as source:
+        img = source.convert("RGB")
+    reference = rgba_pixels(img)
+    result = encode_webp(img, reference, -4.0, WebpOptions(metric=NORMAL_ANGLE), "t")
+    assert result is not None and result.posterize is None
+    assert _angle(result.data, reference) <= 4.0
+
+
+def test_a_noisy_normal_map_is_posterized_within_its_noise(monkeypatch):
+    # Where a normal map's own texel noise is at least half the step, posterizing is lost
+    # in it (as dithering is): scored on its pixels without encoding, one lossless encode,
+    # and near-lossless's full-size encode (3.7 s for a 2048 px map) is never made.
+    img = _noisy_normals(512)  # noise of 5 levels
+    reference = rgba_pixels(img)
+    masked = webp_encode.unbanded_step(reference)
+    assert 8 <= masked <= 12
+    sizes = _full_size_near_lossless(monkeypatch)
+    result = encode_webp(img, reference, -4.0, WebpOptions(metric=NORMAL_ANGLE), "t")
+    assert result is not None and result.posterize is not None
+    assert result.posterize <= masked
+    with Image.open(io.BytesIO(result.data)) as decoded:
+        assert np.array_equal(rgba_pixels(decoded),
+                              rgba_pixels(webp_encode.posterize(img, result.posterize)))
+    angle = _angle(result.data, reference)
+    assert angle <= 4.0 and -result.score == pytest.approx(angle)
+    assert img.size not in sizes
+
+
+def _noisy_normals(size: int) -> Image.Image:
+    """A bumpy surface's normal map with sensor-like noise: lossy cannot hold 4 degrees."""
+    rng = np.random.default_rng(12)
+    y, x = np.mgrid[0:size, 0:size] / size
+    dx, dy = 0.4 * np.cos(9 * x) * np.sin(7 * y), 0.4 * np.sin(5 * x + 3 * y)
+    normals = np.stack([-dx, -dy, np.ones_like(dx)], -1)
+    normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
+    pixels = (normals + 1) * 127.5 + rng.normal(0, 5, normals.shape)
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+
+
+def test_near_lossless_screened_out_is_not_estimated_on_the_whole_sample(monkeypatch):
+    # Near-lossless's start level is estimated first on a quarter of the sample (1/64 of a
+    # 2048 px map, 0.1 s, where the 1/16 sample costs 0.3 s): well over the posterized
+    # values' estimate there, it goes no further. (Here a 1024 px map, with the screen
+    # lowered to its 256 px sample.)
+    monkeypatch.setattr(webp_encode, "NEAR_LOSSLESS_SCREEN_PIXELS", 256 * 256)
+    img = _noisy_normals(1024)
+    sizes = _full_size_near_lossless(monkeypatch)
+    result = encode_webp(img, rgba_pixels(img), -4.0, WebpOptions(metric=NORMAL_ANGLE), "t")
+    assert result is not None and result.posterize is not None
+    assert sizes == [(128, 128)]  # the screen only: not the 256 px sample, nor the image
+
+
+@pytest.mark.parametrize("metric, floor", [(PSNR, 30.0), (SSIMULACRA2, 60.0),
+                                           (NORMAL_ANGLE, -12.0)])
+def test_each_result_names_the_metric_it_was_measured_by(metric, floor):
+    # The encoder names what its score is: the facts and the report take it from there.
+    img = _corpus_png("FlightHelmet_Materials_GlassPlasticMat_Normal.png").crop(
+        (0, 0, 256, 256))
+    reference = rgba_pixels(img)
+    for lossless in (True, False):  # the lossless-coded family, then lossy alone
+        result = encode_webp(img, reference, floor, WebpOptions(metric=metric), "t",
+                             lossless=lossless)
+        assert result is not None and result.metric == metric.name
+        with Image.open(io.BytesIO(result.data)) as decoded:
+            assert metric.score(rgba_pixels(decoded), reference) == pytest.approx(
+                result.score)
+
+
+def test_a_perceptual_metric_s_first_full_size_guess_aims_above_the_floor():
+    # SSIMULACRA2 scores a sample's whole mosaic, seams included, above the whole image: the
+    # first full-size encode aims higher on a 1/16 sample, less on a 1/4 one; a metric of
+    # each texel is measured inside the tiles and aims at the floor itself.
+    img = Image.new("RGB", (64, 64))
+    reference = rgba_pixels(img)
+    sixteenth, quarter, whole = (Sample(img, reference, scale) for scale in (16.0, 4.0, 1.0))
+    step = SSIMULACRA2.step
+    assert webp_encode._optimism(sixteenth, SSIMULACRA2) == pytest.approx(
+        webp_encode.SAMPLE_OPTIMISM * step)
+    assert webp_encode._optimism(quarter, SSIMULACRA2) == pytest.approx(
+        webp_encode.SAMPLE_OPTIMISM * step / 2)
+    assert webp_encode._optimism(whole, SSIMULACRA2) == 0.0
+    assert webp_encode._optimism(sixteenth, PSNR) == 0.0
+    assert webp_encode._optimism(sixteenth, NORMAL_ANGLE) == 0.0
 
 
 @pytest.mark.parametrize("name", ["FlightHelmet_Materials_GlassPlasticMat_Normal.png",

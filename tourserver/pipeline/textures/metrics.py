@@ -473,14 +473,28 @@ def normal_angle_error(reference: np.ndarray, distorted: np.ndarray) -> AngleErr
         raise ValueError(f"image shapes differ: {reference.shape} and {distorted.shape}")
     if reference.ndim != 3 or reference.shape[2] not in (3, 4):
         raise ValueError(f"expected H x W x 3 or H x W x 4 pixels, got {reference.shape}")
-    ref, dist = _normal_vectors(reference), _normal_vectors(distorted)
+    (ax, ay, az), (bx, by, bz) = _normal_vectors(reference), _normal_vectors(distorted)
     # atan2(|a x b|, a . b) stays exact for small angles, where acos of a dot product does not
-    # (lengths cancel: no need to normalise first).
-    (ax, ay, az), (bx, by, bz) = ref, dist
-    cross = _squared_length(np.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx]))
-    angles = np.degrees(np.arctan2(np.sqrt(cross), ax * bx + ay * by + az * bz))
-    angles[_squared_length(dist) < _MIN_NORMAL_LENGTH ** 2] = 180.0
-    measured = _squared_length(ref) >= _MIN_NORMAL_LENGTH ** 2
+    # (lengths cancel: no need to normalise first). Worked in place: a 2048 px map is 4M
+    # texels, and each temporary costs as much as the arithmetic.
+    term = ay * bz
+    term -= az * by
+    cross = term * term
+    np.multiply(az, bx, out=term)
+    term -= ax * bz
+    term *= term
+    cross += term
+    np.multiply(ax, by, out=term)
+    term -= ay * bx
+    term *= term
+    cross += term
+    np.sqrt(cross, out=cross)
+    dot = ax * bx
+    dot += ay * by
+    dot += az * bz
+    angles = np.degrees(np.arctan2(cross, dot, out=cross), out=cross)
+    angles[_squared_length(bx, by, bz) < _MIN_NORMAL_LENGTH ** 2] = 180.0
+    measured = _squared_length(ax, ay, az) >= _MIN_NORMAL_LENGTH ** 2
     if not measured.all():
         angles = angles[measured]
     if not angles.size:
@@ -495,11 +509,14 @@ _DECODE_NORMAL = (np.arange(256) * (2.0 / 255.0) - 1.0).astype(np.float32)
 _DECODE_NORMAL.setflags(write=False)
 
 
-def _normal_vectors(pixels: np.ndarray) -> np.ndarray:
-    """3 x N components of the vectors in a normal map's RGB, as 2 * v / 255 - 1."""
-    return _DECODE_NORMAL[np.moveaxis(pixels[..., :3], 2, 0)].reshape(3, -1)
+def _normal_vectors(pixels: np.ndarray) -> list[np.ndarray]:
+    """The x, y and z components (flat float32) of the vectors in a normal map's RGB, as
+    2 * v / 255 - 1: one lookup per channel."""
+    return [np.take(_DECODE_NORMAL, pixels[..., k]).ravel() for k in range(3)]
 
 
-def _squared_length(vectors: np.ndarray) -> np.ndarray:
-    x, y, z = vectors
-    return x * x + y * y + z * z
+def _squared_length(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    length = x * x
+    length += y * y
+    length += z * z
+    return length

@@ -44,12 +44,12 @@ class Sample:
 
 
 def sample_of(image: Image.Image, reference: np.ndarray,
-              min_pixels: int = SAMPLE_MIN_PIXELS) -> Sample:
+              min_pixels: int = SAMPLE_MIN_PIXELS, share: int = SAMPLE_SHARE) -> Sample:
     """A mosaic of TILE px tiles on an even grid over `image` (any mode Pillow can turn into
-    an array), with the matching tiles of `reference` (H x W x 4): 1/SAMPLE_SHARE of the
+    an array), with the matching tiles of `reference` (H x W x 4): 1/`share` of the
     pixels, at least `min_pixels`. Images under twice that are their own sample."""
     width, height = image.size
-    target = _target(width, height, min_pixels, TILE)
+    target = _target(width, height, min_pixels, TILE, share)
     if target is None:
         return Sample(image, reference, 1.0)
     tiles = target / (TILE * TILE)
@@ -59,10 +59,11 @@ def sample_of(image: Image.Image, reference: np.ndarray,
     return _mosaic(image, reference, corners, across, TILE)
 
 
-def _target(width: int, height: int, min_pixels: int, tile: int) -> int | None:
-    """A sample's pixels: 1/SAMPLE_SHARE of the image's, at least `min_pixels`; None when
-    the image should be its own sample (under twice that, or under two tiles across)."""
-    target = max(min_pixels, width * height // SAMPLE_SHARE)
+def _target(width: int, height: int, min_pixels: int, tile: int,
+            share: int = SAMPLE_SHARE) -> int | None:
+    """A sample's pixels: 1/`share` of the image's, at least `min_pixels`; None when the
+    image should be its own sample (under twice that, or under two tiles across)."""
+    target = max(min_pixels, width * height // share)
     if width * height < 2 * target or width < 2 * tile or height < 2 * tile:
         return None
     return target

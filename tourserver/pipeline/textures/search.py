@@ -10,13 +10,13 @@ is always a measured one, never assumed.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from tourserver.ingest.images import decode_image, rgba_pixels
-from tourserver.pipeline.textures.quality import PSNR, Metric
+from tourserver.pipeline.textures.quality import NORMAL_ANGLE, PSNR, Metric
 
 # dB of PSNR per quality step just below libwebp's top qualities, for the first guess down
 # from the top (corpus textures: 0.3-0.6 there; the curve flattens further down, where
@@ -31,32 +31,42 @@ class Encoded:
 
     data: bytes
     mime: str
-    score: float  # the metric's score against the source pixels (PSNR: inf when lossless)
+    score: float  # the metric's score against the source pixels (inf: identical pixels)
     quality: int | None  # lossy quality; None when lossless, near-lossless (or KTX2)
     near_lossless: int | None = None  # libwebp near-lossless level, when that won
     palette: int | None = None  # colours, when a reduced palette (lossless-coded) won
     posterize: float | None = None  # the step, when posterized values (lossless-coded) won
-    metric: str = "psnr"  # what `score` is (`quality.Metric.name`)
+    # What `score` is (`quality.Metric.name`), named by the encoder that took it: the one
+    # it was held to, or the one it could measure (basisu: PSNR).
+    metric: str = field(kw_only=True)
 
 
 def measure(data: bytes, reference: np.ndarray, where: str, max_pixels: int,
             inside: np.ndarray | None = None, metric: Metric = PSNR) -> float:
-    """The `metric`'s score of encoded `data` against the `reference` RGBA pixels. PSNR
-    counts only the pixels `inside` marks, when given; a perceptual metric looks at
-    neighbourhoods, so it scores the whole image (a sample's margins included)."""
+    """The `metric`'s score of encoded `data` against the `reference` RGBA pixels. A
+    metric of each texel on its own (PSNR, the normal angle) counts only the pixels `inside`
+    marks, when given; a perceptual metric looks at neighbourhoods, so it scores the whole
+    image (a sample's margins included)."""
     with decode_image(data, where, max_pixels) as decoded:
         pixels = rgba_pixels(decoded)
-    if inside is None or metric is not PSNR:
+    if inside is None or not per_texel(metric):
         return metric.score(pixels, reference)
     return metric.score(pixels[inside][None], reference[inside][None])
+
+
+def per_texel(metric: Metric) -> bool:
+    """Whether `metric` scores each texel on its own (so that a sample's seams can be left
+    out of it): PSNR and the normal angle do, SSIMULACRA2 does not."""
+    return metric is PSNR or metric is NORMAL_ANGLE
 
 
 Probe = Callable[[int], tuple[bytes, float]]
 
 
 class Prober:
-    """quality -> (bytes, PSNR, over the pixels `inside` marks when given): encodes and
-    measures each quality once (cached), so searches that revisit a quality cost nothing."""
+    """quality -> (bytes, score; a metric of each texel over the pixels `inside` marks,
+    when given): encodes and measures each quality once (cached), so searches that revisit
+    a quality cost nothing."""
 
     def __init__(self, encode: Callable[[int], bytes], reference: np.ndarray, where: str,
                  max_pixels: int, inside: np.ndarray | None = None,
@@ -64,7 +74,7 @@ class Prober:
         self._encode, self._reference, self._where = encode, reference, where
         self._max_pixels, self._inside, self._metric = max_pixels, inside, metric
         # Every probe scores against one reference: prepare it once (see Metric.prepare).
-        self._score = metric.prepare(reference) if inside is None or metric is not PSNR \
+        self._score = metric.prepare(reference) if inside is None or not per_texel(metric) \
             else None
         self._seen: dict[int, tuple[bytes, float]] = {}
 
@@ -81,12 +91,14 @@ class Prober:
         return self._seen[quality]
 
     def measured(self) -> dict[int, tuple[bytes, float]]:
-        """Every quality encoded so far, with its bytes and PSNR."""
+        """Every quality encoded so far, with its bytes and score."""
         return dict(self._seen)
 
 
 def search_lowest(probe: Probe, floor: float, max_quality: int,
-                  negligible: int = 0, step: float = 1.0) -> tuple[bytes, int, float] | None:
+                  negligible: int = 0, step: float = 1.0,
+                  seen: Mapping[int, tuple[bytes, float]] | None = None,
+                  ) -> tuple[bytes, int, float] | None:
     """(bytes, quality, score) at the lowest quality in 0..max_quality whose decoded pixels
     hold `floor`, as `probe` measures them; None when even max_quality misses it. `step`:
     the metric's `Metric.step` (1 for PSNR in dB).
@@ -99,12 +111,23 @@ def search_lowest(probe: Probe, floor: float, max_quality: int,
     halve it is followed by a bisection. 3-5 encodes where a binary search over 0..95
     needs 8. It also ends once the lowest hit is at most `negligible` bytes over the
     highest miss: no quality between them saves more (bytes shrink with the quality,
-    near enough)."""
+    near enough). `seen`: qualities `probe` measured already (`Prober.measured`), which
+    start the search where they bracket the floor (a search again at a shifted floor
+    costs 1-2 probes, not 4-5)."""
     data, value = probe(max_quality)
     if value < floor:
         return None
     hits = [(max_quality, value, data)]  # every hit, lowest quality last
-    miss: tuple[int, float, int] | None = None  # the highest miss: quality, PSNR, bytes
+    miss: tuple[int, float, int] | None = None  # the highest miss: quality, score, bytes
+    known = seen or {}
+    for q in sorted(known, reverse=True):
+        if q >= max_quality:
+            continue
+        known_data, known_value = known[q]
+        if known_value < floor:
+            miss = (q, known_value, len(known_data))
+            break  # below the highest miss, nothing is searched
+        hits.append((q, known_value, known_data))
     bisect = False
     while True:
         hi, hi_value, hi_data = hits[-1]

@@ -1,15 +1,32 @@
-"""The smallest WebP encoding of an image that holds a PSNR floor.
+"""The smallest WebP encoding of an image that holds a floor on its metric (`quality`:
+SSIMULACRA2, PSNR or the normal angle).
 
 Candidates: lossy (quality searched), and for sources that are not JPEG, lossless,
 near-lossless (level searched), a reduced palette coded losslessly (colours searched) and
 posterized values coded losslessly (step searched). Every choice is made on a sample of
-the image (`image_sample`): each
-candidate's setting and its bytes, scaled to the image. Then the candidates are encoded
-at full size in order of those estimates, each measured there and corrected (up where
-the sample was optimistic, down where it was cautious and the saving is worth another
-encode); the first that holds wins, unless the sample measured a smaller one exactly. So
-an image costs one or two full-size encodes, not the ~5 of a search; the result is always
-measured on the whole image.
+the image (`image_sample`): each candidate's setting and its bytes, scaled to the image.
+Then the candidates are encoded at full size in order of those estimates, each measured
+there and corrected (up where the sample was optimistic, down where it was cautious and
+the saving is worth another encode); the first that holds wins, unless the sample measured
+a smaller one exactly. So an image costs one or two full-size encodes, not the ~5 of a
+search; the result is always measured on the whole image.
+
+Where the time goes, and what keeps it down (one image at a time, 2048 px textures of the
+generated bench scenes and DamagedHelmet): a full-size lossy encode costs ~0.45 s and its
+measure (decode, SSIMULACRA2) ~0.5 s; a sample probe ~0.05 s.
+- Colour (SSIMULACRA2): the sample reads above the whole image, so the first full-size
+  encode aims above the floor (`SAMPLE_OPTIMISM`) and usually holds: one or two full-size
+  encodes where there were two or three (1.0-2.7 s an image, from 1.0-3.6 s). A search
+  again at a shifted floor starts from what the sample measured (`search_lowest(seen=)`).
+- Normal maps: posterized values, scored by their angle on the pixels without encoding,
+  held 4 degrees 14-56 % smaller than near-lossless, whose full-size encode alone takes
+  3.7 s (libvips, at any effort): one lossless encode, ~1.1 s. But on a smooth map the
+  angle cannot see the contour lines posterizing draws in its shading, so a step is only
+  taken where the map's own texel noise masks it (`unbanded_step`): the bench's scanned
+  maps, not FlightHelmet's baked ones, which stay near-lossless (libwebp's leaves smooth
+  texels alone). Near-lossless is screened on a quarter of its sample before it is
+  estimated.
+- Packed data (PSNR): posterized values as before; the lossless encode (~1.1 s) dominates.
 
 Lossy WebP is encoded from pixels converted once by `sharp_yuv` (the same least-squares
 conversion as libwebp's sharp RGB->YUV option, which would cost ~0.3 s per megapixel in
@@ -17,7 +34,8 @@ every encode): it keeps colour edges through 4:2:0 (FlightHelmet's colour textur
 40 dB 1.5-26 % smaller than plainly converted on four of five, 8 % larger on one;
 DamagedHelmet's normal map holds 45 dB at all). Grey images skip it: their chroma is
 flat. Alpha is coded losslessly once per image and joined to each colour-only encode
-(`webp_container`). Near-lossless needs libvips (Pillow has no option for it).
+(`webp_container`). Near-lossless needs libvips (Pillow has no option for it). Every
+result names the metric its score is (`Encoded.metric`).
 """
 
 from __future__ import annotations
@@ -36,13 +54,14 @@ except (ImportError, OSError):  # no libvips: Pillow's lossy WebP, no near-lossl
     pyvips = None
 
 from tourserver.ingest.images import psnr
-from tourserver.pipeline.textures.quality import PSNR, Metric
+from tourserver.pipeline.textures.quality import NORMAL_ANGLE, PSNR, Metric
 from tourserver.pipeline.textures.sample import Sample, activity_sample, sample_of, tile_activity
 from tourserver.pipeline.textures.search import (
     Encoded,
     Probe,
     Prober,
     measure,
+    per_texel,
     search_lowest,
 )
 from tourserver.pipeline.textures.sharp_yuv import sharp_rgb
@@ -66,6 +85,12 @@ NEAR_LOSSLESS_START = 40  # usually the smallest level; PSNR rises with the leve
 NEAR_LOSSLESS_STEP_DB = 1.5
 NEAR_LOSSLESS_SAMPLE_PIXELS = 128 * 128
 NEAR_LOSSLESS_MIN_GAIN = 0.05  # of lossless's bytes on the same sample
+# Near-lossless is screened on a quarter of samples this large (`_near_lossless_screened_out`)
+# and left out where the screen puts it this share over the bytes to beat (on the seven
+# 2048 px data and normal maps of the bench scenes and DamagedHelmet, the 256 px screen's
+# estimate was within 4.5 % of the 512 px sample's).
+NEAR_LOSSLESS_SCREEN_PIXELS = 512 * 512
+NEAR_LOSSLESS_SCREEN_MARGIN = 0.1
 # A full-size near-lossless encode costs ~3x a lossless one (0.45-0.6 s against 0.15-0.2
 # s for a 512 px texture), and only one candidate is confirmed: near-lossless goes first
 # only where the sample expects it to be this share smaller than the next candidate
@@ -77,11 +102,13 @@ NEAR_LOSSLESS_RANK_PENALTY = 0.05
 # the fewest of these that does, coded losslessly, is a candidate too (as pngquant does for
 # PNG). Photographs miss the floor even at 256 and cost a few milliseconds to rule out.
 PALETTE_SIZES = (2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
-# Data textures (normal, ORM) at 45 dB: every colour value rounded to a multiple of a step
-# (as pngquant's --posterize), coded losslessly. The floor's error budget spread evenly
-# over all pixels codes 8-25 % smaller than libwebp's near-lossless on half of
-# FlightHelmet's data textures, and its error is known before encoding (no decode), so a
-# candidate costs one lossless encode, a third of a near-lossless one. Largest first.
+# Data textures (normal, ORM): every colour value rounded to a multiple of a step (as
+# pngquant's --posterize), coded losslessly. The floor's error budget spread evenly over
+# all pixels codes 8-25 % smaller than libwebp's near-lossless on half of FlightHelmet's
+# data textures at 45 dB, and on every data and normal map of the corpus and bench scenes
+# at the default level (normal maps at 4 degrees: 37-56 % smaller, the noisy ones 14 %).
+# Its score is known before encoding (no decode), so a candidate costs one lossless encode,
+# a third of a near-lossless one (at 2048 px, 1.1 s against 3.7 s). Largest first.
 POSTERIZE_STEPS = (16, 12, 10, 8, 7, 6, 5.5, 5, 4.5, 4, 3.5, 3, 2.5, 2)
 # Lossy settings are chosen on a sample of at least this many pixels: a 256 px mosaic of a
 # 512 px texture put a colour texture's quality 4 steps too low, and encodes up to 512 px
@@ -98,14 +125,30 @@ LOSSY_MARGIN = 8
 LOSSY_QUICK_PIXELS = 128 * 128
 LOSSY_OUT_OF_REACH_DB = 4.0
 # A lower quality is tried at full size when the sample says it saves this share and this
-# many bytes per megapixel of the image (a full-size encode costs ~0.17 s per megapixel).
+# many bytes per megapixel of the image (a full-size encode and measure cost ~0.23 s per
+# megapixel)...
 LOWER_MIN_SAVING = 0.04
 LOWER_MIN_BYTES_PER_MP = 4096
+# ...or, on images up to CHEAP_PIXELS, this share of its bytes: a texture with few bytes
+# per megapixel saves few bytes by the megapixel however large its share (Fox's only
+# texture: q31 holds SSIMULACRA2 70 in 11 % fewer bytes than q39, 2.6 KB for its megapixel).
+LOWER_LARGE_SHARE = 0.1
 # Sharp YUV buys ~4-25 % of a colour texture's lossy bytes for one conversion of ~0.1 s
 # per megapixel. Below this many bytes per megapixel at the top quality (on the sample)
 # that saving is under the exchange rate LOWER_MIN_BYTES_PER_MP sets, so it is not used:
 # DamagedHelmet's mostly black emissive map, 17 KB.
 SHARP_MIN_BYTES_PER_MP = 64 * 1024
+# A perceptual metric scores a lossy sample's whole mosaic, seams included, and reads it
+# above the whole image at the same quality: SSIMULACRA2 by a median 1.8 points on 1/16
+# samples (2048 px textures), 0.9 on 1/4 samples (1024 px; from 4 above to 23 below, one
+# image to another). The first full-size encode aims this many metric steps above the
+# floor on a 1/16 sample, in proportion to log2 of the share below that (0.6 steps at 1/4),
+# so that it holds more often: a miss costs another full-size encode and measure (~1 s at
+# 2048 px). Replayed on measured curves (every quality, sample and whole image) of 44
+# textures and 1024 px quarters of them: 94 -> 65 full-size encodes, the search's time
+# -26 %, bytes -1.6 % (at very-high, 18 textures: -3 % time, -0.4 % bytes; 1.0 suits that
+# level a little better, 1.25 the default one).
+SAMPLE_OPTIMISM = 1.25
 # Down from a full-size hit, a quality the shifted sample puts this far under the floor
 # is still tried (a full-size miss there costs one encode; the floor always holds).
 DOWN_SLACK_DB = 0.1
@@ -148,28 +191,43 @@ def encode_lossless(image: Image.Image, opts: WebpOptions) -> bytes:
 def encode_webp(image: Image.Image, reference: np.ndarray, floor: float, opts: WebpOptions,
                 where: str, *, lossless: bool = True,
                 limit: int | None = None) -> Encoded | None:
-    """The smallest WebP of `image` (RGB or RGBA) whose decoded pixels hold `floor` dB in
-    every channel of `reference`, and under `limit` bytes when given; None if none does.
+    """The smallest WebP of `image` (RGB or RGBA) whose decoded pixels hold `floor` on
+    `opts.metric` against `reference`, and under `limit` bytes when given; None if none
+    does.
     `lossless`: also consider lossless and near-lossless (not worth it for decoded JPEGs,
     whose noise codes 3-5x larger losslessly than the JPEG)."""
     grey = _is_grey(reference)
     # Grey images have flat chroma: sharp YUV would give them the same bytes.
+    sharp = not grey
     lossy = None
     pixels = image.width * image.height
     # Large enough for a quick out-of-reach probe: both lossy samples rank the same tiles,
     # so their activity is computed once. (Smaller images are searched as cheaply.)
     activity = (tile_activity(reference, LOSSY_TILE) if pixels > 4 * LOSSY_QUICK_PIXELS
                 else None)
-    if activity is None or not _lossy_out_of_reach(image, reference, floor, opts, where,
-                                                   not grey, activity):
+    quick = None
+    if activity is not None:
+        quick = _lossy_prober(activity_sample(image, reference, LOSSY_QUICK_PIXELS,
+                                              LOSSY_TILE, LOSSY_MARGIN, activity),
+                              opts, where, sharp)
+    if quick is None or not _lossy_out_of_reach(quick, floor, opts):
         sample = activity_sample(image, reference, LOSSY_SAMPLE_PIXELS, LOSSY_TILE,
                                  LOSSY_MARGIN, activity)
-        lossy = _lossy_plan(sample, floor, opts, where, sharp=not grey)
+        # From 2048 px up both samples are 1/16 of the image: the same tiles, probed once.
+        probed = (quick if quick is not None and quick.sample.scale == sample.scale
+                  else _lossy_prober(sample, opts, where, sharp))
+        lossy = _lossy_plan(probed, floor, opts, where)
     plans = [lossy] if lossy is not None else []
     costly = lossy is None or lossy.estimate * 8 > NEAR_LOSSLESS_BPP * pixels
     later = lossless and not (costly or pixels <= NEAR_LOSSLESS_SMALL_PIXELS)
     if lossless and not later:
         plans += _lossless_plans(image, reference, floor, opts, where, plans)
+    elif later and per_texel(opts.metric):
+        # Posterized values cost one sample encode (see `_lossless_plans`): smooth data and
+        # normal maps that lossy holds cheaply can code smaller still (the barn lamp's
+        # normal map: 7.1 KB posterized, 12.7 KB lossy).
+        posterized = _posterize_plan(_lossless_sample(image, reference), floor, opts)
+        plans += [posterized] if posterized is not None else []
     best = _first_that_holds(plans, image, reference, floor, opts, where, limit)
     if best is None and later:
         # Lossy held on the sample but not at full size: the lossless candidates after all.
@@ -178,18 +236,11 @@ def encode_webp(image: Image.Image, reference: np.ndarray, floor: float, opts: W
     return best
 
 
-def _lossy_out_of_reach(image: Image.Image, reference: np.ndarray, floor: float,
-                        opts: WebpOptions, where: str, sharp: bool,
-                        activity: np.ndarray) -> bool:
-    """Whether a small activity sample misses the floor at the top quality by so much
-    that lossy cannot hold it on the whole image: decided for the cost of a 128 px
-    encode, before the 512 px sample is made and probed (50-100 ms). `activity`: the
-    image's `tile_activity`."""
-    quick = activity_sample(image, reference, LOSSY_QUICK_PIXELS, LOSSY_TILE, LOSSY_MARGIN,
-                            activity)
-    data = _lossy_encoder(quick.image, opts, sharp)(opts.max_quality)
-    value = measure(data, quick.reference, where, opts.max_pixels, quick.inside,
-                    opts.metric)
+def _lossy_out_of_reach(quick: _SampleProbe, floor: float, opts: WebpOptions) -> bool:
+    """Whether a small activity sample (`quick`) misses the floor at the top quality by so
+    much that lossy cannot hold it on the whole image: decided for the cost of a 128 px
+    encode, before the 512 px sample is made and probed (50-100 ms)."""
+    value = quick.probe(opts.max_quality)[1]
     return value < floor - LOSSY_OUT_OF_REACH_DB * opts.metric.step
 
 
@@ -223,16 +274,16 @@ def _lossless_plans(image: Image.Image, reference: np.ndarray, floor: float,
     local to each pixel's neighbourhood, so a small sample measures it well, and
     libwebp's near-lossless pass costs 5x less on a quarter of the pixels (0.017 s at
     128 px against 0.085 s at 256 px)."""
-    if image.width * image.height <= NEAR_LOSSLESS_SMALL_PIXELS:
-        sample = Sample(image, reference, 1.0)  # small flat images sample poorly
-    else:
-        sample = sample_of(image, reference, NEAR_LOSSLESS_SAMPLE_PIXELS)
+    sample = _lossless_sample(image, reference)
     exact = encode_lossless(sample.image, opts)
     plans = [_Plan(len(exact) * sample.scale, "lossless", None,
-                   Encoded(exact, WEBP, np.inf, None) if sample.whole else None)]
+                   Encoded(exact, WEBP, np.inf, None, metric=opts.metric.name)
+                   if sample.whole else None)]
     palette = _palette_plan(sample, floor, opts, where)
-    # Posterizing is planned from its PSNR, worked out without encoding: PSNR floors only.
-    posterized = _posterize_plan(sample, floor, opts) if opts.metric is PSNR else None
+    # Posterized values are scored on their pixels, without encoding: planned under the
+    # metrics of each texel, which score them cheaply (PSNR from value pairs, the normal
+    # angle); SSIMULACRA2 would cost a score per step, and lossy or a palette wins there.
+    posterized = _posterize_plan(sample, floor, opts) if per_texel(opts.metric) else None
     cheaper = [p for p in (palette, posterized)
                if p is not None and p.estimate < plans[0].estimate]
     if opts.near_lossless and pyvips is not None:
@@ -241,7 +292,9 @@ def _lossless_plans(image: Image.Image, reference: np.ndarray, floor: float,
         beat = min(p.estimate for p in [*others, *plans, *cheaper])
         if not sample.whole:
             beat /= 1 + NEAR_LOSSLESS_RANK_PENALTY
-        near = _near_lossless_plan(sample, floor, opts, where, beat=beat)
+        near = None
+        if not _near_lossless_screened_out(image, reference, sample, beat, opts):
+            near = _near_lossless_plan(sample, floor, opts, where, beat=beat)
         # Where adjusting pixels hardly helps on the sample, it does not at full size
         # either (Fox: 0.3 % on the sample, 17 % larger at full size): not worth an encode.
         # (On a whole image the sizes are exact: the smaller simply wins.)
@@ -249,6 +302,29 @@ def _lossless_plans(image: Image.Image, reference: np.ndarray, floor: float,
         if near is not None and near.estimate < (1 - gain) * plans[0].estimate:
             plans.append(near)
     return plans + cheaper
+
+
+def _lossless_sample(image: Image.Image, reference: np.ndarray) -> Sample:
+    if image.width * image.height <= NEAR_LOSSLESS_SMALL_PIXELS:
+        return Sample(image, reference, 1.0)  # small flat images sample poorly
+    return sample_of(image, reference, NEAR_LOSSLESS_SAMPLE_PIXELS)
+
+
+def _near_lossless_screened_out(image: Image.Image, reference: np.ndarray, sample: Sample,
+                                beat: float, opts: WebpOptions) -> bool:
+    """Whether near-lossless's start level, estimated on a sample of a quarter the pixels,
+    comes out well over `beat`: then it is not estimated on `sample` at all (its start
+    level costs 0.26-0.31 s on the 512 px sample of a 2048 px texture, 0.1 s on the 256 px
+    one). Only for samples of NEAR_LOSSLESS_SCREEN_PIXELS and more: on the 128 px sample of
+    a 1024 px flat normal map (the barn lamp's) the estimate was 25 % under the 256 px
+    sample's."""
+    pixels = sample.image.width * sample.image.height
+    if sample.whole or pixels < NEAR_LOSSLESS_SCREEN_PIXELS:
+        return False
+    screen = sample_of(image, reference, pixels // 4,
+                       share=round(4 * image.width * image.height / pixels))
+    near = _near_lossless_encoder(screen.image, opts)(NEAR_LOSSLESS_START)
+    return len(near) * screen.scale > (1 + NEAR_LOSSLESS_SCREEN_MARGIN) * beat
 
 
 def posterize(image: Image.Image, step: float) -> Image.Image:
@@ -295,18 +371,88 @@ class _PosterizeError:
         return worst
 
 
+def _posterize_scorer(image: Image.Image, reference: np.ndarray,
+                      metric: Metric) -> Callable[[float], float]:
+    """step -> the `metric`'s score of `image` posterized at that step against
+    `reference`: no encode is needed, as the posterized pixels are coded losslessly. PSNR
+    from value pairs (`_PosterizeError`); any other metric scores the posterized pixels."""
+    if metric is PSNR:
+        return _PosterizeError(image, reference)
+    score = metric.prepare(reference)
+    pixels = np.asarray(image)
+    rgba = np.empty(reference.shape, np.uint8)
+    rgba[..., 3] = pixels[..., 3] if pixels.shape[2] == 4 else 255
+
+    def at(step: float) -> float:
+        np.take(_posterized_values(step), pixels[..., :3], out=rgba[..., :3])
+        return score(rgba)
+    return at
+
+
 def _posterize_plan(sample: Sample, floor: float, opts: WebpOptions) -> _Plan | None:
-    """The largest step whose posterized sample holds the floor (its error is measured on
-    the pixels, without encoding), and its lossless bytes."""
-    error = _PosterizeError(sample.image, sample.reference)
-    for step in POSTERIZE_STEPS:
-        value = error(step)
+    """The largest step whose posterized sample holds the floor (its score is measured on
+    the pixels, without encoding), and its lossless bytes. PSNR's scores cost next to
+    nothing: every step is tried from the largest; another metric's steps are bisected
+    (scores fall as steps grow)."""
+    score = _posterize_scorer(sample.image, sample.reference, opts.metric)
+    steps: tuple[float, ...] = POSTERIZE_STEPS
+    if opts.metric is NORMAL_ANGLE:
+        steps = tuple(s for s in steps if s <= unbanded_step(sample.reference))
+        if not steps:
+            return None
+    found = _largest_step(score, floor, opts.metric is PSNR, steps)
+    if found is None:
+        return None
+    step, value = found
+    data = encode_lossless(posterize(sample.image, step), opts)
+    result = Encoded(data, WEBP, value, None, posterize=step, metric=opts.metric.name) \
+        if sample.whole else None
+    return _Plan(len(data) * sample.scale, "posterize", step, result)
+
+
+def _largest_step(score: Callable[[float], float], floor: float, every: bool,
+                  steps: tuple[float, ...] = POSTERIZE_STEPS) -> tuple[float, float] | None:
+    """(step, score) of the largest of `steps` (largest first) whose score holds the
+    floor: the first that does from the largest (`every`), or by bisection; None when none
+    does."""
+    if every:
+        for step in steps:
+            value = score(step)
+            if value >= floor:
+                return step, value
+        return None
+    lo, hi = 0, len(steps) - 1  # steps from the largest down
+    held = score(steps[hi])
+    if held < floor:
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        value = score(steps[mid])
         if value >= floor:
-            data = encode_lossless(posterize(sample.image, step), opts)
-            result = (Encoded(data, WEBP, value, None, posterize=step) if sample.whole
-                      else None)
-            return _Plan(len(data) * sample.scale, "posterize", step, result)
-    return None
+            hi, held = mid, value
+        else:
+            lo = mid + 1
+    return steps[hi], held
+
+
+# A normal map posterized where it is smooth shows contour lines in its shading that its
+# 99th-percentile angle cannot see; where its own texel noise is at least half the step,
+# the rounding is lost in that noise (as dithering is). The noise: the median absolute
+# difference of each texel from its four neighbours' mean, as a standard deviation (white
+# noise: x 1.4826 / 1.118), in the channels that carry the direction (R, G). FlightHelmet's
+# baked normal maps have 0.7 (no step is masked: they stay near-lossless), the bench's
+# scanned and photographed ones 2-4.
+UNBANDED_NOISE_SHARE = 2.0
+
+
+def unbanded_step(reference: np.ndarray) -> float:
+    """The largest posterize step a normal map's own noise masks (RGBA pixels)."""
+    x = reference[..., :2].astype(np.float32)
+    if x.shape[0] < 3 or x.shape[1] < 3:
+        return 0.0
+    residual = x[1:-1, 1:-1] - (x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:]) / 4
+    sigma = [1.4826 * float(np.median(np.abs(residual[..., c]))) / 1.118 for c in range(2)]
+    return UNBANDED_NOISE_SHARE * min(sigma)
 
 
 def _palette_encoder(image: Image.Image, opts: WebpOptions) -> Callable[[int], bytes]:
@@ -334,7 +480,8 @@ def _palette_plan(sample: Sample, floor: float, opts: WebpOptions,
             lo = mid + 1
     colours = PALETTE_SIZES[hi]
     data, value = probe(colours)
-    result = (Encoded(data, WEBP, value, None, palette=colours) if sample.whole else None)
+    result = (Encoded(data, WEBP, value, None, palette=colours, metric=opts.metric.name)
+              if sample.whole else None)
     return _Plan(len(data) * sample.scale, "palette", colours, result)
 
 
@@ -358,7 +505,7 @@ def _first_that_holds(plans: list[_Plan], image: Image.Image, reference: np.ndar
             continue  # well over what we have
         if plan.result is None and exact is not None and not (
                 plan.estimate < (1 - LOWER_MIN_SAVING) * exact
-                and _pays_for_an_encode(exact - plan.estimate, pixels)):
+                and _pays_for_an_encode(exact - plan.estimate, exact, pixels)):
             continue
         if best is not None and plan.result is None:
             # Ranked behind a result that holds. The sample's estimates are 10-15 % off,
@@ -430,18 +577,31 @@ def _alpha_chunk(pixels: np.ndarray, opts: WebpOptions) -> bytes | None:
     return found[0]
 
 
-def _lossy_plan(sample: Sample, floor: float, opts: WebpOptions, where: str,
-                sharp: bool) -> _Plan | None:
-    """The lossy candidate: the lowest quality that holds the floor on the sample, and
-    its bytes scaled to the image."""
+@dataclass(frozen=True)
+class _SampleProbe:
+    """A lossy sample and its quality -> (bytes, score) probe."""
+
+    sample: Sample
+    probe: Prober
+    sharp: bool
+
+
+def _lossy_prober(sample: Sample, opts: WebpOptions, where: str, sharp: bool) -> _SampleProbe:
     probe = Prober(_lossy_encoder(sample.image, opts, sharp), sample.reference, where,
                    opts.max_pixels, sample.inside, opts.metric)
+    return _SampleProbe(sample, probe, sharp)
+
+
+def _lossy_plan(lossy: _SampleProbe, floor: float, opts: WebpOptions,
+                where: str) -> _Plan | None:
+    """The lossy candidate: the lowest quality that holds the floor on the sample, and
+    its bytes scaled to the image."""
+    sample, probe, sharp = lossy.sample, lossy.probe, lossy.sharp
     top_data, top_value = probe(opts.max_quality)
     pixels = sample.image.width * sample.image.height
     if sharp and len(top_data) / pixels * 1e6 < SHARP_MIN_BYTES_PER_MP:
         sharp = False  # too few bytes for sharp YUV's saving to pay for its time
-        probe = Prober(_lossy_encoder(sample.image, opts, sharp), sample.reference, where,
-                       opts.max_pixels, sample.inside, opts.metric)
+        probe = _lossy_prober(sample, opts, where, sharp).probe
         top_data, top_value = probe(opts.max_quality)
     if top_value < floor:
         if sample.whole or top_value < floor - PROXY_MISS_DB * opts.metric.step:
@@ -449,17 +609,32 @@ def _lossy_plan(sample: Sample, floor: float, opts: WebpOptions, where: str,
         # Just under on the sample: the whole image may still hold at the top quality.
         return _Plan(len(top_data) * sample.scale, "lossy", opts.max_quality, None, probe,
                      sharp, sample.scale)
-    # On a sample, a saving too small to pay for a full-size encode is not searched for.
-    negligible = 0 if sample.whole else _negligible(pixels)
-    found = search_lowest(probe, floor, opts.max_quality, negligible, opts.metric.step)
-    assert found is not None
+    # A saving too small to pay for a full-size encode is not searched for: on a sample,
+    # nor on an image that is its own sample, whose every probe is a full-size encode and
+    # measure (FlightHelmet's 512 px lens texture: 8 probes, the last 3 for 44 bytes).
+    negligible = _negligible(pixels)
+    aim = floor + _optimism(sample, opts.metric)
+    found = search_lowest(probe, aim, opts.max_quality, negligible, opts.metric.step)
+    if found is None:  # only the top quality holds, and not by the sample's usual optimism
+        found = top_data, opts.max_quality, top_value
     data, quality, value = found
     if not sample.whole:
-        quality = _safest_worth_it(probe, floor, quality, sample.scale, sample.scale * pixels)
+        quality = _safest_worth_it(probe, aim, quality, sample.scale, sample.scale * pixels)
         data, value = probe(quality)
-    result = Encoded(data, WEBP, value, quality) if sample.whole else None
+    result = Encoded(data, WEBP, value, quality, metric=opts.metric.name) if sample.whole \
+        else None
     return _Plan(len(data) * sample.scale, "lossy", quality, result, probe, sharp,
                  sample.scale)
+
+
+def _optimism(sample: Sample, metric: Metric) -> float:
+    """How far a lossy sample's score usually runs above the whole image's at the same
+    quality: nothing for a metric of each texel, measured inside the tiles (PSNR, the
+    normal angle); for one scored over the whole mosaic, seams included (SSIMULACRA2), up
+    to SAMPLE_OPTIMISM steps (see there)."""
+    if sample.whole or per_texel(metric):
+        return 0.0
+    return SAMPLE_OPTIMISM * metric.step * math.log2(sample.scale) / math.log2(16)
 
 
 def _safest_worth_it(sample: Prober, floor: float, lowest: int, scale: float,
@@ -473,9 +648,11 @@ def _safest_worth_it(sample: Prober, floor: float, lowest: int, scale: float,
     least = len(measured[lowest][0])
     held = sorted(q for q, (_, value) in measured.items() if q > lowest and value >= floor)
     for quality in reversed(held):
-        # Bytes per megapixel only: a small share of a large texture is still worth having
-        # (SheenChair's 1024 x 512 base colour: q84 3 % under q85, 5 KB per megapixel).
-        if not _pays_for_an_encode((len(measured[quality][0]) - least) * scale, pixels):
+        # Bytes per megapixel (or a large share of a cheap image): a small share of a large
+        # texture is still worth having (SheenChair's 1024 x 512 base colour: q84 3 % under
+        # q85, 5 KB per megapixel).
+        more = len(measured[quality][0])
+        if not _pays_for_an_encode((more - least) * scale, more * scale, pixels):
             return quality
     return lowest
 
@@ -503,7 +680,7 @@ def _near_lossless_plan(sample: Sample, floor: float, opts: WebpOptions, where: 
     def plan(level: int) -> tuple[_Plan, float]:
         data = encode(level)
         value = measure(data, sample.reference, where, opts.max_pixels, metric=opts.metric)
-        result = (Encoded(data, WEBP, value, None, near_lossless=level)
+        result = (Encoded(data, WEBP, value, None, near_lossless=level, metric=opts.metric.name)
                   if sample.whole else None)
         return _Plan(len(data) * sample.scale, "near-lossless", level, result), value
 
@@ -534,28 +711,35 @@ def _confirm(plan: _Plan, image: Image.Image, reference: np.ndarray, floor: floa
     when it cannot, or cannot come in under `cap` bytes."""
     if plan.kind == "lossless":
         data = encode_lossless(image, opts)
-        return Encoded(data, WEBP, np.inf, None)
+        return Encoded(data, WEBP, np.inf, None, metric=opts.metric.name)
     if plan.kind == "palette":
         return _step_up(_palette_encoder(image, opts), PALETTE_SIZES, plan.setting,
                         reference, floor, opts, where, cap,
-                        lambda d, v, s: Encoded(d, WEBP, v, None, palette=s))
+                        lambda d, v, s: Encoded(d, WEBP, v, None, palette=s,
+                                                metric=opts.metric.name))
     if plan.kind == "posterize":
-        # Its error is known before encoding: the largest step that holds at full size
-        # (looked for from two above the sample's, which errs either way) is encoded once.
-        start = max(0, POSTERIZE_STEPS.index(plan.setting) - 2)
-        error = _PosterizeError(image, reference)
-        for step in POSTERIZE_STEPS[start:]:
-            value = error(step)
+        # Its score is known before encoding: the largest step that holds at full size is
+        # encoded once. PSNR's scores cost next to nothing: looked for from two above the
+        # sample's step (which errs either way). Another metric's cost a full-size score
+        # each: from the sample's own step down, as the sample saw the step above miss.
+        assert plan.setting is not None
+        cheap = opts.metric is PSNR
+        start = POSTERIZE_STEPS.index(plan.setting)
+        score = _posterize_scorer(image, reference, opts.metric)
+        for step in POSTERIZE_STEPS[max(0, start - 2) if cheap else start:]:
+            value = score(step)
             if value >= floor:
                 data = encode_lossless(posterize(image, step), opts)
                 if cap is not None and len(data) >= cap:
                     return None
-                return Encoded(data, WEBP, value, None, posterize=step)
+                return Encoded(data, WEBP, value, None, posterize=step,
+                               metric=opts.metric.name)
         return None
     if plan.kind == "near-lossless":
         return _step_up(_near_lossless_encoder(image, opts), NEAR_LOSSLESS_LEVELS,
                         plan.setting, reference, floor, opts, where, cap,
-                        lambda d, v, s: Encoded(d, WEBP, v, None, near_lossless=s))
+                        lambda d, v, s: Encoded(d, WEBP, v, None, near_lossless=s,
+                                                metric=opts.metric.name))
     assert plan.setting is not None and plan.sample is not None
     return _confirm_lossy(int(plan.setting), plan.sample, plan.scale, image, reference, floor,
                           opts, where, plan.sharp, cap)
@@ -599,7 +783,7 @@ def _confirm_lossy(quality: int, sample: Prober, scale: float, image: Image.Imag
             held = (quality, value) if held is None or quality < held[0] else held
             if (cap is None or len(data) < cap) and (best is None
                                                      or len(data) < len(best.data)):
-                best = Encoded(data, WEBP, value, quality)
+                best = Encoded(data, WEBP, value, quality, metric=opts.metric.name)
         else:
             missed = (quality, value) if missed is None or quality > missed[0] else missed
             if cap is not None and len(data) >= cap:
@@ -619,7 +803,7 @@ def _confirm_lossy(quality: int, sample: Prober, scale: float, image: Image.Imag
     return best
 
 
-def _next_quality(sample: Probe, floor: float, max_quality: int, last: int,
+def _next_quality(sample: Prober, floor: float, max_quality: int, last: int,
                   last_value: float, held: tuple[int, float] | None,
                   missed: tuple[int, float] | None, negligible: int = 0,
                   step: float = 1.0) -> int | None:
@@ -634,7 +818,8 @@ def _next_quality(sample: Probe, floor: float, max_quality: int, last: int,
     # one step's change is measured better than the level (DamagedHelmet's base colour:
     # q88 held at full size, the shifted sample put q87 0.02 dB under, and q87 held by 0.1).
     slack = DOWN_SLACK_DB * step if held is not None and missed is None else 0.0
-    found = search_lowest(sample, floor - offset - slack, max_quality, negligible, step)
+    found = search_lowest(sample, floor - offset - slack, max_quality, negligible, step,
+                          sample.measured())
     from_sample = found[1] if found is not None else max_quality
     if held is None:
         assert missed is not None
@@ -658,8 +843,8 @@ def _worth_a_lower(sample: Probe, scale: float, pixels: int, lower: int,
     """Whether the sample expects `lower` to save enough bytes over `quality` to be worth
     another full-size encode of `pixels` pixels."""
     now, then = len(sample(quality)[0]), len(sample(lower)[0])
-    return then < (1 - LOWER_MIN_SAVING) * now and _pays_for_an_encode((now - then) * scale,
-                                                                       pixels)
+    return then < (1 - LOWER_MIN_SAVING) * now and _pays_for_an_encode(
+        (now - then) * scale, now * scale, pixels)
 
 
 def _negligible(sample_pixels: int) -> int:
@@ -669,6 +854,8 @@ def _negligible(sample_pixels: int) -> int:
     return math.ceil(LOWER_MIN_BYTES_PER_MP * sample_pixels / 1e6) - 1
 
 
-def _pays_for_an_encode(saved: float, pixels: float) -> bool:
-    """Whether `saved` bytes are worth one more full-size encode of `pixels` pixels."""
-    return saved >= LOWER_MIN_BYTES_PER_MP * pixels / 1e6
+def _pays_for_an_encode(saved: float, of: float, pixels: float) -> bool:
+    """Whether `saved` bytes (of `of`) are worth one more full-size encode of `pixels`
+    pixels."""
+    return (saved >= LOWER_MIN_BYTES_PER_MP * pixels / 1e6
+            or (pixels <= CHEAP_PIXELS and saved >= LOWER_LARGE_SHARE * of))
