@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from tourserver.pipeline.textures.quality import NORMAL_ANGLE, PSNR, SSIMULACRA2
-from tourserver.pipeline.textures.search import measure, per_texel, search_lowest
+from tourserver.pipeline.textures.search import measure, search_lowest
 
 
 def _probe_of(curve, calls: list[int]):
@@ -129,7 +129,7 @@ def test_a_metric_of_each_texel_is_measured_away_from_a_sample_s_seams():
     out = io.BytesIO()
     Image.fromarray(distorted, "RGBA").save(out, format="PNG")
     data = out.getvalue()
-    assert per_texel(PSNR) and per_texel(NORMAL_ANGLE) and not per_texel(SSIMULACRA2)
+    assert PSNR.per_texel and NORMAL_ANGLE.per_texel and not SSIMULACRA2.per_texel
     assert measure(data, reference, "t", 1 << 20, inside, NORMAL_ANGLE) == 0.0
     assert measure(data, reference, "t", 1 << 20, None, NORMAL_ANGLE) < -20.0
     assert measure(data, reference, "t", 1 << 20, inside, PSNR) == np.inf

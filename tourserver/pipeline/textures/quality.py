@@ -49,6 +49,10 @@ class Metric:
     # reference -> (decoded -> score): what a search that scores many encodings of one
     # image calls, so the reference's own work is done once (None: `score` each time)
     prepared: Callable[[np.ndarray], Callable[[np.ndarray], float]] | None = None
+    # Scores each texel on its own (PSNR, the normal angle), so a sample's seams can be
+    # left out and posterized values scored without encoding; SSIMULACRA2 looks at
+    # neighbourhoods.
+    per_texel: bool = False
 
     def prepare(self, reference: np.ndarray) -> Callable[[np.ndarray], float]:
         """decoded -> score against `reference`."""
@@ -70,10 +74,10 @@ def _normal_angle(decoded: np.ndarray, reference: np.ndarray) -> float:
     return -normal_angle_error(reference, decoded).p99
 
 
-PSNR = Metric("psnr", _psnr, 1.0, np.inf)
+PSNR = Metric("psnr", _psnr, 1.0, np.inf, per_texel=True)
 SSIMULACRA2 = Metric("ssimulacra2", _ssimulacra2, 2.0, 100.0,
                      lambda reference: Ssimulacra2Reference(reference).score)
-NORMAL_ANGLE = Metric("normal_p99_deg", _normal_angle, 0.5, 0.0)
+NORMAL_ANGLE = Metric("normal_p99_deg", _normal_angle, 0.5, 0.0, per_texel=True)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tourserver.ingest.images import decode_image, rgba_pixels
-from tourserver.pipeline.textures.quality import NORMAL_ANGLE, PSNR, Metric
+from tourserver.pipeline.textures.quality import PSNR, Metric
 
 # dB of PSNR per quality step just below libwebp's top qualities, for the first guess down
 # from the top (corpus textures: 0.3-0.6 there; the curve flattens further down, where
@@ -49,15 +49,9 @@ def measure(data: bytes, reference: np.ndarray, where: str, max_pixels: int,
     image (a sample's margins included)."""
     with decode_image(data, where, max_pixels) as decoded:
         pixels = rgba_pixels(decoded)
-    if inside is None or not per_texel(metric):
+    if inside is None or not metric.per_texel:
         return metric.score(pixels, reference)
     return metric.score(pixels[inside][None], reference[inside][None])
-
-
-def per_texel(metric: Metric) -> bool:
-    """Whether `metric` scores each texel on its own (so that a sample's seams can be left
-    out of it): PSNR and the normal angle do, SSIMULACRA2 does not."""
-    return metric is PSNR or metric is NORMAL_ANGLE
 
 
 Probe = Callable[[int], tuple[bytes, float]]
@@ -74,7 +68,7 @@ class Prober:
         self._encode, self._reference, self._where = encode, reference, where
         self._max_pixels, self._inside, self._metric = max_pixels, inside, metric
         # Every probe scores against one reference: prepare it once (see Metric.prepare).
-        self._score = metric.prepare(reference) if inside is None or not per_texel(metric) \
+        self._score = metric.prepare(reference) if inside is None or not metric.per_texel \
             else None
         self._seen: dict[int, tuple[bytes, float]] = {}
 

@@ -61,7 +61,6 @@ from tourserver.pipeline.textures.search import (
     Probe,
     Prober,
     measure,
-    per_texel,
     search_lowest,
 )
 from tourserver.pipeline.textures.sharp_yuv import sharp_rgb
@@ -222,7 +221,7 @@ def encode_webp(image: Image.Image, reference: np.ndarray, floor: float, opts: W
     later = lossless and not (costly or pixels <= NEAR_LOSSLESS_SMALL_PIXELS)
     if lossless and not later:
         plans += _lossless_plans(image, reference, floor, opts, where, plans)
-    elif later and per_texel(opts.metric):
+    elif later and opts.metric.per_texel:
         # Posterized values cost one sample encode (see `_lossless_plans`): smooth data and
         # normal maps that lossy holds cheaply can code smaller still (the barn lamp's
         # normal map: 7.1 KB posterized, 12.7 KB lossy).
@@ -283,7 +282,7 @@ def _lossless_plans(image: Image.Image, reference: np.ndarray, floor: float,
     # Posterized values are scored on their pixels, without encoding: planned under the
     # metrics of each texel, which score them cheaply (PSNR from value pairs, the normal
     # angle); SSIMULACRA2 would cost a score per step, and lossy or a palette wins there.
-    posterized = _posterize_plan(sample, floor, opts) if per_texel(opts.metric) else None
+    posterized = _posterize_plan(sample, floor, opts) if opts.metric.per_texel else None
     cheaper = [p for p in (palette, posterized)
                if p is not None and p.estimate < plans[0].estimate]
     if opts.near_lossless and pyvips is not None:
@@ -632,7 +631,7 @@ def _optimism(sample: Sample, metric: Metric) -> float:
     quality: nothing for a metric of each texel, measured inside the tiles (PSNR, the
     normal angle); for one scored over the whole mosaic, seams included (SSIMULACRA2), up
     to SAMPLE_OPTIMISM steps (see there)."""
-    if sample.whole or per_texel(metric):
+    if sample.whole or metric.per_texel:
         return 0.0
     return SAMPLE_OPTIMISM * metric.step * math.log2(sample.scale) / math.log2(16)
 
