@@ -12,10 +12,12 @@ fitting halves the images that weigh most first (`pipeline.optimize`). Facts: `i
 resized, `images_total` (all images, resized or not), `image.{i}.px` each resizable image's
 longest edge after the step.
 
-`intermediate=True` (the optimiser sets it when `texture_encode` follows): a resized PNG or
-WebP is written with the fastest lossless settings, since the encoder decodes and re-encodes
-it anyway (the same pixels; optimised PNG cost 0.3-0.5 s per 2048 px image, twice over in
-a budget's second run). `cache` keeps results by content across one optimisation's runs.
+`intermediate=True` (the optimiser sets it when `texture_encode` follows): a resized JPEG
+is kept at quality 100, full chroma, since the encoder re-encodes it and holds its rule
+against these pixels. PNG and WebP are stored optimised either way: the encoder keeps an
+image whose new encoding is not smaller, so a fast, larger intermediate would let larger
+encodings through. `cache` keeps results by content across one optimisation's runs (a
+budget's second run resizes the same images again).
 """
 
 from __future__ import annotations
@@ -122,8 +124,8 @@ def target_size(width: int, height: int, max_px: int, power_of_two: bool) -> tup
 
 def resize_image(data: bytes, mime: str, max_px: int, where: str,
                  power_of_two: bool = False, fast: bool = False) -> bytes | None:
-    """Return the re-encoded image, or None if it already fits. `fast`: lossless formats
-    with the fastest settings (bigger files, the same pixels)."""
+    """Return the re-encoded image, or None if it already fits. `fast`: an encoder comes
+    next (a JPEG keeps nearly every value)."""
     w, h = image_size(data, where)  # the header says whether it fits: no decode for that
     size = target_size(w, h, max_px, power_of_two)
     if size == (w, h) and w * h <= MAX_DECODE_PIXELS:
@@ -143,16 +145,15 @@ def resize_image(data: bytes, mime: str, max_px: int, where: str,
                 resized = resized.quantize(256)
             elif mode in ("L", "LA"):
                 resized = resized.convert(mode)
-            if fast:
-                resized.save(out, format="PNG", compress_level=1)
-            else:
-                resized.save(out, format="PNG", optimize=True)
+            # Optimised even before an encoder: an encoding that is not smaller than the
+            # image it is given is not kept, so a fast, larger PNG here let larger WebPs
+            # through (the demo's skyline at 512 px: its low tier came out 8 % heavier).
+            resized.save(out, format="PNG", optimize=True)
         elif mime == "image/webp":
             # Lossless: the one lossy step is texture_encode's, at its quality target.
             if "A" not in mode:
                 resized = resized.convert("RGB")
-            resized.save(out, format="WEBP", lossless=True, method=0 if fast else 4,
-                         quality=0 if fast else 80)
+            resized.save(out, format="WEBP", lossless=True, method=4)
         else:
             if mode == "L":
                 resized = resized.convert("L")  # greyscale JPEG stays one channel
