@@ -111,6 +111,7 @@ def test_inspect(tmp_path):
     assert proc.returncode == 0
     assert info["summary"]["triangles"] == 576 and len(info["animations"]) == 3
     assert info["textures"][0]["width"] == 1024
+    assert info["textures"][0]["slots"] == ["fox_material:pbrMetallicRoughness.baseColorTexture"]
     table = run("inspect", corpus_file("Fox/Fox.glb")).stdout
     assert "animation" in table and "Survey" in table
     missing = run("inspect", tmp_path / "nope.glb")
