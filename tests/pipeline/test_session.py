@@ -13,7 +13,7 @@ import pytest
 import trimesh
 from PIL import Image
 from support import REPO
-from test_texture_encode import textured_doc
+from test_texture_encode import counted_encodes, textured_doc
 
 from tourserver.gltf.document import parse_glb, write_glb
 from tourserver.ingest.checks import Budget
@@ -21,7 +21,6 @@ from tourserver.ingest.images import image_size
 from tourserver.pipeline import optimize as optimize_module
 from tourserver.pipeline.optimize import OptimizeOptions
 from tourserver.pipeline.session import Session, Source
-from tourserver.pipeline.textures.encode import TextureEncode
 
 
 def _source(doc) -> Source:
@@ -191,13 +190,7 @@ def test_levels_of_detail_reuse_level_0(monkeypatch):
 
 
 def test_one_session_encodes_each_image_once(monkeypatch):
-    calls: list[str] = []
-    original = TextureEncode.encode_image
-
-    def counting(self, data, mime, role, channels, where, basisu):
-        calls.append(where)
-        return original(self, data, mime, role, channels, where, basisu)
-    monkeypatch.setattr(TextureEncode, "encode_image", counting)
+    calls = counted_encodes(monkeypatch)
     source = _source(textured_doc())
     session = Session()
     session.optimize(source, OptimizeOptions(preset="phone"))

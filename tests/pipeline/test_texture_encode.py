@@ -705,7 +705,9 @@ def test_clearcoat_test_model_no_new_errors():
             src.json["extensionsUsed"]
 
 
-def test_a_second_run_on_the_same_images_reuses_the_results(monkeypatch):
+def counted_encodes(monkeypatch) -> list[str]:
+    """Where each image encode from now on was for (`TextureEncode.encode_image`'s
+    `where`), in call order."""
     calls: list[str] = []
     original = TextureEncode.encode_image
 
@@ -713,6 +715,11 @@ def test_a_second_run_on_the_same_images_reuses_the_results(monkeypatch):
         calls.append(where)
         return original(self, data, mime, role, channels, where, basisu)
     monkeypatch.setattr(TextureEncode, "encode_image", counting)
+    return calls
+
+
+def test_a_second_run_on_the_same_images_reuses_the_results(monkeypatch):
+    calls = counted_encodes(monkeypatch)
     src = textured_doc()
     cache = EncodeCache()  # a run's cache, passed to each of its chains
     # The lossless level: the cache works alike at every level, and needs no search here.
