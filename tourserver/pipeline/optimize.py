@@ -257,9 +257,10 @@ def _tighter(options: OptimizeOptions, asked: OptimizeOptions, before: AssetStat
     if limits is not None:
         tighter = replace(tighter, texture_limits=tuple(sorted(limits.items())))
         names = out.json.get("images", [])
+        earlier = dict(options.texture_limits)
         for px in sorted(set(limits.values()), reverse=True):
             changed = [names[i].get("name") or f"image {i}" for i in sorted(limits)
-                       if limits[i] == px and dict(options.texture_limits).get(i) != px]
+                       if limits[i] == px and earlier.get(i) != px]
             if changed:
                 done.append(f"textures up to {px} px ({', '.join(changed)})")
     if not done:

@@ -49,7 +49,7 @@ INTERMEDIATE_JPEG_QUALITY = 100
 class TextureResize:
     max_px: int = 2048  # the largest edge allowed (the phone preset's limit)
     power_of_two: bool = True  # snap each edge to a power of two (never upwards)
-    intermediate: bool = False  # an encoder re-encodes every image next: store it fast
+    intermediate: bool = False  # an encoder re-encodes every image next (see above)
     limits: tuple[tuple[int, int], ...] = ()  # (image index, largest edge) below max_px
     name: str = "texture-resize"
     # Resized images by (source hash, MIME type, settings): a budget's next run resizes
@@ -81,14 +81,13 @@ class TextureResize:
             return Document(new_json, doc.bin, doc.source)
         return repack(doc, new_json, payloads)
 
-
     def _resized(self, data: bytes, mime: str, max_px: int, where: str) -> bytes | None:
         key = (hashlib.sha256(data).digest(), mime, max_px, self.power_of_two,
                self.intermediate)
         if self.cache is not None and key in self.cache:
             return self.cache[key]
         out = resize_image(data, mime, max_px, where, power_of_two=self.power_of_two,
-                           fast=self.intermediate)
+                           intermediate=self.intermediate)
         if self.cache is not None:
             self.cache[key] = out
         return out
@@ -123,9 +122,9 @@ def target_size(width: int, height: int, max_px: int, power_of_two: bool) -> tup
 
 
 def resize_image(data: bytes, mime: str, max_px: int, where: str,
-                 power_of_two: bool = False, fast: bool = False) -> bytes | None:
-    """Return the re-encoded image, or None if it already fits. `fast`: an encoder comes
-    next (a JPEG keeps nearly every value)."""
+                 power_of_two: bool = False, intermediate: bool = False) -> bytes | None:
+    """Return the re-encoded image, or None if it already fits. `intermediate`: an
+    encoder comes next (a JPEG keeps nearly every value)."""
     w, h = image_size(data, where)  # the header says whether it fits: no decode for that
     size = target_size(w, h, max_px, power_of_two)
     if size == (w, h) and w * h <= MAX_DECODE_PIXELS:
@@ -159,7 +158,7 @@ def resize_image(data: bytes, mime: str, max_px: int, where: str,
                 resized = resized.convert("L")  # greyscale JPEG stays one channel
             else:
                 resized = resized.convert("RGB")
-            if fast:
+            if intermediate:
                 resized.save(out, format="JPEG", quality=INTERMEDIATE_JPEG_QUALITY,
                              subsampling=0)
             else:
