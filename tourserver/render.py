@@ -171,6 +171,8 @@ def _score(row: dict) -> str:
         return "-"
     if metric == "normal_p99_deg":
         return f"{score:.2f}° p99 normal angle"
+    if metric == "normal_mean_deg":
+        return f"{score:.2f}° mean normal angle"
     if metric == "psnr":
         return "identical" if score >= 100 else f"{score:.1f} dB"
     return f"SSIMULACRA2 {score:.1f}"

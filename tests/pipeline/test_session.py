@@ -169,6 +169,34 @@ def test_a_byte_budget_is_met_by_smaller_textures(monkeypatch):
     assert after[0][0] < before[0][0] and after[1:] == before[1:], (before, after)
 
 
+def test_a_byte_budget_relaxes_a_heavy_normal_map_before_halving_it(monkeypatch):
+    # A scanned surface: a light colour texture and a normal map whose grain is most of
+    # the bytes. Under a budget its rule gives way first (what halving it would lose, at
+    # full size); no texture is made smaller, and the colour texture is left as it was.
+    from test_texture_quality import _doc, _normal_map, _photo, _png
+
+    doc = _doc(_png(_photo()), _png(_normal_map(512, noise=0.4)))
+    free = Session().optimize(_source(doc), OptimizeOptions(preset="tablet"))
+    assert free.glb is not None
+    budget = len(free.glb) - 80_000  # the level's normal map is ~200 KB of it
+    small = Budget("phone", budget, 100_000, 2048)
+    monkeypatch.setitem(optimize_module.BUDGETS, "phone", small)
+    fitted = Session().optimize(_source(doc), OptimizeOptions(preset="phone"))
+    assert fitted.glb is not None and not fitted.report.issues, fitted.report.issues
+    assert len(fitted.glb) <= budget
+    assert fitted.report.fitted == [
+        f"data maps held to what halving them would lose, at full size (image 1) "
+        f"({len(free.glb):,} bytes > {budget:,})"]
+    out, before = parse_glb(fitted.glb), parse_glb(free.glb)
+    sizes = [[image_size(d.buffer_view_bytes(im["bufferView"])) for im in d.json["images"]]
+             for d in (out, before)]
+    assert sizes[0] == sizes[1] and sizes[0][1] == (512, 512)
+    rows = {row["image"]: row for row in fitted.report.textures}
+    assert rows[1]["metric"] == "normal_mean_deg"
+    colour = [d.buffer_view_bytes(d.json["images"][0]["bufferView"]) for d in (out, before)]
+    assert colour[0] == colour[1]
+
+
 def test_levels_of_detail_reuse_level_0(monkeypatch):
     chains: list[int] = []
     real_run = optimize_module.run

@@ -711,9 +711,9 @@ def counted_encodes(monkeypatch) -> list[str]:
     calls: list[str] = []
     original = TextureEncode.encode_image
 
-    def counting(self, data, mime, role, channels, where, basisu):
+    def counting(self, data, mime, role, channels, where, *args):
         calls.append(where)
-        return original(self, data, mime, role, channels, where, basisu)
+        return original(self, data, mime, role, channels, where, *args)
     monkeypatch.setattr(TextureEncode, "encode_image", counting)
     return calls
 
@@ -752,7 +752,7 @@ def test_images_with_the_most_pixels_are_encoded_first(monkeypatch):
     # image to finish on the worker pool is a quick one.
     started: list[int] = []
 
-    def recording(self, data, mime, role, channels, where, basisu):
+    def recording(self, data, mime, role, channels, where, *args):
         started.append(int(where.rsplit("/", 1)[1]))
         return None
     monkeypatch.setattr(TextureEncode, "encode_image", recording)
@@ -785,10 +785,10 @@ class _Geometry:
 def _recording_encode(monkeypatch, started: threading.Event, calls: list[str]) -> None:
     original = TextureEncode.encode_image
 
-    def recording(self, data, mime, role, channels, where, basisu):
+    def recording(self, data, mime, role, channels, where, *args):
         calls.append(where)
         started.set()
-        return original(self, data, mime, role, channels, where, basisu)
+        return original(self, data, mime, role, channels, where, *args)
     monkeypatch.setattr(TextureEncode, "encode_image", recording)
 
 
@@ -826,10 +826,10 @@ def test_encodes_started_ahead_are_cancelled_when_the_pipeline_fails(monkeypatch
     original = TextureEncode.encode_image
     calls: list[str] = []
 
-    def slow(self, data, mime, role, channels, where, basisu):
+    def slow(self, data, mime, role, channels, where, *args):
         calls.append(where)
         release.wait(10.0)
-        return original(self, data, mime, role, channels, where, basisu)
+        return original(self, data, mime, role, channels, where, *args)
     monkeypatch.setattr(TextureEncode, "encode_image", slow)
 
     class Broken:

@@ -21,9 +21,13 @@ from tourserver.pipeline.textures.metrics import normal_angle_error, ssimulacra2
 from tourserver.pipeline.textures.quality import (
     DEFAULT_LEVEL,
     LEVELS,
+    MIN_HALVING_MEAN_DEG,
     NORMAL_ANGLE,
+    NORMAL_MEAN_ANGLE,
     PSNR,
     SSIMULACRA2,
+    Target,
+    halving_target,
     reported,
     texture_quality,
 )
@@ -139,12 +143,13 @@ def _photo() -> np.ndarray:
     return np.clip(np.rint(base + rng.normal(0, 5, base.shape)), 0, 255).astype(np.uint8)
 
 
-def _normal_map() -> np.ndarray:
-    """Tangent-space normals of a bumpy height field with fine noise, 256 px."""
+def _normal_map(size: int = 256, noise: float = 0.15) -> np.ndarray:
+    """Tangent-space normals of a bumpy height field with fine noise (`noise` high: a
+    scanned surface's grain, which halving the map removes)."""
     rng = np.random.default_rng(12)
-    y, x = np.mgrid[0:256, 0:256].astype(np.float64)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
     height = 3 * np.sin(x / 9) * np.cos(y / 13) + 2 * np.sin((x + y) / 5)
-    height += rng.normal(0, 0.15, height.shape)
+    height += rng.normal(0, noise, height.shape)
     dy, dx = np.gradient(height)
     n = np.dstack([-dx, -dy, np.full_like(dx, 2.0)])
     n /= np.linalg.norm(n, axis=-1, keepdims=True)
@@ -249,3 +254,57 @@ def test_a_normal_map_holds_its_level_s_p99_angle_as_measured(encoded, level):
     assert 0 < error.p99 <= LEVELS[level].normal_deg  # not lossless, within the target
     assert facts["texture_encode.image.1.normal_p99_deg"] == pytest.approx(error.p99, abs=2e-3)
     assert facts["texture_encode.normal_p99_deg_max"] == pytest.approx(error.p99, abs=2e-3)
+
+
+def _halved_as_seen(pixels: np.ndarray) -> np.ndarray:
+    """A map halved (box), then sampled back at full size (bilinear), as a renderer shows
+    a texture half as large on the same surface."""
+    h, w = pixels.shape[:2]
+    half = Image.fromarray(pixels).resize((w // 2, h // 2), Image.Resampling.BOX)
+    return np.asarray(half.resize((w, h), Image.Resampling.BILINEAR))
+
+
+def test_a_budget_s_rule_for_data_maps_is_what_halving_them_would_lose():
+    noisy = rgba_pixels(Image.fromarray(_normal_map(256, noise=0.4)))
+    normal = LEVELS["high"].target("normal", "RGB")
+    assert normal.metric is NORMAL_ANGLE
+    rule = halving_target(normal, noisy)
+    lost = normal_angle_error(noisy, _halved_as_seen(noisy)).mean
+    assert rule.metric is NORMAL_MEAN_ANGLE and rule.floor == pytest.approx(-lost, abs=1e-3)
+    assert lost > 3  # the grain halving removes
+    # A smooth map loses next to nothing when halved: it is held to the floor's minimum.
+    y, x = np.mgrid[0:64, 0:64] / 64
+    smooth = np.dstack([128 + 20 * x, 128 + 20 * y, np.full_like(x, 250)]).astype(np.uint8)
+    smooth_rule = halving_target(normal, rgba_pixels(Image.fromarray(smooth)))
+    assert smooth_rule == Target(NORMAL_MEAN_ANGLE, -MIN_HALVING_MEAN_DEG)
+    # Packed data: the lower of the level's PSNR and halving's; colour keeps its rule.
+    data = halving_target(LEVELS["high"].target("data", "RGB"), noisy)
+    assert data.metric is PSNR and data.floor == pytest.approx(
+        psnr(_halved_as_seen(noisy), noisy), abs=1e-6)
+    colour = LEVELS["high"].target("colour", "RGB")
+    assert halving_target(colour, noisy) == colour
+
+
+def test_a_relaxed_normal_map_keeps_its_size_and_beats_the_halved_map():
+    # What a byte budget did before: the map halved and held to the level's rule. What it
+    # does now: the map at full size, held to what halving loses. Judged as a renderer
+    # shows both, against the source: the full-size map is no worse, and smaller.
+    source = _normal_map(512, noise=0.4)
+    encoder = TextureEncode()
+    relaxed = encoder.encode_image(_png(source), "image/png", "normal", "RGB", "t", None,
+                                   True)
+    half = np.asarray(Image.fromarray(source).resize((256, 256), Image.Resampling.BOX))
+    halved = encoder.encode_image(_png(half), "image/png", "normal", "RGB", "t", None)
+    assert relaxed is not None and halved is not None
+    assert relaxed.metric == "normal_mean_deg"
+    with Image.open(io.BytesIO(relaxed.data)) as img:
+        assert img.size == (512, 512)
+        relaxed_error = normal_angle_error(source, np.asarray(img.convert("RGB"))).mean
+    with Image.open(io.BytesIO(halved.data)) as img:
+        seen = np.asarray(img.convert("RGB").resize((512, 512), Image.Resampling.BILINEAR))
+    halved_error = normal_angle_error(source, seen).mean
+    assert relaxed_error <= halved_error
+    assert relaxed_error == pytest.approx(-relaxed.score, abs=1e-3)
+    assert len(relaxed.data) < len(halved.data)
+    level = encoder.encode_image(_png(source), "image/png", "normal", "RGB", "t", None)
+    assert level is not None and len(relaxed.data) < 0.3 * len(level.data)

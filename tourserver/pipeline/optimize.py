@@ -27,8 +27,9 @@ from tourserver.pipeline.report import AssetStats, OptimizeReport, measure, text
 from tourserver.pipeline.simplify import Simplify
 from tourserver.pipeline.textures.cache import EncodeCache
 from tourserver.pipeline.textures.encode import TextureEncode
-from tourserver.pipeline.textures.quality import texture_quality
+from tourserver.pipeline.textures.quality import halving_applies, texture_quality
 from tourserver.pipeline.textures.resize import TextureResize
+from tourserver.pipeline.textures.slots import ALL_CHANNELS, image_channels, image_roles
 from tourserver.pipeline.weld import Weld
 
 PRESETS = ("phone", "tablet", "headset", "archive")
@@ -50,6 +51,9 @@ class OptimizeOptions:
     # Set by budget fitting, not by creators: (image index, largest edge) for the images
     # made smaller than texture_max to meet a byte budget (`TextureResize.limits`).
     texture_limits: tuple[tuple[int, int], ...] = ()
+    # Set by budget fitting too: the data maps (image indices) held to what halving them
+    # would lose, at full size (`TextureEncode.relax_images`).
+    relaxed_images: tuple[int, ...] = ()
     texture_format: str | None = None
     # A level of `textures.quality.LEVELS` or an SSIMULACRA2 score (None: the default level)
     texture_quality: str | float | None = None
@@ -100,7 +104,8 @@ def plan(options: OptimizeOptions, triangles: int = 0,
                                    intermediate=texture_format != "keep",
                                    limits=options.texture_limits, cache=resized))
     encode = (TextureEncode(format=texture_format, cache=cache or EncodeCache(),
-                            quality=texture_quality(options.texture_quality))
+                            quality=texture_quality(options.texture_quality),
+                            relax_images=frozenset(options.relaxed_images))
               if texture_format != "keep" else None)
     if not lossless:
         # Normals that only repeat each face's own go: clients compute flat normals, and the
@@ -223,7 +228,7 @@ def _tighter(options: OptimizeOptions, asked: OptimizeOptions, before: AssetStat
     after = measure(out, size)
     stuck = (previous is not None and after.triangles >= previous.triangles
              and options.simplify is not None)
-    limits: dict[int, int] | None = None
+    lighter: _Lighter | None = None
     simplify: float | None = None
     max_error: float | None = None
     why: list[str] = []
@@ -235,9 +240,10 @@ def _tighter(options: OptimizeOptions, asked: OptimizeOptions, before: AssetStat
         why.append(f"{after.triangles:,} triangles > {budget.max_triangles:,}")
     if budget.max_bytes and size > budget.max_bytes:
         why.append(f"{size:,} bytes > {budget.max_bytes:,}")
-        if asked.texture_max is None and _texture_bytes(out) > size / 2:
-            limits = _smaller_textures(options, out, facts, size - budget.max_bytes)
-        if limits is None and after.triangles:
+        if _texture_bytes(out) > size / 2:
+            lighter = _lighter_textures(options, out, facts, size - budget.max_bytes,
+                                        may_shrink=asked.texture_max is None)
+        if lighter is None and after.triangles:
             share = min(share, ratio * budget.max_bytes / size * 0.9)
     if asked.simplify is None and not stuck and MIN_SIMPLIFY_RATIO <= share < ratio:
         simplify = share
@@ -254,13 +260,20 @@ def _tighter(options: OptimizeOptions, asked: OptimizeOptions, before: AssetStat
     if max_error is not None:
         tighter = replace(tighter, simplify_max_error=max_error)
         done.append(f"an error cap of {max_error:.1%} of the diagonal")
-    if limits is not None:
-        tighter = replace(tighter, texture_limits=tuple(sorted(limits.items())))
-        names = out.json.get("images", [])
+    if lighter is not None:
+        tighter = replace(tighter, relaxed_images=lighter.relaxed,
+                          texture_limits=tuple(sorted(lighter.limits.items())))
+        names = [im.get("name") or f"image {i}"
+                 for i, im in enumerate(out.json.get("images", []))]
+        relaxed = [names[i] for i in lighter.new if i in lighter.relaxed
+                   and i not in options.relaxed_images]
+        if relaxed:
+            done.append(f"data maps held to what halving them would lose, at full size "
+                        f"({', '.join(relaxed)})")
         earlier = dict(options.texture_limits)
-        for px in sorted(set(limits.values()), reverse=True):
-            changed = [names[i].get("name") or f"image {i}" for i in sorted(limits)
-                       if limits[i] == px and earlier.get(i) != px]
+        for px in sorted(set(lighter.limits.values()), reverse=True):
+            changed = [names[i] for i in sorted(lighter.limits)
+                       if lighter.limits[i] == px and earlier.get(i) != px]
             if changed:
                 done.append(f"textures up to {px} px ({', '.join(changed)})")
     if not done:
@@ -268,37 +281,62 @@ def _tighter(options: OptimizeOptions, asked: OptimizeOptions, before: AssetStat
     return tighter, f"{', '.join(done)} ({'; '.join(why)})"
 
 
-# A texture half as large (a quarter of the pixels) re-encodes to 0.2-0.3 of the bytes on
-# the bench's noisy scenes, 0.6 on one whose detail is coarse (the facades' street at
-# 2048 px): what halving is counted on to save. Too low halves more images than needed,
-# too high costs one more run; the aim is 10 % under what is over.
-HALVING_SAVES = 0.7
+# What a heavy image saves when it gives way, of its bytes. Halving (a quarter of the
+# pixels) re-encodes to 0.2-0.3 of them on the bench's noisy scenes, 0.6 where detail is
+# coarse (the facades' street at 2048 px); a data map held to halving's loss at full size
+# to 0.04-0.24. Both are counted low: too low gives way more than needed, too high costs
+# one more run; the aim is 10 % under what is over.
+GIVING_WAY_SAVES = 0.7
 
 
-def _smaller_textures(options: OptimizeOptions, out: Document, facts: dict[str, float],
-                      over: int) -> dict[int, int] | None:
-    """Which images to halve to save `over` bytes: the heaviest first, until what halving
-    saves (HALVING_SAVES of each) covers it, none below MIN_FIT_TEXTURE_PX. Heavy images
-    are most of a budget's overshoot (noisy normal maps, 2-4 MB each), while the light
-    ones (a colour texture's few hundred KB) keep their full size and quality. None when
-    no image can be halved (or the images cannot be matched to the resize step's)."""
+@dataclass(frozen=True)
+class _Lighter:
+    relaxed: tuple[int, ...]  # `OptimizeOptions.relaxed_images`
+    limits: dict[int, int]  # image index -> largest edge (`OptimizeOptions.texture_limits`)
+    new: list[int]  # the images that give way this time
+
+
+def _lighter_textures(options: OptimizeOptions, out: Document, facts: dict[str, float],
+                      over: int, may_shrink: bool) -> _Lighter | None:
+    """Which images give way to save `over` bytes: the heaviest first, until what they
+    save (GIVING_WAY_SAVES of each) covers it. A data map gives its rule first: it is held
+    to what halving it would lose, at full size (`quality.halving_target`), which keeps
+    more of it per byte than halving does. Then it, or a colour image, is halved, never
+    below MIN_FIT_TEXTURE_PX (not when `may_shrink` is False: the creator fixed
+    --texture-max). Heavy images are most of a budget's overshoot (noisy normal maps, 2-4
+    MB each), while the light ones keep their size and quality. None when no image can
+    give way (or the images cannot be matched to the resize step's)."""
     images = out.json.get("images", [])
     if facts.get("texture_resize.images_total") != len(images):
         return None  # a later step removed an image: indices no longer match
+    encoded = (options.texture_format or ("keep" if options.preset == "archive" else "webp")
+               ) != "keep"
+    quality = texture_quality(options.texture_quality)
+    roles, channels = image_roles(out.json), image_channels(out.json)
     views = out.json.get("bufferViews", [])
     heavy = sorted(((int(views[im["bufferView"]]["byteLength"]), i) for i, im in enumerate(images)
-                    if "bufferView" in im and f"texture_resize.image.{i}.px" in facts),
-                   reverse=True)
+                    if "bufferView" in im), reverse=True)
+    relaxed = set(options.relaxed_images)
     limits = dict(options.texture_limits)
+    new = []
     saved = 0.0
     for size, i in heavy:
         if saved >= over * 1.1:
             break
-        edge = int(facts[f"texture_resize.image.{i}.px"])
-        if edge // 2 >= MIN_FIT_TEXTURE_PX:
+        if (encoded and i not in relaxed and not quality.lossless
+                and halving_applies(quality.target(roles.get(i, "data"),
+                                                   channels.get(i, ALL_CHANNELS)))):
+            relaxed.add(i)
+        elif may_shrink and f"texture_resize.image.{i}.px" in facts:
+            edge = int(facts[f"texture_resize.image.{i}.px"])
+            if edge // 2 < MIN_FIT_TEXTURE_PX:
+                continue
             limits[i] = edge // 2
-            saved += size * HALVING_SAVES
-    return limits if saved else None
+        else:
+            continue
+        new.append(i)
+        saved += size * GIVING_WAY_SAVES
+    return _Lighter(tuple(sorted(relaxed)), limits, new) if new else None
 
 
 def _texture_bytes(doc: Document) -> int:

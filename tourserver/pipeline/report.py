@@ -92,7 +92,7 @@ class OptimizeReport:
         }
 
 
-SCORES = ("ssimulacra2", "normal_p99_deg", "psnr")
+SCORES = ("ssimulacra2", "normal_p99_deg", "normal_mean_deg", "psnr")
 SETTINGS = ("quality", "near_lossless", "palette", "posterize")
 
 

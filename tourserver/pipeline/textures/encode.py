@@ -85,12 +85,13 @@ from tourserver.pipeline.textures.jpeg_png import (
 )
 from tourserver.pipeline.textures.ktx2 import encode_ktx2, find_basisu
 from tourserver.pipeline.textures.quality import (
+    ANGLE_METRICS,
     DEFAULT_LEVEL,
     LEVELS,
-    NORMAL_ANGLE,
     PSNR,
     TextureQuality,
     describe,
+    halving_target,
     reported,
 )
 from tourserver.pipeline.textures.search import Encoded, Prober, search_lowest
@@ -126,6 +127,9 @@ class TextureEncode:
     fallback: bool = False  # webp/ktx2: keep the original image as texture.source
     max_quality: int = 95  # highest lossy quality tried before going lossless
     lossless_data: bool = False  # store data textures losslessly instead
+    # Set by a byte budget's fitting (`optimize`): the images (by index) whose data rule
+    # gives way to what halving them would lose (`quality.halving_target`), at full size.
+    relax_images: frozenset[int] = frozenset()
     effort: int = 4  # libwebp method 0-6 (6: ~7% smaller, ~2.5x slower)
     lossless_effort: int = 50  # libwebp lossless "quality" (effort); more gains little
     near_lossless: bool = True  # also try near-lossless WebP (needs libvips, see pyvips)
@@ -274,7 +278,7 @@ class TextureEncode:
         ctx.facts["texture_encode.bytes_after"] = float(bytes_after)
         for metric, values in scores.items():
             # The worst image: the largest angle for normals, the lowest score otherwise.
-            if metric == NORMAL_ANGLE.name:
+            if metric in ANGLE_METRICS:
                 ctx.facts[f"texture_encode.{metric}_max"] = max(values)
             else:
                 ctx.facts[f"texture_encode.{metric}_min"] = min(values)
@@ -322,16 +326,19 @@ class TextureEncode:
             data = doc.buffer_view_bytes(image["bufferView"])
             role = roles.get(i, "data")
             read = channels.get(i, ALL_CHANNELS)
-            key = (hashlib.sha256(data).digest(), image["mimeType"], role, read, settings)
+            relax = i in self.relax_images and role != "colour"
+            key = (hashlib.sha256(data).digest(), image["mimeType"], role, read, relax,
+                   settings)
             run = partial(self.encode_image, data, image["mimeType"], role, read,
-                          f"{doc.source}#/images/{i}", basisu)
+                          f"{doc.source}#/images/{i}", basisu, relax)
             jobs.append(_Job(i, key, run, _pixels(doc, image), len(data)))
         return sorted(jobs, key=lambda job: (-job.pixels, -job.bytes))
 
     def _settings(self) -> tuple:
-        """Every field an encode depends on (not the name, the worker count or the cache)."""
+        """Every field an encode depends on (not the name, the worker count, the cache or
+        which images relax: that is in each image's own key)."""
         return tuple((f.name, getattr(self, f.name)) for f in fields(self)
-                     if f.name not in ("name", "workers", "cache"))
+                     if f.name not in ("name", "workers", "cache", "relax_images"))
 
     def _workers(self, jobs: int) -> int:
         workers = self.workers or min(4, os.cpu_count() or 1)
@@ -340,16 +347,18 @@ class TextureEncode:
     # -- encoding ----------------------------------------------------------------------
 
     def encode_image(self, data: bytes, mime: str, role: str, channels: str, where: str,
-                     basisu: str | None = None) -> Encoded | None:
+                     basisu: str | None = None, relax: bool = False) -> Encoded | None:
         """One image's new encoding (`role` colour or data, `channels` the ones materials
         read), or None when none holds the floor or the image cannot take one; not yet
         compared with the image's own bytes. `where` names it in errors; `basisu` is the
-        encoder's path for KTX2 (`find_basisu`)."""
+        encoder's path for KTX2 (`find_basisu`); `relax`: a data map held to what halving
+        it would lose (`quality.halving_target`)."""
         with decode_image(data, where, self.max_pixels) as img:
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "F") or img.info.get("bits", 8) > 8:
                 return None  # 16-bit and float data: every target here is 8-bit
             # A new encoding must come in under what we already have to be kept at all.
-            result = self._encode_decoded(img, mime, role, channels, where, basisu, len(data))
+            result = self._encode_decoded(img, mime, role, channels, where, basisu, len(data),
+                                          relax)
             progressive = bool(img.info.get("progressive"))
             dense = len(data) * 8 > DENSE_JPEG_BPP * img.width * img.height
         best_share = RECODE_BEST_SHARE_DENSE if dense else RECODE_BEST_SHARE
@@ -370,7 +379,8 @@ class TextureEncode:
         return result
 
     def _encode_decoded(self, img: Image.Image, mime: str, role: str, channels: str,
-                        where: str, basisu: str | None, limit: int) -> Encoded | None:
+                        where: str, basisu: str | None, limit: int,
+                        relax: bool = False) -> Encoded | None:
         """The new encoding of decoded `img`, its score named by whoever measured it: the
         rule's metric, or PSNR for KTX2 (basisu measures nothing else)."""
         rule = self.quality.target(role, channels)
@@ -379,6 +389,8 @@ class TextureEncode:
         if filled is not reference:
             # From here on the filled pixels are the source: what is encoded and measured.
             reference, img = filled, Image.fromarray(filled, "RGBA")
+        if relax and role != "colour":
+            rule = halving_target(rule, reference)
         alpha = bool((reference[..., 3] < 255).any())
         grey = (img.mode in ("L", "LA") or (img.mode == "P" and _palette_is_grey(img))
                 or sum(c in channels for c in "RGB") <= 1)  # filled grey

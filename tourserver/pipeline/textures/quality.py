@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from tourserver.errors import TourError
 from tourserver.ingest.images import psnr
@@ -74,10 +75,18 @@ def _normal_angle(decoded: np.ndarray, reference: np.ndarray) -> float:
     return -normal_angle_error(reference, decoded).p99
 
 
+def _normal_mean_angle(decoded: np.ndarray, reference: np.ndarray) -> float:
+    return -normal_angle_error(reference, decoded).mean
+
+
 PSNR = Metric("psnr", _psnr, 1.0, np.inf, per_texel=True)
 SSIMULACRA2 = Metric("ssimulacra2", _ssimulacra2, 2.0, 100.0,
                      lambda reference: Ssimulacra2Reference(reference).score)
 NORMAL_ANGLE = Metric("normal_p99_deg", _normal_angle, 0.5, 0.0, per_texel=True)
+# A budget's rule for normal maps (`halving_target`): the mean stays meaningful where a
+# map's own texel noise, which halving removes, sets its 99th percentile.
+NORMAL_MEAN_ANGLE = Metric("normal_mean_deg", _normal_mean_angle, 0.15, 0.0, per_texel=True)
+ANGLE_METRICS = (NORMAL_ANGLE.name, NORMAL_MEAN_ANGLE.name)
 
 
 @dataclass(frozen=True)
@@ -93,17 +102,19 @@ def reported(metric: str, score: float) -> float:
     """A score as a JSON-safe fact: degrees for normals (0 when identical), 100 for
     identical pixels otherwise."""
     if not np.isfinite(score):
-        return 0.0 if metric == NORMAL_ANGLE.name else 100.0
-    if metric == NORMAL_ANGLE.name:
+        return 0.0 if metric in ANGLE_METRICS else 100.0
+    if metric in ANGLE_METRICS:
         return round(-score, 3)
     return round(min(score, 100.0), 3)
 
 
 def describe(metric: str, score: float) -> str:
-    """A score for people: "SSIMULACRA2 71.2", "42.1 dB", "1.80° (p99 normal angle)"."""
+    """A score for people: "SSIMULACRA2 71.2", "42.1 dB", "1.80° p99 normal angle"."""
     value = reported(metric, score)
     if metric == NORMAL_ANGLE.name:
         return f"{value:.2f}° p99 normal angle"
+    if metric == NORMAL_MEAN_ANGLE.name:
+        return f"{value:.2f}° mean normal angle"
     if not np.isfinite(score):
         return "identical pixels"
     return f"{value:.1f} dB" if metric == PSNR.name else f"SSIMULACRA2 {value:.1f}"
@@ -128,6 +139,37 @@ class TextureQuality:
         if role == "normal":
             return Target(NORMAL_ANGLE, -self.normal_deg)
         return Target(PSNR, self.data_db)
+
+
+# Under a budget a normal map's mean angle is held no looser than this, however little
+# halving it would lose (a smooth map): about the level's 4° p99 on such maps.
+MIN_HALVING_MEAN_DEG = 1.0
+
+
+def halving_applies(rule: Target) -> bool:
+    """Whether a budget can relax `rule` (`halving_target`): normal maps' and packed
+    data's rules, not colour's."""
+    return rule.metric in (NORMAL_ANGLE, PSNR) and np.isfinite(rule.floor)
+
+
+def halving_target(rule: Target, reference: np.ndarray) -> Target:
+    """A data map's rule under a byte budget (`TextureEncode.relax_data`): it may lose at
+    full size what halving it would lose, scored at full size as a renderer samples the
+    halved map (box down, bilinear up). Halving costs more detail per byte saved than a
+    lossy encode at full size (the bench's noisy scenes: half the bytes for the same PSNR
+    and mean angle), so a budget lowers the data maps' rule before their size. Normal maps
+    are held to the mean angle (see NORMAL_MEAN_ANGLE); packed data to the lower of the
+    level's PSNR and halving's. Colour, and data judged as grey, keep their rule."""
+    if not halving_applies(rule) or min(reference.shape[:2]) < 8:
+        return rule
+    h, w = reference.shape[:2]
+    image = Image.fromarray(reference, "RGBA")
+    halved = image.resize((max(1, w // 2), max(1, h // 2)), Image.Resampling.BOX)
+    seen = np.asarray(halved.resize((w, h), Image.Resampling.BILINEAR))
+    if rule.metric is NORMAL_ANGLE:
+        lost = max(normal_angle_error(reference, seen).mean, MIN_HALVING_MEAN_DEG)
+        return Target(NORMAL_MEAN_ANGLE, -lost)
+    return Target(PSNR, min(rule.floor, psnr(seen, reference)))
 
 
 LEVELS = {
@@ -162,4 +204,5 @@ def texture_quality(value: str | float | None) -> TextureQuality:
 
 
 __all__ = ["Metric", "Target", "TextureQuality", "LEVELS", "DEFAULT_LEVEL", "texture_quality",
-           "PSNR", "SSIMULACRA2", "NORMAL_ANGLE", "reported", "describe"]
+           "PSNR", "SSIMULACRA2", "NORMAL_ANGLE", "NORMAL_MEAN_ANGLE", "ANGLE_METRICS",
+           "halving_applies", "halving_target", "reported", "describe"]

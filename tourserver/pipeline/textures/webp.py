@@ -54,7 +54,7 @@ except (ImportError, OSError):  # no libvips: Pillow's lossy WebP, no near-lossl
     pyvips = None
 
 from tourserver.ingest.images import psnr
-from tourserver.pipeline.textures.quality import NORMAL_ANGLE, PSNR, Metric
+from tourserver.pipeline.textures.quality import ANGLE_METRICS, PSNR, Metric
 from tourserver.pipeline.textures.sample import Sample, activity_sample, sample_of, tile_activity
 from tourserver.pipeline.textures.search import (
     Encoded,
@@ -395,7 +395,7 @@ def _posterize_plan(sample: Sample, floor: float, opts: WebpOptions) -> _Plan | 
     (scores fall as steps grow)."""
     score = _posterize_scorer(sample.image, sample.reference, opts.metric)
     steps: tuple[float, ...] = POSTERIZE_STEPS
-    if opts.metric is NORMAL_ANGLE:
+    if opts.metric.name in ANGLE_METRICS:
         steps = tuple(s for s in steps if s <= unbanded_step(sample.reference))
         if not steps:
             return None
