@@ -197,6 +197,26 @@ def test_a_byte_budget_relaxes_a_heavy_normal_map_before_halving_it(monkeypatch)
     assert colour[0] == colour[1]
 
 
+def test_only_data_maps_that_halving_would_harm_more_than_their_rule_are_relaxed():
+    # Relaxing a smooth data map would change nothing (halving it loses less than its 40 dB
+    # rule allows) and cost a run: it is halved instead. A noisy one, and any normal map,
+    # gives its rule.
+    from test_texture_quality import _doc, _normal_map, _png
+
+    from tourserver.pipeline.textures.quality import LEVELS
+
+    y, x = np.mgrid[0:256, 0:256] / 256
+    smooth = np.dstack([255 * x, 255 * y, 128 + 60 * x * y]).astype(np.uint8)
+    noisy = np.random.default_rng(3).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    data = LEVELS["high"].target("data", "RGB")
+    normal = LEVELS["high"].target("normal", "RGB")
+    smooth_doc, noisy_doc = (_doc(_png(pixels), _png(pixels)) for pixels in (smooth, noisy))
+    assert not optimize_module._relaxing_loosens(smooth_doc, 1, data, "RGB")
+    assert optimize_module._relaxing_loosens(noisy_doc, 1, data, "RGB")
+    assert optimize_module._relaxing_loosens(_doc(_png(smooth), _png(_normal_map())), 1,
+                                             normal, "RGB")
+
+
 def test_levels_of_detail_reuse_level_0(monkeypatch):
     chains: list[int] = []
     real_run = optimize_module.run

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from tourserver.errors import TourError
 from tourserver.gltf.document import Document, write_glb
 from tourserver.ingest.checks import BUDGETS, Budget, budget_issues, structural_issues
+from tourserver.ingest.images import decode_image, rgba_pixels
 from tourserver.pipeline.base import Context, Transform, run
 from tourserver.pipeline.compact_json import CompactJson
 from tourserver.pipeline.dedup import Dedup
@@ -27,9 +28,20 @@ from tourserver.pipeline.report import AssetStats, OptimizeReport, measure, text
 from tourserver.pipeline.simplify import Simplify
 from tourserver.pipeline.textures.cache import EncodeCache
 from tourserver.pipeline.textures.encode import TextureEncode
-from tourserver.pipeline.textures.quality import halving_applies, texture_quality
+from tourserver.pipeline.textures.quality import (
+    PSNR,
+    Target,
+    halving_applies,
+    halving_target,
+    texture_quality,
+)
 from tourserver.pipeline.textures.resize import TextureResize
-from tourserver.pipeline.textures.slots import ALL_CHANNELS, image_channels, image_roles
+from tourserver.pipeline.textures.slots import (
+    ALL_CHANNELS,
+    fill_unread,
+    image_channels,
+    image_roles,
+)
 from tourserver.pipeline.weld import Weld
 
 PRESETS = ("phone", "tablet", "headset", "archive")
@@ -299,9 +311,10 @@ class _Lighter:
 def _lighter_textures(options: OptimizeOptions, out: Document, facts: dict[str, float],
                       over: int, may_shrink: bool) -> _Lighter | None:
     """Which images give way to save `over` bytes: the heaviest first, until what they
-    save (GIVING_WAY_SAVES of each) covers it. A data map gives its rule first: it is held
-    to what halving it would lose, at full size (`quality.halving_target`), which keeps
-    more of it per byte than halving does. Then it, or a colour image, is halved, never
+    save (GIVING_WAY_SAVES of each) covers it. A data map gives its rule first, where that
+    asks less (`_relaxing_loosens`): it is held to what halving it would lose, at full size
+    (`quality.halving_target`), which keeps more of it per byte than halving does. Then
+    it, or a colour image, is halved, never
     below MIN_FIT_TEXTURE_PX (not when `may_shrink` is False: the creator fixed
     --texture-max). Heavy images are most of a budget's overshoot (noisy normal maps, 2-4
     MB each), while the light ones keep their size and quality. None when no image can
@@ -312,6 +325,7 @@ def _lighter_textures(options: OptimizeOptions, out: Document, facts: dict[str, 
     encoded = (options.texture_format or ("keep" if options.preset == "archive" else "webp")
                ) != "keep"
     quality = texture_quality(options.texture_quality)
+    may_relax = encoded and not quality.lossless
     roles, channels = image_roles(out.json), image_channels(out.json)
     views = out.json.get("bufferViews", [])
     heavy = sorted(((int(views[im["bufferView"]]["byteLength"]), i) for i, im in enumerate(images)
@@ -323,9 +337,9 @@ def _lighter_textures(options: OptimizeOptions, out: Document, facts: dict[str, 
     for size, i in heavy:
         if saved >= over * 1.1:
             break
-        if (encoded and i not in relaxed and not quality.lossless
-                and halving_applies(quality.target(roles.get(i, "data"),
-                                                   channels.get(i, ALL_CHANNELS)))):
+        read = channels.get(i, ALL_CHANNELS)
+        if (may_relax and i not in relaxed
+                and _relaxing_loosens(out, i, quality.target(roles.get(i, "data"), read), read)):
             relaxed.add(i)
         elif may_shrink and f"texture_resize.image.{i}.px" in facts:
             edge = int(facts[f"texture_resize.image.{i}.px"])
@@ -337,6 +351,25 @@ def _lighter_textures(options: OptimizeOptions, out: Document, facts: dict[str, 
         new.append(i)
         saved += size * GIVING_WAY_SAVES
     return _Lighter(tuple(sorted(relaxed)), limits, new) if new else None
+
+
+def _relaxing_loosens(out: Document, i: int, rule: Target, channels: str) -> bool:
+    """Whether holding image `i` to what halving it would lose asks less than its rule:
+    always for a normal map (the mean angle, at least 1°, against the 99th percentile);
+    for packed data, where halving the image as encoded loses more than the rule allows
+    (its encoding holds the rule, so stands in for the source). A smooth data map loses
+    less when halved: relaxing it would change nothing and cost a run, so it is halved."""
+    if not halving_applies(rule):
+        return False
+    image = out.json["images"][i]
+    if rule.metric is not PSNR or image.get("mimeType") not in DECODED:
+        return True
+    with decode_image(out.buffer_view_bytes(image["bufferView"]), f"image {i}") as img:
+        pixels = fill_unread(rgba_pixels(img), channels)
+    return halving_target(rule, pixels).floor < rule.floor
+
+
+DECODED = ("image/png", "image/jpeg", "image/webp")
 
 
 def _texture_bytes(doc: Document) -> int:
