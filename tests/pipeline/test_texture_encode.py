@@ -731,6 +731,10 @@ def test_a_second_run_on_the_same_images_reuses_the_results(monkeypatch):
     assert len(calls) == encoded  # nothing encoded again (the name does not matter)
     assert write_glb(second) == write_glb(first)
     assert ctx.facts["texture_encode.images"] >= 3
+    # Keeping the originals as fallbacks changes how results are applied, not what they are.
+    kept, _ = run(src, TextureEncode(quality=level, fallback=True, cache=cache))
+    assert len(calls) == encoded
+    assert len(kept.json["images"]) > len(first.json["images"])
     run(src, TextureEncode(quality=level, effort=6, cache=cache))  # other settings: anew
     assert len(calls) == 2 * encoded
     run(src, TextureEncode(quality=level))  # another run (its own cache): encoded anew

@@ -335,10 +335,11 @@ class TextureEncode:
         return sorted(jobs, key=lambda job: (-job.pixels, -job.bytes))
 
     def _settings(self) -> tuple:
-        """Every field an encode depends on (not the name, the worker count, the cache or
-        which images relax: that is in each image's own key)."""
+        """Every field an encode depends on: not the name, the worker count or the cache;
+        not `fallback` (how a result is applied, not what it is); not which images relax
+        (that is in each image's own key)."""
         return tuple((f.name, getattr(self, f.name)) for f in fields(self)
-                     if f.name not in ("name", "workers", "cache", "relax_images"))
+                     if f.name not in ("name", "workers", "cache", "fallback", "relax_images"))
 
     def _workers(self, jobs: int) -> int:
         workers = self.workers or min(4, os.cpu_count() or 1)
