@@ -308,3 +308,17 @@ def test_a_relaxed_normal_map_keeps_its_size_and_beats_the_halved_map():
     assert len(relaxed.data) < len(halved.data)
     level = encoder.encode_image(_png(source), "image/png", "normal", "RGB", "t", None)
     assert level is not None and len(relaxed.data) < 0.3 * len(level.data)
+
+
+def test_the_encoder_s_estimates_are_close_to_what_it_encodes():
+    # A byte budget is fitted by them before the first run (`optimize._prefit`): from the
+    # samples alone, each image within 20 % of its full-size encoding (10-15 % is usual).
+    doc = _doc(_png(_photo()), _png(_normal_map(512, noise=0.4)))
+    encoder = TextureEncode()
+    estimates = encoder.estimate(doc)
+    out, ctx = run(doc, encoder)
+    assert sorted(estimates) == [0, 1]
+    for i in (0, 1):
+        actual = ctx.facts[f"texture_encode.image.{i}.bytes_after"]
+        assert 0.8 * actual <= estimates[i] <= 1.2 * actual, (i, estimates[i], actual)
+    assert TextureEncode(format="png").estimate(doc) == {}  # WebP's samples only

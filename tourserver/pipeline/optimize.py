@@ -193,8 +193,14 @@ def optimize(doc: Document, source_bytes: int, options: OptimizeOptions, *,
     report.issues.extend(structural_issues(doc, source))
     if dry_run or report.issues:
         return doc, None, report
-    attempt = options
     resized: dict[tuple, bytes | None] = {}
+    attempt = options
+    prefit = _prefit(doc, options, cache, resized)
+    if prefit is not None:
+        attempt, why = prefit
+        report.fitted.append(why)
+        ctx.logger.info("%s: expected over the %s budget; first run with %s", source,
+                        budget.name, why)
     previous: AssetStats | None = None
     for _ in range(MAX_FIT_RUNS):
         steps = plan(attempt, before.triangles, cache, resized)
@@ -275,19 +281,7 @@ def _tighter(options: OptimizeOptions, asked: OptimizeOptions, before: AssetStat
     if lighter is not None:
         tighter = replace(tighter, relaxed_images=lighter.relaxed,
                           texture_limits=tuple(sorted(lighter.limits.items())))
-        names = [im.get("name") or f"image {i}"
-                 for i, im in enumerate(out.json.get("images", []))]
-        relaxed = [names[i] for i in lighter.new if i in lighter.relaxed
-                   and i not in options.relaxed_images]
-        if relaxed:
-            done.append(f"data maps held to what halving them would lose, at full size "
-                        f"({', '.join(relaxed)})")
-        earlier = dict(options.texture_limits)
-        for px in sorted(set(lighter.limits.values()), reverse=True):
-            changed = [names[i] for i in sorted(lighter.limits)
-                       if lighter.limits[i] == px and earlier.get(i) != px]
-            if changed:
-                done.append(f"textures up to {px} px ({', '.join(changed)})")
+        done.extend(_gave_way(options, lighter, out))
     if not done:
         return None
     return tighter, f"{', '.join(done)} ({'; '.join(why)})"
@@ -308,8 +302,64 @@ class _Lighter:
     new: list[int]  # the images that give way this time
 
 
+def _gave_way(options: OptimizeOptions, lighter: _Lighter, doc: Document) -> list[str]:
+    """What `lighter` changes from `options`, for the report's `fitted`."""
+    names = [im.get("name") or f"image {i}" for i, im in enumerate(doc.json.get("images", []))]
+    done = []
+    relaxed = [names[i] for i in lighter.new
+               if i in lighter.relaxed and i not in options.relaxed_images]
+    if relaxed:
+        done.append(f"data maps held to what halving them would lose, at full size "
+                    f"({', '.join(relaxed)})")
+    earlier = dict(options.texture_limits)
+    for px in sorted(set(lighter.limits.values()), reverse=True):
+        changed = [names[i] for i in sorted(lighter.limits)
+                   if lighter.limits[i] == px and earlier.get(i) != px]
+        if changed:
+            done.append(f"textures up to {px} px ({', '.join(changed)})")
+    return done
+
+
+def _prefit(doc: Document, options: OptimizeOptions, cache: EncodeCache,
+            resized: dict[tuple, bytes | None]) -> tuple[OptimizeOptions, str] | None:
+    """Options that land a byte budget in the first run where the textures alone are
+    expected over it, and what changed; None where they are not. The images the chain
+    would encode are estimated from the encoder's samples (`TextureEncode.estimate`,
+    10-15 % off, no full-size encode), and the heaviest give way as after a run
+    (`_lighter_textures`). Without it, the first run encodes every image at the level's
+    rules only to learn the overshoot: noisy_photo's two noisy normal maps cost 5.7 s each
+    near-losslessly, and are then relaxed. Where the source's own images fit the budget
+    (their new encodings nearly always come in under them), nothing is estimated; what
+    the estimate misses (geometry, its error) the runs that follow fit as before."""
+    budget = options.budget
+    if not budget.max_bytes or _texture_bytes(doc) <= budget.max_bytes:
+        return None
+    steps = plan(options, 0, cache, resized)
+    resize = next((k for k, t in enumerate(steps) if isinstance(t, TextureResize)), None)
+    encode = next((t for t in steps if isinstance(t, TextureEncode)), None)
+    if resize is None or encode is None:
+        return None
+    # The images as the encoder will see them (resized, kept for the first run).
+    preview, preview_ctx = run(doc, *steps[:resize + 1])
+    sizes = encode.estimate(preview)
+    expected = sum(sizes.values())
+    if not sizes or expected <= budget.max_bytes:
+        return None
+    lighter = _lighter_textures(options, preview, preview_ctx.facts,
+                                expected - budget.max_bytes,
+                                may_shrink=options.texture_max is None, sizes=sizes)
+    if lighter is None:
+        return None
+    fitted = replace(options, relaxed_images=lighter.relaxed,
+                     texture_limits=tuple(sorted(lighter.limits.items())))
+    done = _gave_way(options, lighter, preview)
+    return fitted, (f"{', '.join(done)} (textures estimated at {expected:,.0f} bytes > "
+                    f"{budget.max_bytes:,})")
+
+
 def _lighter_textures(options: OptimizeOptions, out: Document, facts: dict[str, float],
-                      over: int, may_shrink: bool) -> _Lighter | None:
+                      over: float, may_shrink: bool,
+                      sizes: dict[int, float] | None = None) -> _Lighter | None:
     """Which images give way to save `over` bytes: the heaviest first, until what they
     save (GIVING_WAY_SAVES of each) covers it. A data map gives its rule first, where that
     asks less (`_relaxing_loosens`): it is held to what halving it would lose, at full size
@@ -318,7 +368,8 @@ def _lighter_textures(options: OptimizeOptions, out: Document, facts: dict[str, 
     below MIN_FIT_TEXTURE_PX (not when `may_shrink` is False: the creator fixed
     --texture-max). Heavy images are most of a budget's overshoot (noisy normal maps, 2-4
     MB each), while the light ones keep their size and quality. None when no image can
-    give way (or the images cannot be matched to the resize step's)."""
+    give way (or the images cannot be matched to the resize step's). `sizes`: each
+    image's bytes, where they are estimates (`_prefit`) rather than `out`'s own."""
     images = out.json.get("images", [])
     if facts.get("texture_resize.images_total") != len(images):
         return None  # a later step removed an image: indices no longer match
@@ -328,8 +379,10 @@ def _lighter_textures(options: OptimizeOptions, out: Document, facts: dict[str, 
     may_relax = encoded and not quality.lossless
     roles, channels = image_roles(out.json), image_channels(out.json)
     views = out.json.get("bufferViews", [])
-    heavy = sorted(((int(views[im["bufferView"]]["byteLength"]), i) for i, im in enumerate(images)
-                    if "bufferView" in im), reverse=True)
+    if sizes is None:
+        sizes = {i: float(views[im["bufferView"]]["byteLength"])
+                 for i, im in enumerate(images) if "bufferView" in im}
+    heavy = sorted(((size, i) for i, size in sizes.items()), reverse=True)
     relaxed = set(options.relaxed_images)
     limits = dict(options.texture_limits)
     new = []

@@ -89,6 +89,7 @@ from tourserver.pipeline.textures.quality import (
     DEFAULT_LEVEL,
     LEVELS,
     PSNR,
+    Target,
     TextureQuality,
     describe,
     halving_target,
@@ -101,7 +102,12 @@ from tourserver.pipeline.textures.slots import (
     image_channels,
     image_roles,
 )
-from tourserver.pipeline.textures.webp import WebpOptions, encode_lossless, encode_webp
+from tourserver.pipeline.textures.webp import (
+    WebpOptions,
+    encode_lossless,
+    encode_webp,
+    estimate_webp,
+)
 
 FORMATS = ("webp", "png", "jpeg", "ktx2", "keep")
 EXTENSION_FOR = {"webp": "EXT_texture_webp", "ktx2": "KHR_texture_basisu"}
@@ -384,14 +390,7 @@ class TextureEncode:
                         relax: bool = False) -> Encoded | None:
         """The new encoding of decoded `img`, its score named by whoever measured it: the
         rule's metric, or PSNR for KTX2 (basisu measures nothing else)."""
-        rule = self.quality.target(role, channels)
-        reference = rgba_pixels(img)
-        filled = fill_unread(reference, channels)
-        if filled is not reference:
-            # From here on the filled pixels are the source: what is encoded and measured.
-            reference, img = filled, Image.fromarray(filled, "RGBA")
-        if relax and role != "colour":
-            rule = halving_target(rule, reference)
+        rule, reference, img = self._source(img, role, channels, relax)
         alpha = bool((reference[..., 3] < 255).any())
         grey = (img.mode in ("L", "LA") or (img.mode == "P" and _palette_is_grey(img))
                 or sum(c in channels for c in "RGB") <= 1)  # filled grey
@@ -434,6 +433,62 @@ class TextureEncode:
                 return None  # "keep" never changes a format
         return Encoded(png_bytes(img, alpha), "image/png", np.inf, None,
                        metric=rule.metric.name)
+
+    def _source(self, img: Image.Image, role: str, channels: str,
+                relax: bool) -> tuple[Target, np.ndarray, Image.Image]:
+        """The rule `img` is held to, and its pixels as encoded and measured: channels no
+        material reads filled (`slots.fill_unread`)."""
+        rule = self.quality.target(role, channels)
+        reference = rgba_pixels(img)
+        filled = fill_unread(reference, channels)
+        if filled is not reference:
+            # From here on the filled pixels are the source: what is encoded and measured.
+            reference, img = filled, Image.fromarray(filled, "RGBA")
+        if relax and role != "colour":
+            rule = halving_target(rule, reference)
+        return rule, reference, img
+
+    # -- estimating --------------------------------------------------------------------
+
+    def estimate(self, doc: Document) -> dict[int, float]:
+        """The bytes each image of `doc` this step would re-encode is expected to come to,
+        from samples alone (`webp.estimate_webp`; WebP only: {} for another format), by
+        image index: what a byte budget is fitted by before the first run. An image no
+        candidate is expected to improve counts at its own bytes."""
+        if self.format != "webp" or self.quality.lossless:
+            return {}
+        jobs = self._jobs(doc, None)
+        images = doc.json.get("images", [])
+        with ThreadPoolExecutor(max_workers=self._workers(len(jobs)),
+                                thread_name_prefix="texture-estimate") as pool:
+            futures = {job.index: pool.submit(self._estimate_image, doc, job.index,
+                                              images[job.index]) for job in jobs}
+            found = {i: future.result() for i, future in futures.items()}
+        estimates = {}
+        for job in jobs:
+            estimate = found[job.index]
+            estimates[job.index] = float(job.bytes if estimate is None
+                                         else min(estimate, job.bytes))
+        return estimates
+
+    def _estimate_image(self, doc: Document, i: int, image: dict) -> float | None:
+        roles = image_roles(doc.json)
+        channels = (image_channels(doc.json).get(i, ALL_CHANNELS) if self.fill_unread_channels
+                    else ALL_CHANNELS)
+        role = roles.get(i, "data")
+        where = f"{doc.source}#/images/{i}"
+        data = doc.buffer_view_bytes(image["bufferView"])
+        with decode_image(data, where, self.max_pixels) as img:
+            if img.mode in ("I", "I;16", "I;16B", "I;16L", "F") or img.info.get("bits", 8) > 8:
+                return None
+            rule, reference, img = self._source(img, role, channels,
+                                                i in self.relax_images)
+            alpha = bool((reference[..., 3] < 255).any())
+            src = img.convert("RGBA" if alpha else "RGB")
+            options = WebpOptions(self.max_quality, self.effort, self.lossless_effort,
+                                  self.near_lossless, self.max_pixels, rule.metric)
+            return estimate_webp(src, reference, rule.floor, options, where,
+                                 lossless=image["mimeType"] != "image/jpeg")
 
     def _replace(self, doc_json: dict, i: int, data: bytes, mime: str,
                  builder: BufferBuilder, payloads: dict[int, bytes]) -> None:

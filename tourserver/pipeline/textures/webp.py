@@ -195,6 +195,31 @@ def encode_webp(image: Image.Image, reference: np.ndarray, floor: float, opts: W
     does.
     `lossless`: also consider lossless and near-lossless (not worth it for decoded JPEGs,
     whose noise codes 3-5x larger losslessly than the JPEG)."""
+    plans, later = _plans(image, reference, floor, opts, where, lossless)
+    best = _first_that_holds(plans, image, reference, floor, opts, where, limit)
+    if best is None and later:
+        # Lossy held on the sample but not at full size: the lossless candidates after all.
+        plans = _lossless_plans(image, reference, floor, opts, where, [])
+        best = _first_that_holds(plans, image, reference, floor, opts, where, limit)
+    return best
+
+
+def estimate_webp(image: Image.Image, reference: np.ndarray, floor: float,
+                  opts: WebpOptions, where: str, *, lossless: bool = True) -> float | None:
+    """The bytes `encode_webp` is expected to come to, from its samples alone (10-15 %
+    off; no full-size encode): what a byte budget is fitted by before the first run.
+    None when no candidate is expected to hold the floor."""
+    plans, later = _plans(image, reference, floor, opts, where, lossless)
+    if not plans and later:
+        plans = _lossless_plans(image, reference, floor, opts, where, [])
+    sizes = [len(p.result.data) if p.result is not None else p.estimate for p in plans]
+    return min(sizes) if sizes else None
+
+
+def _plans(image: Image.Image, reference: np.ndarray, floor: float, opts: WebpOptions,
+           where: str, lossless: bool) -> tuple[list[_Plan], bool]:
+    """The candidates `encode_webp` confirms, estimated on samples, and whether the
+    lossless ones were left for later (lossy is expected to win)."""
     grey = _is_grey(reference)
     # Grey images have flat chroma: sharp YUV would give them the same bytes.
     sharp = not grey
@@ -227,12 +252,7 @@ def encode_webp(image: Image.Image, reference: np.ndarray, floor: float, opts: W
         # normal map: 7.1 KB posterized, 12.7 KB lossy).
         posterized = _posterize_plan(_lossless_sample(image, reference), floor, opts)
         plans += [posterized] if posterized is not None else []
-    best = _first_that_holds(plans, image, reference, floor, opts, where, limit)
-    if best is None and later:
-        # Lossy held on the sample but not at full size: the lossless candidates after all.
-        plans = _lossless_plans(image, reference, floor, opts, where, [])
-        best = _first_that_holds(plans, image, reference, floor, opts, where, limit)
-    return best
+    return plans, later
 
 
 def _lossy_out_of_reach(quick: _SampleProbe, floor: float, opts: WebpOptions) -> bool:
