@@ -23,6 +23,18 @@ from tourserver.pipeline.optimize import OptimizeOptions
 from tourserver.pipeline.session import Session, Source
 
 
+def _counted_chains(monkeypatch) -> list[int]:
+    """How many steps each chain `optimize` runs from now on had, in call order."""
+    chains: list[int] = []
+    real_run = optimize_module.run
+
+    def counting(doc, *steps, **kw):
+        chains.append(len(steps))
+        return real_run(doc, *steps, **kw)
+    monkeypatch.setattr(optimize_module, "run", counting)
+    return chains
+
+
 def _source(doc) -> Source:
     return Source(doc, len(write_glb(doc)), "test.glb")
 
@@ -186,13 +198,7 @@ def test_a_byte_budget_relaxes_a_heavy_normal_map_before_halving_it(monkeypatch,
     monkeypatch.setitem(optimize_module.BUDGETS, "phone", small)
     if not estimated:
         monkeypatch.setattr(optimize_module, "_prefit", lambda *args: None)
-    chains: list[int] = []
-    real_run = optimize_module.run
-
-    def counting(doc, *steps, **kw):
-        chains.append(len(steps))
-        return real_run(doc, *steps, **kw)
-    monkeypatch.setattr(optimize_module, "run", counting)
+    chains = _counted_chains(monkeypatch)
     fitted = Session().optimize(_source(doc), OptimizeOptions(preset="phone"))
     assert fitted.glb is not None and not fitted.report.issues, fitted.report.issues
     assert len(fitted.glb) <= budget
@@ -236,13 +242,7 @@ def test_only_data_maps_that_halving_would_harm_more_than_their_rule_are_relaxed
 
 
 def test_levels_of_detail_reuse_level_0(monkeypatch):
-    chains: list[int] = []
-    real_run = optimize_module.run
-
-    def counting(doc, *steps, **kw):
-        chains.append(len(steps))
-        return real_run(doc, *steps, **kw)
-    monkeypatch.setattr(optimize_module, "run", counting)
+    chains = _counted_chains(monkeypatch)
     session = Session()
     source = _source(textured_doc())
     options = OptimizeOptions(preset="phone")

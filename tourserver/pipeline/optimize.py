@@ -364,12 +364,12 @@ def _lighter_textures(options: OptimizeOptions, out: Document, facts: dict[str, 
     save (GIVING_WAY_SAVES of each) covers it. A data map gives its rule first, where that
     asks less (`_relaxing_loosens`): it is held to what halving it would lose, at full size
     (`quality.halving_target`), which keeps more of it per byte than halving does. Then
-    it, or a colour image, is halved, never
-    below MIN_FIT_TEXTURE_PX (not when `may_shrink` is False: the creator fixed
-    --texture-max). Heavy images are most of a budget's overshoot (noisy normal maps, 2-4
-    MB each), while the light ones keep their size and quality. None when no image can
-    give way (or the images cannot be matched to the resize step's). `sizes`: each
-    image's bytes, where they are estimates (`_prefit`) rather than `out`'s own."""
+    it, or a colour image, is halved, never below MIN_FIT_TEXTURE_PX (not when
+    `may_shrink` is False: the creator fixed --texture-max). Heavy images are most of a
+    budget's overshoot (noisy normal maps, 2-4 MB each), while the light ones keep their
+    size and quality. None when no image can give way (or the images cannot be matched to
+    the resize step's). `sizes`: each image's bytes, where they are estimates (`_prefit`)
+    rather than `out`'s own."""
     images = out.json.get("images", [])
     if facts.get("texture_resize.images_total") != len(images):
         return None  # a later step removed an image: indices no longer match
@@ -406,6 +406,9 @@ def _lighter_textures(options: OptimizeOptions, out: Document, facts: dict[str, 
     return _Lighter(tuple(sorted(relaxed)), limits, new) if new else None
 
 
+_DECODABLE = ("image/png", "image/jpeg", "image/webp")
+
+
 def _relaxing_loosens(out: Document, i: int, rule: Target, channels: str) -> bool:
     """Whether holding image `i` to what halving it would lose asks less than its rule:
     always for a normal map (the mean angle, at least 1°, against the 99th percentile);
@@ -415,14 +418,11 @@ def _relaxing_loosens(out: Document, i: int, rule: Target, channels: str) -> boo
     if not halving_applies(rule):
         return False
     image = out.json["images"][i]
-    if rule.metric is not PSNR or image.get("mimeType") not in DECODED:
+    if rule.metric is not PSNR or image.get("mimeType") not in _DECODABLE:
         return True
     with decode_image(out.buffer_view_bytes(image["bufferView"]), f"image {i}") as img:
         pixels = fill_unread(rgba_pixels(img), channels)
     return halving_target(rule, pixels).floor < rule.floor
-
-
-DECODED = ("image/png", "image/jpeg", "image/webp")
 
 
 def _texture_bytes(doc: Document) -> int:

@@ -458,11 +458,15 @@ class TextureEncode:
         if self.format != "webp" or self.quality.lossless:
             return {}
         jobs = self._jobs(doc, None)
-        images = doc.json.get("images", [])
+        roles = image_roles(doc.json)
+        channels = (image_channels(doc.json) if self.fill_unread_channels
+                    else dict.fromkeys(range(len(doc.json.get("images", []))), ALL_CHANNELS))
         with ThreadPoolExecutor(max_workers=self._workers(len(jobs)),
                                 thread_name_prefix="texture-estimate") as pool:
             futures = {job.index: pool.submit(self._estimate_image, doc, job.index,
-                                              images[job.index]) for job in jobs}
+                                              roles.get(job.index, "data"),
+                                              channels.get(job.index, ALL_CHANNELS))
+                       for job in jobs}
             found = {i: future.result() for i, future in futures.items()}
         estimates = {}
         for job in jobs:
@@ -471,11 +475,9 @@ class TextureEncode:
                                          else min(estimate, job.bytes))
         return estimates
 
-    def _estimate_image(self, doc: Document, i: int, image: dict) -> float | None:
-        roles = image_roles(doc.json)
-        channels = (image_channels(doc.json).get(i, ALL_CHANNELS) if self.fill_unread_channels
-                    else ALL_CHANNELS)
-        role = roles.get(i, "data")
+    def _estimate_image(self, doc: Document, i: int, role: str,
+                        channels: str) -> float | None:
+        image = doc.json["images"][i]
         where = f"{doc.source}#/images/{i}"
         data = doc.buffer_view_bytes(image["bufferView"])
         with decode_image(data, where, self.max_pixels) as img:

@@ -153,11 +153,12 @@ def halving_applies(rule: Target) -> bool:
 
 
 def halving_target(rule: Target, reference: np.ndarray) -> Target:
-    """A data map's rule under a byte budget (`TextureEncode.relax_data`): it may lose at
+    """A data map's rule under a byte budget (`TextureEncode.relax_images`): it may lose at
     full size what halving it would lose, scored at full size as a renderer samples the
     halved map (box down, bilinear up). Halving costs more detail per byte saved than a
-    lossy encode at full size (the bench's noisy scenes: half the bytes for the same PSNR
-    and mean angle), so a budget lowers the data maps' rule before their size. Normal maps
+    lossy encode at full size (the bench's city block: its normal and ORM maps at full
+    size took a quarter of their halved bytes, for the same loss), so a budget lowers the
+    data maps' rule before their size. Normal maps
     are held to the mean angle (see NORMAL_MEAN_ANGLE); packed data to the lower of the
     level's PSNR and halving's. Colour, and data judged as grey, keep their rule."""
     if not halving_applies(rule) or min(reference.shape[:2]) < 8:
