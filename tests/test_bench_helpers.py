@@ -5,6 +5,7 @@ the rest."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import numpy as np
@@ -411,3 +412,34 @@ def test_scenes_are_written_once_per_generator_version(tmp_path):
     stamp = first.stat().st_mtime_ns
     assert scenes.generate("props", tmp_path) == first and first.stat().st_mtime_ns == stamp
     assert scenes.build("props").json == scenes.build("props").json  # seeded
+
+
+def _textured_box(path, pixels: np.ndarray) -> None:
+    from PIL import Image
+
+    box = trimesh.creation.box()
+    uv = (box.vertices[:, :2] + 0.5).clip(0, 1)
+    material = trimesh.visual.material.PBRMaterial(baseColorTexture=Image.fromarray(pixels),
+                                                   metallicFactor=0.0, roughnessFactor=0.6)
+    box.visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
+    path.write_bytes(trimesh.Scene(box).export(file_type="glb"))
+
+
+def test_render_compare_sees_a_texture_change_and_nothing_else(tmp_path):
+    # The rendered comparison behind texture decisions a metric cannot settle: the same
+    # scene renders identically; a texture posterized to 4 levels does not.
+    require(shutil.which("chromium") is not None, "chromium (Debian package)")
+    require((REPO / "node_modules" / "three").is_dir(), "npm ci (three.js)")
+    import render_compare
+
+    ramp = np.repeat(np.linspace(40, 220, 64)[None, :, None], 64, 0).repeat(3, 2)
+    _textured_box(tmp_path / "a.glb", ramp.astype(np.uint8))
+    _textured_box(tmp_path / "b.glb", (ramp // 64 * 64 + 32).astype(np.uint8))
+    one_view = render_compare.VIEWS[:1]
+    same = render_compare.compare(tmp_path / "a.glb", tmp_path / "a.glb", tmp_path / "same",
+                                  size=256, views=one_view)
+    changed = render_compare.compare(tmp_path / "a.glb", tmp_path / "b.glb",
+                                     tmp_path / "changed", size=256, views=one_view)
+    assert same[0]["max"] == 0 and same[0]["pixels_over_2"] == 0
+    assert changed[0]["max"] > 10 and changed[0]["pixels_over_2"] > 100
+    assert (tmp_path / "changed" / "diff0.png").is_file()
