@@ -48,6 +48,24 @@ def test_an_image_shared_by_slots_reads_their_union():
     assert image_roles(doc) == {0: "data"}
 
 
+def test_an_anisotropy_map_is_a_map_of_directions():
+    # Its R and G turn the brushing direction: quantized only where its noise masks it
+    # (`webp.WebpOptions.direction`). Shared with another slot, it is plain data.
+    aniso = {"KHR_materials_anisotropy": {"anisotropyTexture": {"index": 0}}}
+    assert image_roles(_doc([{"extensions": aniso}], 1)) == {0: "direction"}
+    shared = {"extensions": aniso, "occlusionTexture": {"index": 0}}
+    assert image_roles(_doc([shared], 1)) == {0: "data"}
+    x, y = np.meshgrid(np.linspace(40, 215, 128), np.linspace(60, 200, 128))
+    smooth = np.dstack([x, y, np.full_like(x, 255.0)])
+    data = io.BytesIO()
+    Image.fromarray(np.rint(smooth).astype(np.uint8)).save(data, format="PNG")
+    for role in ("direction", "data"):
+        found = TextureEncode().encode_image(data.getvalue(), "image/png", role, "RGB", "t")
+        assert found is not None
+        quantized = found.posterize is not None or found.palette is not None
+        assert quantized == (role == "data"), (role, found)
+
+
 def test_an_extension_that_may_read_textures_elsewhere_keeps_every_channel():
     doc = _doc([{"occlusionTexture": {"index": 0}}], 1, ["EXT_structural_metadata"])
     assert image_channels(doc) == {0: "RGBA"}

@@ -613,3 +613,29 @@ def test_an_alpha_image_whose_sampled_tiles_are_opaque_still_keeps_its_alpha():
     assert result is not None and result.quality is not None
     with Image.open(io.BytesIO(result.data)) as decoded:
         assert np.array_equal(np.asarray(decoded.convert("RGBA"))[..., 3], reference[..., 3])
+
+
+def _smooth_directions(size: int = 256) -> Image.Image:
+    """An anisotropy map's shape: a direction turning smoothly across the texture in R, G
+    (no texel noise), full strength in B."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    angle = 1.2 * x + 0.6 * y
+    pixels = np.dstack([128 + 100 * np.cos(angle), 128 + 100 * np.sin(angle),
+                        np.full_like(x, 255)])
+    return Image.fromarray(np.rint(pixels).astype(np.uint8))
+
+
+def test_a_smooth_map_of_directions_is_not_quantized():
+    # PSNR cannot see the contours quantizing draws on a smooth map of directions: the
+    # barn lamp's anisotropy map, posterized at step 8 (42 dB), lost its brushed streaks in
+    # a render. As a map of directions it is neither posterized nor reduced to a palette;
+    # as plain data the same pixels are posterized.
+    img = _smooth_directions()
+    reference = rgba_pixels(img)
+    assert webp_encode.unbanded_step(reference) < min(webp_encode.POSTERIZE_STEPS)
+    plain = encode_webp(img, reference, 40.0, WebpOptions(), "t")
+    assert plain is not None and (plain.posterize or plain.palette)
+    guarded = encode_webp(img, reference, 40.0, WebpOptions(direction=True), "t")
+    assert guarded is not None and guarded.posterize is None and guarded.palette is None
+    with Image.open(io.BytesIO(guarded.data)) as decoded:
+        assert psnr(rgba_pixels(decoded), reference) >= 40.0

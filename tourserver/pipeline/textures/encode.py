@@ -414,8 +414,7 @@ class TextureEncode:
                                rdo_lambda=self.ktx2_rdo_lambda)
         if target == "webp":
             src = img.convert("RGBA" if alpha else "RGB")
-            options = WebpOptions(self.max_quality, self.effort, self.lossless_effort,
-                                  self.near_lossless, self.max_pixels, rule.metric)
+            options = self._webp_options(rule, role)
             if lossless:
                 return Encoded(encode_lossless(src, options), "image/webp", np.inf, None,
                                metric=rule.metric.name)
@@ -447,6 +446,11 @@ class TextureEncode:
         if relax and role != "colour":
             rule = halving_target(rule, reference)
         return rule, reference, img
+
+    def _webp_options(self, rule: Target, role: str) -> WebpOptions:
+        return WebpOptions(self.max_quality, self.effort, self.lossless_effort,
+                           self.near_lossless, self.max_pixels, rule.metric,
+                           direction=role == "direction")
 
     # -- estimating --------------------------------------------------------------------
 
@@ -487,10 +491,8 @@ class TextureEncode:
                                                 i in self.relax_images)
             alpha = bool((reference[..., 3] < 255).any())
             src = img.convert("RGBA" if alpha else "RGB")
-            options = WebpOptions(self.max_quality, self.effort, self.lossless_effort,
-                                  self.near_lossless, self.max_pixels, rule.metric)
-            return estimate_webp(src, reference, rule.floor, options, where,
-                                 lossless=image["mimeType"] != "image/jpeg")
+            return estimate_webp(src, reference, rule.floor, self._webp_options(rule, role),
+                                 where, lossless=image["mimeType"] != "image/jpeg")
 
     def _replace(self, doc_json: dict, i: int, data: bytes, mime: str,
                  builder: BufferBuilder, payloads: dict[int, bytes]) -> None:

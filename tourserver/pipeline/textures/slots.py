@@ -22,6 +22,12 @@ COLOUR_SLOTS = frozenset({"baseColorTexture", "emissiveTexture", "sheenColorText
                           "diffuseTransmissionColorTexture"})
 # Material slots whose texture holds tangent-space normals (judged by the angle they turn).
 NORMAL_SLOTS = frozenset({"normalTexture", "clearcoatNormalTexture"})
+# Data whose R and G hold a direction (KHR_materials_anisotropy: the brushing direction in
+# tangent space, B its strength): held to PSNR as data, but quantized (posterized, or
+# reduced to a palette) only where its own texel noise masks the step, as normal maps are
+# (`webp.unbanded_step`): posterizing the barn lamp's smooth anisotropy map at step 8
+# visibly weakened its brushed streaks in a render (docs/textures.md).
+DIRECTION_SLOTS = frozenset({"anisotropyTexture"})
 # Channels read by each slot, as the glTF 2.0 spec and each extension's spec define them.
 # baseColorTexture adds A for MASK and BLEND materials (see `_slot_channels`).
 CORE_SLOT_CHANNELS = {
@@ -93,13 +99,15 @@ def _material_slots(material: dict) -> list[tuple[str, dict, str]]:
 
 
 def image_roles(doc_json: dict) -> dict[int, str]:
-    """{image index: "colour", "normal" or "data"} from the material slots that use each
-    image. An image used in two roles is data (every channel held to PSNR: the strictest)."""
+    """{image index: "colour", "normal", "direction" or "data"} from the material slots
+    that use each image. An image used in two roles is data (every channel held to PSNR:
+    the strictest)."""
     roles: dict[int, str] = {}
     for material in doc_json.get("materials", []):
         for slot, info, _ in _material_slots(material):
             role = ("colour" if slot in COLOUR_SLOTS else
-                    "normal" if slot in NORMAL_SLOTS else "data")
+                    "normal" if slot in NORMAL_SLOTS else
+                    "direction" if slot in DIRECTION_SLOTS else "data")
             for image in _texture_images(doc_json, info.get("index")):
                 seen = roles.get(image, role)
                 roles[image] = role if seen == role else "data"

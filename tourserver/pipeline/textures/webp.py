@@ -166,6 +166,13 @@ class WebpOptions:
     near_lossless: bool = True
     max_pixels: int = 8192 * 8192  # decode cap for measuring
     metric: Metric = PSNR  # what `floor` is a score of (`quality`)
+    # R and G hold directions judged by PSNR (an anisotropy map): quantized, posterized or
+    # reduced to a palette, only where its own texel noise masks the step (`unbanded_step`).
+    # PSNR cannot see the contours quantizing draws on a smooth map; normal maps, judged
+    # by the angle, have the same guard on posterizing (a palette must hold the 99th
+    # percentile angle everywhere: the barn lamp's 16-colour normal map rendered as its
+    # source did).
+    direction: bool = False
 
 
 @dataclass(frozen=True)
@@ -414,11 +421,10 @@ def _posterize_plan(sample: Sample, floor: float, opts: WebpOptions) -> _Plan | 
     nothing: every step is tried from the largest; another metric's steps are bisected
     (scores fall as steps grow)."""
     score = _posterize_scorer(sample.image, sample.reference, opts.metric)
-    steps: tuple[float, ...] = POSTERIZE_STEPS
-    if opts.metric.name in ANGLE_METRICS:
-        steps = tuple(s for s in steps if s <= unbanded_step(sample.reference))
-        if not steps:
-            return None
+    masked = _masked_step(sample, opts)
+    steps = tuple(s for s in POSTERIZE_STEPS if s <= masked)
+    if not steps:
+        return None
     found = _largest_step(score, floor, opts.metric is PSNR, steps)
     if found is None:
         return None
@@ -464,8 +470,17 @@ def _largest_step(score: Callable[[float], float], floor: float, every: bool,
 UNBANDED_NOISE_SHARE = 2.0
 
 
+def _masked_step(sample: Sample, opts: WebpOptions) -> float:
+    """The largest posterize step allowed on `sample`: any for most images; for a map of
+    directions (anisotropy, or a normal map, judged by the angle), what its own noise
+    masks."""
+    if opts.direction or opts.metric.name in ANGLE_METRICS:
+        return unbanded_step(sample.reference)
+    return np.inf
+
+
 def unbanded_step(reference: np.ndarray) -> float:
-    """The largest posterize step a normal map's own noise masks (RGBA pixels)."""
+    """The largest posterize step a map of directions' own noise masks (RGBA pixels)."""
     x = reference[..., :2].astype(np.float32)
     if x.shape[0] < 3 or x.shape[1] < 3:
         return 0.0
@@ -485,7 +500,10 @@ def _palette_encoder(image: Image.Image, opts: WebpOptions) -> Callable[[int], b
 def _palette_plan(sample: Sample, floor: float, opts: WebpOptions,
                   where: str) -> _Plan | None:
     """The fewest colours (of PALETTE_SIZES) whose palette holds the floor on the sample:
-    a bisection, as PSNR grows with the colours."""
+    a bisection, as PSNR grows with the colours. Not for a map of directions (`direction`)
+    whose noise masks no step: a palette quantizes as posterizing does."""
+    if opts.direction and _masked_step(sample, opts) < min(POSTERIZE_STEPS):
+        return None
     probe = Prober(_palette_encoder(sample.image, opts), sample.reference, where,
                    opts.max_pixels, metric=opts.metric)
     lo, hi = 0, len(PALETTE_SIZES) - 1
