@@ -4,6 +4,7 @@ lifecycle, and a socket's bounded send queue."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from support import MINI_TOUR
@@ -50,6 +51,27 @@ def test_pose_bounds():
                  {"position": [True, 0, 0], "orientation": [0, 0, 0, 1]}]:
         with pytest.raises(ProtocolError):
             protocol.pose({"type": "presence", "pose": pose})
+
+
+def _secret_of(data_dir: str) -> bytes:
+    return load_secret(Path(data_dir))
+
+
+def test_workers_starting_together_agree_on_one_secret(tmp_path, monkeypatch):
+    # `serve --workers N` starts N processes on a fresh data directory at once: each must
+    # get the one secret, whole (a worker once read the file another had created but not
+    # yet written, and exited).
+    import multiprocessing
+
+    monkeypatch.delenv("TOURSERVER_SECRET", raising=False)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(8) as pool:
+        for attempt in range(20):
+            folder = tmp_path / f"data-{attempt}"
+            secrets_read = pool.map(_secret_of, [str(folder)] * 8)
+            assert len(set(secrets_read)) == 1 and len(secrets_read[0]) >= 32
+            assert (folder / "live-secret").stat().st_mode & 0o777 == 0o600
+            assert [p.name for p in folder.iterdir()] == ["live-secret"]  # no leftovers
 
 
 def test_tokens(tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,9 @@ class Claims:
 
 def load_secret(data_dir: Path) -> bytes:
     """TOURSERVER_SECRET if set, else the data directory's secret, made (mode 0600) on first
-    use. O_EXCL makes two processes starting together agree on one secret."""
+    use. Workers starting together agree on one secret, read whole: it is written to a
+    temporary file first and published by a hard link, which fails where another process
+    published first (then theirs is read)."""
     env = os.environ.get(SECRET_ENV)
     if env:
         if len(env) < 16:
@@ -50,19 +53,23 @@ def load_secret(data_dir: Path) -> bytes:
         return env.encode()
     path = data_dir / SECRET_FILE
     data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        value = path.read_bytes().strip()
-        if len(value) < 32:  # a writer may be mid-write: its content is one write() away
-            raise ValueError(f"{path} holds no usable secret; delete it to make a new one"
-                             ) from None
-        return value
-    value = secrets.token_urlsafe(48).encode()
-    with os.fdopen(fd, "wb") as f:
-        f.write(value)
-        f.flush()
-        os.fsync(f.fileno())
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".tmp-secret-")  # mode 0600
+        try:
+            value = secrets.token_urlsafe(48).encode()
+            with os.fdopen(fd, "wb") as f:
+                f.write(value)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, path)
+            return value
+        except FileExistsError:
+            pass  # another worker published its secret first
+        finally:
+            os.unlink(tmp)
+    value = path.read_bytes().strip()
+    if len(value) < 32:
+        raise ValueError(f"{path} holds no usable secret; delete it to make a new one")
     return value
 
 
