@@ -24,8 +24,9 @@ measure (decode, SSIMULACRA2) ~0.5 s; a sample probe ~0.05 s.
   angle cannot see the contour lines posterizing draws in its shading, so a step is only
   taken where the map's own texel noise masks it (`unbanded_step`): the bench's scanned
   maps, not FlightHelmet's baked ones, which stay near-lossless (libwebp's leaves smooth
-  texels alone). Near-lossless is screened on a quarter of its sample before it is
-  estimated.
+  texels alone). Anisotropy maps (directions judged by PSNR) are neither posterized nor
+  reduced to a palette beyond that either (`WebpOptions.direction`). Near-lossless is
+  screened on a quarter of its sample before it is estimated.
 - Packed data (PSNR): posterized values as before; the lossless encode (~1.1 s) dominates.
 
 Lossy WebP is encoded from pixels converted once by `sharp_yuv` (the same least-squares
@@ -166,8 +167,8 @@ class WebpOptions:
     near_lossless: bool = True
     max_pixels: int = 8192 * 8192  # decode cap for measuring
     metric: Metric = PSNR  # what `floor` is a score of (`quality`)
-    # R and G hold directions judged by PSNR (an anisotropy map): quantized, posterized or
-    # reduced to a palette, only where its own texel noise masks the step (`unbanded_step`).
+    # R and G hold directions judged by PSNR (an anisotropy map): quantized (posterized or
+    # reduced to a palette) only where its own texel noise masks the step (`unbanded_step`).
     # PSNR cannot see the contours quantizing draws on a smooth map; normal maps, judged
     # by the angle, have the same guard on posterizing (a palette must hold the 99th
     # percentile angle everywhere: the barn lamp's 16-colour normal map rendered as its
