@@ -169,13 +169,9 @@ def _score(row: dict) -> str:
     metric, score = row.get("metric"), row.get("score")
     if metric is None or score is None:
         return "-"
-    if metric == "normal_p99_deg":
-        return f"{score:.2f}° p99 normal angle"
-    if metric == "normal_mean_deg":
-        return f"{score:.2f}° mean normal angle"
-    if metric == "psnr":
-        return "identical" if score >= 100 else f"{score:.1f} dB"
-    return f"SSIMULACRA2 {score:.1f}"
+    from tourserver.pipeline.textures.quality import describe_reported  # numpy: on use
+
+    return describe_reported(metric, score)
 
 
 def inspect_report(info: dict) -> str:

@@ -27,6 +27,7 @@ from tourserver.pipeline.textures.quality import (
     PSNR,
     SSIMULACRA2,
     Target,
+    describe,
     halving_target,
     reported,
     texture_quality,
@@ -126,6 +127,19 @@ def test_reported_scores_are_json_safe_and_normals_are_in_degrees():
     assert reported("psnr", 130.0) == 100.0
     facts = {m: reported(m, s) for m, s in (("psnr", np.inf), ("normal_p99_deg", np.inf))}
     json.dumps(facts, allow_nan=False)
+    assert reported("normal_mean_deg", -4.3204) == 4.32  # a budget's rule: -mean angle
+
+
+def test_scores_read_the_same_in_the_report_and_the_log():
+    # The log describes raw scores; the CLI's report rows hold reported ones: one wording.
+    from tourserver.render import _score
+
+    for metric, score, words in (("normal_p99_deg", -3.812, "3.81° p99 normal angle"),
+                                 ("normal_mean_deg", -4.32, "4.32° mean normal angle"),
+                                 ("psnr", 40.75, "40.8 dB"), ("psnr", np.inf, "identical pixels"),
+                                 ("ssimulacra2", 71.5, "SSIMULACRA2 71.5")):
+        assert describe(metric, score) == words
+        assert _score({"metric": metric, "score": reported(metric, score)}) == words
 
 
 # -- end to end ----------------------------------------------------------------------------

@@ -361,7 +361,7 @@ class TextureEncode:
         encoder's path for KTX2 (`find_basisu`); `relax`: a data map held to what halving
         it would lose (`quality.halving_target`)."""
         with decode_image(data, where, self.max_pixels) as img:
-            if img.mode in ("I", "I;16", "I;16B", "I;16L", "F") or img.info.get("bits", 8) > 8:
+            if _high_depth(img):
                 return None  # 16-bit and float data: every target here is 8-bit
             # A new encoding must come in under what we already have to be kept at all.
             result = self._encode_decoded(img, mime, role, channels, where, basisu, len(data),
@@ -485,7 +485,7 @@ class TextureEncode:
         where = f"{doc.source}#/images/{i}"
         data = doc.buffer_view_bytes(image["bufferView"])
         with decode_image(data, where, self.max_pixels) as img:
-            if img.mode in ("I", "I;16", "I;16B", "I;16L", "F") or img.info.get("bits", 8) > 8:
+            if _high_depth(img):
                 return None
             rule, reference, img = self._source(img, role, channels,
                                                 i in self.relax_images)
@@ -563,6 +563,11 @@ def _pixels(doc: Document, image: dict) -> int:
     except GltfInvalid:
         return 0  # its encode reports what is wrong with it
     return width * height
+
+
+def _high_depth(img: Image.Image) -> bool:
+    """16-bit or float pixels."""
+    return img.mode in ("I", "I;16", "I;16B", "I;16L", "F") or img.info.get("bits", 8) > 8
 
 
 def _palette_is_grey(img: Image.Image) -> bool:

@@ -110,14 +110,18 @@ def reported(metric: str, score: float) -> float:
 
 def describe(metric: str, score: float) -> str:
     """A score for people: "SSIMULACRA2 71.2", "42.1 dB", "1.80° p99 normal angle"."""
-    value = reported(metric, score)
+    return describe_reported(metric, reported(metric, score))
+
+
+def describe_reported(metric: str, value: float) -> str:
+    """`describe` for a score already `reported` (the optimise report's texture rows)."""
     if metric == NORMAL_ANGLE.name:
         return f"{value:.2f}° p99 normal angle"
     if metric == NORMAL_MEAN_ANGLE.name:
         return f"{value:.2f}° mean normal angle"
-    if not np.isfinite(score):
-        return "identical pixels"
-    return f"{value:.1f} dB" if metric == PSNR.name else f"SSIMULACRA2 {value:.1f}"
+    if metric == PSNR.name:
+        return "identical pixels" if value >= 100 else f"{value:.1f} dB"
+    return "identical pixels" if value >= 100 else f"SSIMULACRA2 {value:.1f}"
 
 
 @dataclass(frozen=True)
@@ -158,9 +162,9 @@ def halving_target(rule: Target, reference: np.ndarray) -> Target:
     halved map (box down, bilinear up). Halving costs more detail per byte saved than a
     lossy encode at full size (the bench's city block: its normal and ORM maps at full
     size took a quarter of their halved bytes, for the same loss), so a budget lowers the
-    data maps' rule before their size. Normal maps
-    are held to the mean angle (see NORMAL_MEAN_ANGLE); packed data to the lower of the
-    level's PSNR and halving's. Colour, and data judged as grey, keep their rule."""
+    data maps' rule before their size. Normal maps are held to the mean angle (see
+    NORMAL_MEAN_ANGLE); packed data to the lower of the level's PSNR and halving's.
+    Colour, and data judged as grey, keep their rule."""
     if not halving_applies(rule) or min(reference.shape[:2]) < 8:
         return rule
     h, w = reference.shape[:2]
@@ -206,4 +210,4 @@ def texture_quality(value: str | float | None) -> TextureQuality:
 
 __all__ = ["Metric", "Target", "TextureQuality", "LEVELS", "DEFAULT_LEVEL", "texture_quality",
            "PSNR", "SSIMULACRA2", "NORMAL_ANGLE", "NORMAL_MEAN_ANGLE", "ANGLE_METRICS",
-           "halving_applies", "halving_target", "reported", "describe"]
+           "halving_applies", "halving_target", "reported", "describe", "describe_reported"]
